@@ -2,4 +2,12 @@
 //! the coding agent against an OpenAI-compatible model inside a sandbox, and the result is a
 //! live preview plus the generated files.
 
+pub mod agent;
+pub mod cli;
+pub mod events;
+pub mod jobs;
+pub mod llm;
 pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod web;

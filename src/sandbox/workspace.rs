@@ -69,8 +69,17 @@ mod tests {
 
     #[test]
     fn accepts_relative_dotted_and_absolute_workspace_paths() {
-        for raw in ["app/page.tsx", "./app/page.tsx", "/home/user/app/page.tsx", "app//x/../page.tsx"] {
-            assert_eq!(WorkspacePath::parse(raw).unwrap().relative(), "app/page.tsx", "{raw}");
+        for raw in [
+            "app/page.tsx",
+            "./app/page.tsx",
+            "/home/user/app/page.tsx",
+            "app//x/../page.tsx",
+        ] {
+            assert_eq!(
+                WorkspacePath::parse(raw).unwrap().relative(),
+                "app/page.tsx",
+                "{raw}"
+            );
         }
         assert_eq!(
             WorkspacePath::parse("app/page.tsx").unwrap().absolute(),

@@ -1,0 +1,226 @@
+//! The coding agent: asks the model for the next step, runs the tools it calls in the
+//! sandbox, and repeats until the model hands in a `<task_summary>` or the step cap is hit.
+
+pub mod prompt;
+pub mod tools;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::events::EventKind;
+use crate::llm::{ChatMessage, ChatRequest, Llm, LlmError};
+use crate::sandbox::Sandbox;
+use crate::store::TokenUsage;
+
+pub use tools::Toolbox;
+
+/// Low temperature: the agent should write code, not improvise.
+const AGENT_TEMPERATURE: f32 = 0.1;
+const NUDGE: &str = "Keep going: use the tools to build the app. When it is complete, reply with only the <task_summary> block.";
+
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub max_iterations: u32,
+    pub command_timeout: Duration,
+    /// How long the sandbox should stay alive after each tool call.
+    pub sandbox_lifetime: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            max_iterations: 30,
+            command_timeout: Duration::from_secs(300),
+            sandbox_lifetime: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// What the agent is asked to do.
+#[derive(Debug, Clone)]
+pub struct AgentTask {
+    /// Earlier conversation turns (user and assistant text), oldest first.
+    pub history: Vec<ChatMessage>,
+    /// The new request.
+    pub prompt: String,
+    /// Files the app already has (restored from its last version), for context.
+    pub existing_files: Vec<String>,
+}
+
+/// A finished run that produced (or kept) an app.
+#[derive(Debug, Clone)]
+pub struct AgentResult {
+    pub title: String,
+    /// The friendly answer shown to the user.
+    pub reply: String,
+    pub summary: String,
+    /// Files written during this run, path → content.
+    pub written: BTreeMap<String, String>,
+    pub usage: TokenUsage,
+    pub iterations: u32,
+    /// Set when the step cap ended the run but files had been written.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Model(#[from] LlmError),
+    #[error("the agent used all {0} steps without writing any files")]
+    NothingBuilt(u32),
+}
+
+pub struct Agent<'a> {
+    pub llm: &'a dyn Llm,
+    pub sandbox: &'a dyn Sandbox,
+    pub settings: &'a AgentSettings,
+    /// Receives progress as it happens.
+    pub on_event: &'a (dyn Fn(EventKind) + Send + Sync),
+}
+
+impl Agent<'_> {
+    pub async fn run(&self, task: &AgentTask) -> Result<AgentResult, AgentError> {
+        let mut messages = vec![ChatMessage::system(prompt::SYSTEM_PROMPT)];
+        messages.extend(task.history.iter().cloned());
+        messages.push(ChatMessage::user(user_turn(task)));
+
+        let mut toolbox = Toolbox {
+            sandbox: self.sandbox,
+            command_timeout: self.settings.command_timeout,
+            written: BTreeMap::new(),
+        };
+        let mut usage = TokenUsage::default();
+        let max = self.settings.max_iterations.max(1);
+        let mut summary = None;
+        let mut last_text = String::new();
+        let mut iterations = 0;
+
+        while iterations < max && summary.is_none() {
+            iterations += 1;
+            (self.on_event)(EventKind::ModelTurn {
+                iteration: iterations,
+                max_iterations: max,
+            });
+            let response = self
+                .llm
+                .chat(&ChatRequest {
+                    messages: messages.clone(),
+                    tools: tools::specs(),
+                    temperature: AGENT_TEMPERATURE,
+                })
+                .await?;
+            usage.add(response.usage);
+            let reply = response.message;
+            let text = reply.text_content().trim().to_string();
+            summary = prompt::extract_summary(&text);
+            if summary.is_none() && !text.is_empty() {
+                (self.on_event)(EventKind::ModelText {
+                    text: tools::truncate_middle(&text, 400),
+                });
+                last_text = text.clone();
+            }
+            let calls = reply.tool_calls.clone();
+            messages.push(reply);
+            for call in &calls {
+                let outcome = self
+                    .call_tool(&mut toolbox, &call.function.name, &call.function.arguments)
+                    .await;
+                messages.push(ChatMessage::tool_result(&call.id, outcome));
+            }
+            if calls.is_empty() && summary.is_none() {
+                messages.push(ChatMessage::user(NUDGE));
+            }
+        }
+
+        let note = if summary.is_none() {
+            if toolbox.written.is_empty() && task.existing_files.is_empty() {
+                return Err(AgentError::NothingBuilt(max));
+            }
+            Some(format!(
+                "The agent stopped after its limit of {max} steps before saying it was done; the files it wrote so far are saved."
+            ))
+        } else {
+            None
+        };
+        let summary = summary.unwrap_or_else(|| {
+            if last_text.is_empty() {
+                format!("Work in progress on: {}", task.prompt)
+            } else {
+                last_text
+            }
+        });
+        (self.on_event)(EventKind::Summary {
+            text: summary.clone(),
+        });
+
+        let (title, title_usage) = self.side_call(prompt::TITLE_PROMPT, &summary).await;
+        usage.add(title_usage);
+        let title = prompt::clean_title(title.as_deref().unwrap_or(&task.prompt));
+        let (reply, reply_usage) = self.side_call(prompt::REPLY_PROMPT, &summary).await;
+        usage.add(reply_usage);
+        let reply = reply.unwrap_or_else(|| summary.clone());
+
+        Ok(AgentResult {
+            title,
+            reply,
+            summary,
+            written: toolbox.written,
+            usage,
+            iterations,
+            note,
+        })
+    }
+
+    async fn call_tool(&self, toolbox: &mut Toolbox<'_>, name: &str, arguments: &str) -> String {
+        (self.on_event)(EventKind::ToolStarted {
+            tool: name.to_string(),
+            summary: Toolbox::describe(name, arguments),
+        });
+        let started = Instant::now();
+        let outcome = toolbox.call(name, arguments).await;
+        if let Err(error) = self.sandbox.extend(self.settings.sandbox_lifetime).await {
+            tracing::warn!(%error, "could not extend the sandbox's lifetime");
+        }
+        (self.on_event)(EventKind::ToolFinished {
+            tool: name.to_string(),
+            summary: outcome.summary,
+            ok: outcome.ok,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+        outcome.content
+    }
+
+    /// A small extra call (title, reply). Its failure must not sink a finished app, so it
+    /// yields `None` and the caller falls back to plain text.
+    async fn side_call(&self, instructions: &str, summary: &str) -> (Option<String>, TokenUsage) {
+        let request = ChatRequest {
+            messages: vec![
+                ChatMessage::system(instructions),
+                ChatMessage::user(summary),
+            ],
+            tools: Vec::new(),
+            temperature: 0.3,
+        };
+        match self.llm.chat(&request).await {
+            Ok(response) => {
+                let text = response.message.text_content().trim().to_string();
+                (Some(text).filter(|text| !text.is_empty()), response.usage)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "title/reply call failed; using the summary instead");
+                (None, TokenUsage::default())
+            }
+        }
+    }
+}
+
+fn user_turn(task: &AgentTask) -> String {
+    if task.existing_files.is_empty() {
+        return task.prompt.clone();
+    }
+    format!(
+        "{}\n\n(The app already exists in /home/user. Files written so far: {}. Read the ones you change first.)",
+        task.prompt,
+        task.existing_files.join(", ")
+    )
+}

@@ -1,0 +1,91 @@
+//! What the model is told. Our own wording of the rules that make small and large models
+//! produce a working Next.js app in the template.
+
+pub const SUMMARY_OPEN: &str = "<task_summary>";
+pub const SUMMARY_CLOSE: &str = "</task_summary>";
+
+pub const SYSTEM_PROMPT: &str = r#"You are a senior full-stack engineer building a web app inside a sandbox.
+
+The sandbox:
+- A Next.js 15 project (App Router, TypeScript, React 19, Tailwind CSS v4) lives in the workspace /home/user. The entry page is app/page.tsx; app/layout.tsx already exists and wraps every page, so never write <html>, <head> or <body> yourself.
+- A UI kit with the shadcn/ui API is installed at @/components/ui/* (button, card, input, textarea, label, badge, checkbox, switch, select, tabs, dialog, sheet, dropdown-menu, tooltip, popover, avatar, progress, separator, scroll-area, table, alert, skeleton, slider, radio-group, accordion, toggle, sonner). Import each from its own file, e.g. `import { Button } from "@/components/ui/button"`. The `cn` helper is in @/lib/utils. Icons come from lucide-react.
+- The dev server is already running on port 3000 with hot reload. Never run `next dev`, `next build`, `next start` or `npm run dev/build/start`.
+
+Your tools:
+- terminal {command}: runs a shell command in /home/user and returns its exit code, stdout and stderr. Install extra npm packages with `npm install <package> --yes` before importing them; never edit package.json by hand.
+- createOrUpdateFiles {files: [{path, content}]}: writes whole files. Paths are relative to /home/user, e.g. "app/page.tsx" or "components/habit-list.tsx".
+- readFiles {files: [path]}: returns the current content of files, e.g. ["app/page.tsx"] or ["/home/user/components/ui/button.tsx"].
+
+Rules:
+- Put "use client" as the very first line of every file that uses React hooks, event handlers or browser APIs.
+- Style only with Tailwind classes; do not create or edit .css files.
+- Build complete, realistic, responsive and accessible screens: real layout, sensible sample data held in state, working interactions. No placeholders or TODOs.
+- Split larger features into components under components/ and import them with relative or "@/" paths.
+- No external APIs, no remote images or fonts: everything must work offline. Use emoji or lucide-react icons for imagery.
+- When you change an existing app, read the files you are changing first and keep what already works.
+- Fix errors you see in command output before you finish.
+
+When the app is complete, reply with nothing but this block (no tool call in that reply):
+<task_summary>
+A short description of what you built or changed.
+</task_summary>"#;
+
+pub const TITLE_PROMPT: &str = "You name apps. Reply with a title of at most three words in Title Case for the app described by the user: no punctuation, no quotes, nothing else.";
+
+pub const REPLY_PROMPT: &str = "You are a friendly assistant telling a user that their app is ready. Given the developer's summary, write one to three casual sentences describing what was built or changed, as if saying \"Here is your …\". No markdown, no code, no mention of files or tools.";
+
+/// The text between `<task_summary>` and `</task_summary>`, if the model finished.
+pub fn extract_summary(text: &str) -> Option<String> {
+    let start = text.find(SUMMARY_OPEN)? + SUMMARY_OPEN.len();
+    let rest = &text[start..];
+    let body = rest.find(SUMMARY_CLOSE).map_or(rest, |end| &rest[..end]);
+    let body = body.trim();
+    (!body.is_empty()).then(|| body.to_string())
+}
+
+/// Makes a model-proposed title fit: at most three words, no punctuation.
+pub fn clean_title(raw: &str) -> String {
+    let words: Vec<String> = raw
+        .split_whitespace()
+        .map(|word| {
+            word.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|word| !word.is_empty())
+        .take(3)
+        .collect();
+    if words.is_empty() {
+        "Untitled App".to_string()
+    } else {
+        words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_is_found_with_or_without_closing_tag() {
+        assert_eq!(
+            extract_summary("ok <task_summary>\nBuilt it.\n</task_summary>").as_deref(),
+            Some("Built it.")
+        );
+        assert_eq!(
+            extract_summary("<task_summary>Built it.").as_deref(),
+            Some("Built it.")
+        );
+        assert_eq!(extract_summary("<task_summary></task_summary>"), None);
+        assert_eq!(extract_summary("no summary"), None);
+    }
+
+    #[test]
+    fn titles_are_trimmed_to_three_clean_words() {
+        assert_eq!(
+            clean_title("\"Habit Tracker Pro Max!\""),
+            "Habit Tracker Pro"
+        );
+        assert_eq!(clean_title("  ...  "), "Untitled App");
+    }
+}

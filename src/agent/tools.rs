@@ -1,0 +1,359 @@
+//! The three tools the model may call. Every call gets an answer: a success summary with
+//! the output, or the error — never silence, never a crash on bad arguments.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::llm::ToolSpec;
+use crate::sandbox::{FileWrite, Sandbox, SandboxError, WorkspacePath};
+
+pub const TERMINAL: &str = "terminal";
+pub const WRITE_FILES: &str = "createOrUpdateFiles";
+pub const READ_FILES: &str = "readFiles";
+
+/// Longest text of one output stream handed back to the model.
+const MAX_OUTPUT_CHARS: usize = 8_000;
+
+pub fn specs() -> Vec<ToolSpec> {
+    vec![
+        ToolSpec {
+            name: TERMINAL,
+            description: "Run a shell command in the sandbox workspace /home/user. Returns the exit code, stdout and stderr.",
+            parameters: json!({
+                "type": "object",
+                "properties": { "command": { "type": "string", "description": "The command, run with bash" } },
+                "required": ["command"]
+            }),
+        },
+        ToolSpec {
+            name: WRITE_FILES,
+            description: "Create or overwrite files in the sandbox. Paths are relative to /home/user.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": { "type": "string" },
+                                "content": { "type": "string" }
+                            },
+                            "required": ["path", "content"]
+                        }
+                    }
+                },
+                "required": ["files"]
+            }),
+        },
+        ToolSpec {
+            name: READ_FILES,
+            description: "Read files from the sandbox. Returns a JSON list of {path, content}.",
+            parameters: json!({
+                "type": "object",
+                "properties": { "files": { "type": "array", "items": { "type": "string" } } },
+                "required": ["files"]
+            }),
+        },
+    ]
+}
+
+/// What a tool call produced, for the model and for the progress stream.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    pub ok: bool,
+    /// The text returned to the model.
+    pub content: String,
+    /// One line for people: "wrote app/page.tsx (42 lines)".
+    pub summary: String,
+}
+
+impl ToolOutcome {
+    fn failed(summary: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            summary: summary.into(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TerminalArgs {
+    command: String,
+}
+
+#[derive(Deserialize)]
+struct WriteArgs {
+    files: Vec<FileArg>,
+}
+
+#[derive(Deserialize)]
+struct FileArg {
+    path: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct ReadArgs {
+    files: Vec<String>,
+}
+
+/// Runs tool calls against one sandbox and remembers every file written.
+pub struct Toolbox<'a> {
+    pub sandbox: &'a dyn Sandbox,
+    pub command_timeout: Duration,
+    /// Files written during this job, path → content.
+    pub written: BTreeMap<String, String>,
+}
+
+impl Toolbox<'_> {
+    /// A short human description of a call before it runs ("npm install zod").
+    pub fn describe(name: &str, arguments: &str) -> String {
+        match name {
+            TERMINAL => serde_json::from_str::<TerminalArgs>(arguments)
+                .map(|args| shorten(&args.command, 120))
+                .unwrap_or_else(|_| "(unreadable command)".into()),
+            WRITE_FILES | READ_FILES => {
+                let paths: Vec<String> = match name {
+                    WRITE_FILES => serde_json::from_str::<WriteArgs>(arguments)
+                        .map(|args| args.files.into_iter().map(|file| file.path).collect())
+                        .unwrap_or_default(),
+                    _ => serde_json::from_str::<ReadArgs>(arguments)
+                        .map(|args| args.files)
+                        .unwrap_or_default(),
+                };
+                if paths.is_empty() {
+                    "(no files)".into()
+                } else {
+                    shorten(&paths.join(", "), 120)
+                }
+            }
+            other => format!("unknown tool {other}"),
+        }
+    }
+
+    pub async fn call(&mut self, name: &str, arguments: &str) -> ToolOutcome {
+        match name {
+            TERMINAL => match parse::<TerminalArgs>(name, arguments, r#"{"command": "..."}"#) {
+                Ok(args) => self.terminal(&args.command).await,
+                Err(outcome) => outcome,
+            },
+            WRITE_FILES => {
+                match parse::<WriteArgs>(
+                    name,
+                    arguments,
+                    r#"{"files": [{"path": "...", "content": "..."}]}"#,
+                ) {
+                    Ok(args) => self.write_files(args.files).await,
+                    Err(outcome) => outcome,
+                }
+            }
+            READ_FILES => match parse::<ReadArgs>(name, arguments, r#"{"files": ["..."]}"#) {
+                Ok(args) => self.read_files(&args.files).await,
+                Err(outcome) => outcome,
+            },
+            other => ToolOutcome::failed(
+                format!("unknown tool {other}"),
+                format!(
+                    "Error: there is no tool named {other:?}. Use {TERMINAL}, {WRITE_FILES} or {READ_FILES}."
+                ),
+            ),
+        }
+    }
+
+    async fn terminal(&mut self, command: &str) -> ToolOutcome {
+        let short = shorten(command, 80);
+        match self.sandbox.run(command, self.command_timeout).await {
+            Ok(output) => {
+                let streams = format!(
+                    "stdout:\n{}\nstderr:\n{}",
+                    truncate_middle(&output.stdout, MAX_OUTPUT_CHARS),
+                    truncate_middle(&output.stderr, MAX_OUTPUT_CHARS)
+                );
+                if output.success() {
+                    ToolOutcome {
+                        ok: true,
+                        summary: format!("ran {short}"),
+                        content: format!("Command succeeded (exit code 0)\n{streams}"),
+                    }
+                } else {
+                    ToolOutcome::failed(
+                        format!("ran {short} (exit code {})", output.exit_code),
+                        format!(
+                            "Command failed with exit code {}\n{streams}",
+                            output.exit_code
+                        ),
+                    )
+                }
+            }
+            Err(error) => ToolOutcome::failed(
+                format!("ran {short}: {error}"),
+                format!("Command failed: {error}"),
+            ),
+        }
+    }
+
+    async fn write_files(&mut self, files: Vec<FileArg>) -> ToolOutcome {
+        if files.is_empty() {
+            return ToolOutcome::failed(
+                "wrote no files",
+                "Error: `files` is empty; nothing was written.",
+            );
+        }
+        // Check every path before writing anything, so a bad path leaves the workspace untouched.
+        let mut writes = Vec::with_capacity(files.len());
+        for file in &files {
+            match WorkspacePath::parse(&file.path) {
+                Ok(path) => writes.push(FileWrite {
+                    path,
+                    content: file.content.clone().into_bytes(),
+                }),
+                Err(error) => {
+                    return ToolOutcome::failed(
+                        format!("refused to write {}", shorten(&file.path, 80)),
+                        format!(
+                            "Error: {error}. Nothing was written. Use paths relative to /home/user such as app/page.tsx."
+                        ),
+                    );
+                }
+            }
+        }
+        if let Err(error) = self.sandbox.write_files(&writes).await {
+            return ToolOutcome::failed(
+                "failed to write files",
+                format!("Error writing files: {error}"),
+            );
+        }
+        let described: Vec<String> = writes
+            .iter()
+            .zip(&files)
+            .map(|(write, file)| format!("{} ({} lines)", write.path, file.content.lines().count()))
+            .collect();
+        for (write, file) in writes.into_iter().zip(files) {
+            self.written
+                .insert(write.path.relative().to_string(), file.content);
+        }
+        ToolOutcome {
+            ok: true,
+            summary: format!("wrote {}", shorten(&described.join(", "), 160)),
+            content: format!(
+                "Wrote {} file(s): {}",
+                described.len(),
+                described.join(", ")
+            ),
+        }
+    }
+
+    async fn read_files(&mut self, paths: &[String]) -> ToolOutcome {
+        let mut results = Vec::with_capacity(paths.len());
+        let mut failures = 0;
+        for raw in paths {
+            let entry = match WorkspacePath::parse(raw) {
+                Ok(path) => match self.sandbox.read_file(&path).await {
+                    Ok(bytes) => json!({ "path": raw, "content": String::from_utf8_lossy(&bytes) }),
+                    Err(SandboxError::FileNotFound(_)) => {
+                        failures += 1;
+                        json!({ "path": raw, "error": "file not found" })
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        json!({ "path": raw, "error": error.to_string() })
+                    }
+                },
+                Err(error) => {
+                    failures += 1;
+                    json!({ "path": raw, "error": error.to_string() })
+                }
+            };
+            results.push(entry);
+        }
+        let listed = shorten(&paths.join(", "), 120);
+        ToolOutcome {
+            ok: failures == 0,
+            summary: if failures == 0 {
+                format!("read {listed}")
+            } else {
+                format!("read {listed} ({failures} failed)")
+            },
+            content: serde_json::Value::Array(results).to_string(),
+        }
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(
+    tool: &str,
+    arguments: &str,
+    expected: &str,
+) -> Result<T, ToolOutcome> {
+    let text = if arguments.trim().is_empty() {
+        "{}"
+    } else {
+        arguments
+    };
+    serde_json::from_str(text).map_err(|error| {
+        ToolOutcome::failed(
+            format!("{tool}: unreadable arguments"),
+            format!("Error: the arguments for {tool} are not valid JSON of the form {expected}: {error}. Call the tool again with valid arguments."),
+        )
+    })
+}
+
+/// Keeps the head and the tail of long output, which is where the useful lines are.
+pub fn truncate_middle(text: &str, max_chars: usize) -> String {
+    let total = text.chars().count();
+    if total <= max_chars {
+        return text.to_string();
+    }
+    let keep = max_chars / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(total - keep).collect();
+    format!(
+        "{head}\n…[truncated {} characters]…\n{tail}",
+        total - 2 * keep
+    )
+}
+
+fn shorten(text: &str, max_chars: usize) -> String {
+    let single_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if single_line.chars().count() <= max_chars {
+        single_line
+    } else {
+        format!(
+            "{}…",
+            single_line.chars().take(max_chars).collect::<String>()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_output_keeps_head_and_tail_with_a_marker() {
+        let text = format!("{}{}", "a".repeat(100), "z".repeat(100));
+        let cut = truncate_middle(&text, 20);
+        assert!(cut.starts_with("aaaaaaaaaa\n…[truncated 180 characters]…\nzzzzzzzzzz"));
+        assert_eq!(truncate_middle("short", 20), "short");
+    }
+
+    #[test]
+    fn describe_summarises_arguments() {
+        assert_eq!(
+            Toolbox::describe(TERMINAL, r#"{"command":"npm install zod"}"#),
+            "npm install zod"
+        );
+        assert_eq!(
+            Toolbox::describe(
+                WRITE_FILES,
+                r#"{"files":[{"path":"app/page.tsx","content":""}]}"#
+            ),
+            "app/page.tsx"
+        );
+        assert_eq!(Toolbox::describe(TERMINAL, "{oops"), "(unreadable command)");
+    }
+}

@@ -1,0 +1,245 @@
+//! The command line: `serve`, `generate`, `template build`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::agent::AgentSettings;
+use crate::events::EventKind;
+use crate::llm::LlmConfig;
+use crate::server::{Services, Settings};
+use crate::store::{JobStatus, MessageType};
+use crate::web::Setup;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "codeflux",
+    version,
+    about = "A self-hosted AI app builder: describe an app, watch an agent build it, click the live preview."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web UI, the JSON API and the preview proxy.
+    Serve(ServeArgs),
+    /// Build one app from a prompt without the web UI and write its files to a folder.
+    Generate(GenerateArgs),
+}
+
+/// Settings shared by `serve` and `generate`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Most model turns one request may take.
+    #[arg(long, env = "CODEFLUX_MAX_ITERATIONS", default_value_t = 30)]
+    pub max_iterations: u32,
+    /// Seconds a single terminal command may run before it is killed.
+    #[arg(long, env = "CODEFLUX_COMMAND_TIMEOUT_SECS", default_value_t = 300)]
+    pub command_timeout_secs: u64,
+    /// Public URL of a project's preview; `{project}` becomes the project id.
+    #[arg(
+        long,
+        env = "CODEFLUX_PREVIEW_URL",
+        default_value = "http://{project}.localhost:3001"
+    )]
+    pub preview_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the UI and API.
+    #[arg(long, env = "CODEFLUX_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Where projects, messages and jobs are kept.
+    #[arg(long, env = "CODEFLUX_DATA_DIR", default_value = "./codeflux-data")]
+    pub data_dir: PathBuf,
+    /// How many jobs run at the same time.
+    #[arg(long, env = "CODEFLUX_MAX_JOBS", default_value_t = 2)]
+    pub max_jobs: usize,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to build.
+    pub prompt: String,
+    /// Folder to write the generated files into.
+    #[arg(long, default_value = "./codeflux-out")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+impl AgentArgs {
+    fn settings(&self, data_dir: Option<PathBuf>, max_jobs: usize) -> Settings {
+        Settings {
+            data_dir,
+            max_jobs,
+            agent: AgentSettings {
+                max_iterations: self.max_iterations,
+                command_timeout: Duration::from_secs(self.command_timeout_secs),
+                ..AgentSettings::default()
+            },
+            preview_url_template: self.preview_url.clone(),
+            llm: LlmConfig::from_env(),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Generate(args) => generate(args).await,
+    }
+}
+
+fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) -> Setup {
+    Setup {
+        sandbox_backend: sandbox.provider.as_ref().map(|provider| provider.name().to_string()),
+        sandbox_problem: sandbox.problem.clone(),
+        model: settings.llm.model.clone(),
+        model_problem: settings.llm.missing_key().then(|| {
+            format!(
+                "No API key for {}: set CODEFLUX_LLM_API_KEY (or OPENROUTER_API_KEY), or point CODEFLUX_LLM_BASE_URL at a local server such as http://localhost:11434/v1",
+                settings.llm.base_url
+            )
+        }),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args
+        .agent
+        .settings(Some(args.data_dir.clone()), args.max_jobs);
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let sandbox = crate::sandbox::select::from_env().await;
+    let setup = setup_for(&settings, &sandbox);
+    if let Some(problem) = &setup.sandbox_problem {
+        tracing::warn!("{problem}");
+    }
+    if let Some(problem) = &setup.model_problem {
+        tracing::warn!("{problem}");
+    }
+    let services = Services::build(&settings, sandbox.provider, setup).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    services.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let settings = args.agent.settings(None, 1);
+    let sandbox = crate::sandbox::select::from_env().await;
+    if let Some(problem) = &sandbox.problem {
+        bail!("{problem}");
+    }
+    let setup = setup_for(&settings, &sandbox);
+    let services = Services::build(&settings, sandbox.provider, setup).await?;
+    let store = &services.state.store;
+    let (project, _, mut job) = store.create_project(args.prompt.trim())?;
+    eprintln!("Building {} …", project.name);
+
+    let (_, mut progress) = services.state.events.watch(project.id)?;
+    let printer = tokio::spawn(async move {
+        while let Ok(event) = progress.recv().await {
+            if let Some(line) = describe(&event.kind) {
+                eprintln!("  {line}");
+            }
+        }
+    });
+
+    job.status = JobStatus::Running;
+    job.attempts = 1;
+    store.put_job(&job)?;
+    let message = services.jobs.generation().run(&job).await?;
+    printer.abort();
+    if message.kind == MessageType::Error {
+        bail!("{}", message.content);
+    }
+    let fragment = store
+        .fragment(message.id)?
+        .context("the job finished without files")?;
+    write_files(&args.out, &fragment.files)?;
+    println!("{}", message.content);
+    println!(
+        "Wrote {} files to {}",
+        fragment.files.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_files(
+    out: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for (path, content) in files {
+        // Paths were checked against the workspace when written; check again for the host.
+        let relative = crate::sandbox::WorkspacePath::parse(path)?;
+        let target = out.join(relative.relative());
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, content)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// One line of progress for the terminal.
+fn describe(kind: &EventKind) -> Option<String> {
+    Some(match kind {
+        EventKind::SandboxReady { backend, .. } => format!("sandbox ready ({backend})"),
+        EventKind::ModelTurn {
+            iteration,
+            max_iterations,
+        } => format!("model turn {iteration}/{max_iterations}"),
+        EventKind::ToolFinished {
+            summary,
+            ok,
+            elapsed_ms,
+            ..
+        } => {
+            format!(
+                "{} {summary} ({:.1} s)",
+                if *ok { "✓" } else { "✗" },
+                *elapsed_ms as f64 / 1000.0
+            )
+        }
+        EventKind::Summary { text } => format!("summary: {text}"),
+        _ => return None,
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,237 @@
+//! Live progress of a project's jobs. Every event is stored (so a client that connects late
+//! can replay it) and broadcast to whoever is watching the project right now.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError};
+
+/// How many events a slow watcher may fall behind before it has to re-sync from storage.
+const CHANNEL_CAPACITY: usize = 256;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Position in the project's event log; strictly increasing.
+    pub seq: u64,
+    pub project_id: Uuid,
+    pub job_id: Uuid,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The job is waiting for a free worker.
+    Queued,
+    /// A worker picked the job up (`attempt` counts restarts after a crash).
+    Started { attempt: u32 },
+    /// The sandbox answers; `restored_files` were put back from the last version.
+    SandboxReady {
+        backend: String,
+        created: bool,
+        restored_files: usize,
+    },
+    /// The agent asks the model for its next step.
+    ModelTurn { iteration: u32, max_iterations: u32 },
+    /// The model said something besides calling tools (shortened).
+    ModelText { text: String },
+    /// A tool call started, with its arguments summarised ("npm install zod").
+    ToolStarted { tool: String, summary: String },
+    /// A tool call finished ("wrote app/page.tsx (42 lines)").
+    ToolFinished {
+        tool: String,
+        summary: String,
+        ok: bool,
+        elapsed_ms: u64,
+    },
+    /// The agent's final `<task_summary>`.
+    Summary { text: String },
+    /// The job ended and its assistant message is stored.
+    Finished {
+        message_id: Uuid,
+        ok: bool,
+        detail: String,
+    },
+}
+
+impl EventKind {
+    /// True for the event that closes a job.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventKind::Finished { .. })
+    }
+}
+
+#[derive(Clone)]
+pub struct EventHub {
+    store: Store,
+    channels: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Event>>>>,
+    /// Serialises sequence allocation so stored order equals broadcast order.
+    append_lock: Arc<Mutex<()>>,
+}
+
+impl EventHub {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            channels: Arc::default(),
+            append_lock: Arc::default(),
+        }
+    }
+
+    /// Stores the event and tells everyone watching the project.
+    pub fn publish(
+        &self,
+        project_id: Uuid,
+        job_id: Uuid,
+        kind: EventKind,
+    ) -> Result<Event, StoreError> {
+        let tree = self.store.events_tree();
+        let _guard = self
+            .append_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seq = match tree.scan_prefix(project_id.as_bytes()).keys().next_back() {
+            Some(key) => seq_from_key(&key?) + 1,
+            None => 1,
+        };
+        let event = Event {
+            seq,
+            project_id,
+            job_id,
+            at: Utc::now(),
+            kind,
+        };
+        tree.insert(event_key(project_id, seq), serde_json::to_vec(&event)?)?;
+        if let Some(sender) = self.channel_if_watched(project_id) {
+            // No receiver left is fine: nobody is watching.
+            let _ = sender.send(event.clone());
+        }
+        Ok(event)
+    }
+
+    /// Starts watching a project: returns the events of its latest job so far, then a
+    /// receiver for what comes next. Subscribing before reading storage means nothing falls
+    /// between the two; the caller drops live events whose `seq` it already replayed.
+    pub fn watch(
+        &self,
+        project_id: Uuid,
+    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), StoreError> {
+        let receiver = self.channel(project_id).subscribe();
+        Ok((self.latest_job_events(project_id)?, receiver))
+    }
+
+    /// The stored events of the project's most recent job, oldest first.
+    pub fn latest_job_events(&self, project_id: Uuid) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        for value in self
+            .store
+            .events_tree()
+            .scan_prefix(project_id.as_bytes())
+            .values()
+            .rev()
+        {
+            let event: Event = serde_json::from_slice(&value?)?;
+            if events
+                .last()
+                .is_some_and(|last: &Event| last.job_id != event.job_id)
+            {
+                break;
+            }
+            events.push(event);
+        }
+        events.reverse();
+        Ok(events)
+    }
+
+    fn channel(&self, project_id: Uuid) -> broadcast::Sender<Event> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget channels nobody listens to any more, so the map does not grow forever.
+        channels.retain(|_, sender| sender.receiver_count() > 0);
+        channels
+            .entry(project_id)
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .clone()
+    }
+
+    fn channel_if_watched(&self, project_id: Uuid) -> Option<broadcast::Sender<Event>> {
+        let channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        channels.get(&project_id).cloned()
+    }
+}
+
+fn event_key(project_id: Uuid, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(24);
+    key.extend_from_slice(project_id.as_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn seq_from_key(key: &[u8]) -> u64 {
+    key.get(16..24)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn late_watcher_replays_latest_job_then_streams() {
+        let store = Store::temporary().unwrap();
+        let hub = EventHub::new(store);
+        let project = Uuid::now_v7();
+        let (old_job, new_job) = (Uuid::now_v7(), Uuid::now_v7());
+        hub.publish(project, old_job, EventKind::Queued).unwrap();
+        hub.publish(project, new_job, EventKind::Queued).unwrap();
+        hub.publish(project, new_job, EventKind::Started { attempt: 1 })
+            .unwrap();
+
+        let (replayed, mut live) = hub.watch(project).unwrap();
+        assert_eq!(
+            replayed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert!(replayed.iter().all(|e| e.job_id == new_job));
+
+        hub.publish(
+            project,
+            new_job,
+            EventKind::Summary {
+                text: "done".into(),
+            },
+        )
+        .unwrap();
+        let next = live.recv().await.unwrap();
+        assert_eq!(next.seq, 4);
+        assert_eq!(
+            next.kind,
+            EventKind::Summary {
+                text: "done".into()
+            }
+        );
+    }
+
+    #[test]
+    fn sequences_are_per_project() {
+        let hub = EventHub::new(Store::temporary().unwrap());
+        let (a, b, job) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(hub.publish(a, job, EventKind::Queued).unwrap().seq, 1);
+        assert_eq!(hub.publish(b, job, EventKind::Queued).unwrap().seq, 1);
+        assert_eq!(hub.publish(a, job, EventKind::Queued).unwrap().seq, 2);
+    }
+}

@@ -1,0 +1,190 @@
+//! One job's work: get the project's sandbox (restoring its files if it is fresh), run the
+//! agent, and store the answer. Whatever happens, the job ends with an assistant message.
+
+use std::sync::Arc;
+
+use crate::agent::{Agent, AgentSettings, AgentTask};
+use crate::events::{EventHub, EventKind};
+use crate::llm::{ChatMessage, Llm};
+use crate::sandbox::{Acquired, FileWrite, SandboxProvider, WorkspacePath};
+use crate::store::{Job, Message, MessageType, NewFragment, Role, Store, StoreError};
+
+/// How many earlier messages the model sees as conversation context.
+const HISTORY_MESSAGES: usize = 10;
+
+/// Builds the stable preview URL of a project from a template like
+/// `http://{project}.localhost:3001`.
+#[derive(Debug, Clone)]
+pub struct PreviewAddress {
+    pub template: String,
+}
+
+impl PreviewAddress {
+    pub fn url_for(&self, project_id: uuid::Uuid) -> String {
+        self.template.replace("{project}", &project_id.to_string())
+    }
+}
+
+pub struct Generation {
+    pub store: Store,
+    pub events: EventHub,
+    pub llm: Arc<dyn Llm>,
+    /// `None` when no backend is configured: jobs then fail with a message saying what to set.
+    pub sandboxes: Option<Arc<dyn SandboxProvider>>,
+    pub settings: AgentSettings,
+    pub preview: PreviewAddress,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(
+        "No sandbox backend is configured. Start Docker (CODEFLUX_SANDBOX=docker) or set E2B_API_KEY (CODEFLUX_SANDBOX=e2b)."
+    )]
+    NoSandbox,
+    #[error("The sandbox could not be prepared: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("{0}")]
+    Agent(#[from] crate::agent::AgentError),
+    #[error("Storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Generation {
+    /// Runs the job and stores its assistant message (result or error).
+    pub async fn run(&self, job: &Job) -> Result<Message, StoreError> {
+        self.publish(
+            job,
+            EventKind::Started {
+                attempt: job.attempts,
+            },
+        );
+        match self.generate(job).await {
+            Ok(message) => Ok(message),
+            Err(error) => {
+                tracing::warn!(job = %job.id, %error, "job failed");
+                self.fail(job, &error.to_string())
+            }
+        }
+    }
+
+    /// Ends a job with an error message the user can act on.
+    pub fn fail(&self, job: &Job, reason: &str) -> Result<Message, StoreError> {
+        let content = format!("Something went wrong: {reason}");
+        let (message, _) = self.store.add_assistant_message(
+            job.project_id,
+            MessageType::Error,
+            &content,
+            None,
+            None,
+        )?;
+        self.publish(
+            job,
+            EventKind::Finished {
+                message_id: message.id,
+                ok: false,
+                detail: reason.to_string(),
+            },
+        );
+        Ok(message)
+    }
+
+    async fn generate(&self, job: &Job) -> Result<Message, JobError> {
+        let provider = self.sandboxes.as_ref().ok_or(JobError::NoSandbox)?;
+        let previous = self.store.latest_fragment(job.project_id)?;
+        let Acquired { sandbox, created } = provider.acquire(job.project_id).await?;
+        let mut restored_files = 0;
+        if created && let Some(fragment) = &previous {
+            let writes = fragment
+                .files
+                .iter()
+                .map(|(path, content)| {
+                    Ok(FileWrite {
+                        path: WorkspacePath::parse(path)?,
+                        content: content.clone().into_bytes(),
+                    })
+                })
+                .collect::<Result<Vec<_>, crate::sandbox::SandboxError>>()?;
+            sandbox.write_files(&writes).await?;
+            restored_files = writes.len();
+        }
+        self.publish(
+            job,
+            EventKind::SandboxReady {
+                backend: provider.name().to_string(),
+                created,
+                restored_files,
+            },
+        );
+
+        let prompt = self.store.message(job.project_id, job.message_id)?.content;
+        let task = AgentTask {
+            history: self.history(job)?,
+            prompt,
+            existing_files: previous
+                .as_ref()
+                .map(|fragment| fragment.files.keys().cloned().collect())
+                .unwrap_or_default(),
+        };
+        let on_event = |kind: EventKind| self.publish(job, kind);
+        let agent = Agent {
+            llm: self.llm.as_ref(),
+            sandbox: sandbox.as_ref(),
+            settings: &self.settings,
+            on_event: &on_event,
+        };
+        let result = agent.run(&task).await?;
+
+        let mut files = previous.map(|fragment| fragment.files).unwrap_or_default();
+        files.extend(result.written);
+        let content = match &result.note {
+            Some(note) => format!("{}\n\n{note}", result.reply),
+            None => result.reply,
+        };
+        let (message, _) = self.store.add_assistant_message(
+            job.project_id,
+            MessageType::Result,
+            &content,
+            Some(result.usage),
+            Some(NewFragment {
+                title: result.title,
+                sandbox_url: self.preview.url_for(job.project_id),
+                files,
+            }),
+        )?;
+        self.publish(
+            job,
+            EventKind::Finished {
+                message_id: message.id,
+                ok: true,
+                detail: format!("done in {} steps", result.iterations),
+            },
+        );
+        Ok(message)
+    }
+
+    /// The conversation before this job's prompt, as model messages (errors left out).
+    fn history(&self, job: &Job) -> Result<Vec<ChatMessage>, StoreError> {
+        let messages: Vec<Message> = self
+            .store
+            .messages(job.project_id)?
+            .into_iter()
+            .take_while(|message| message.id != job.message_id)
+            .filter(|message| message.kind == MessageType::Result)
+            .collect();
+        let skip = messages.len().saturating_sub(HISTORY_MESSAGES);
+        Ok(messages
+            .into_iter()
+            .skip(skip)
+            .map(|message| match message.role {
+                Role::User => ChatMessage::user(message.content),
+                Role::Assistant => ChatMessage::assistant(message.content),
+            })
+            .collect())
+    }
+
+    fn publish(&self, job: &Job, kind: EventKind) {
+        if let Err(error) = self.events.publish(job.project_id, job.id, kind) {
+            tracing::error!(%error, "could not record a progress event");
+        }
+    }
+}

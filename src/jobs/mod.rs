@@ -1,0 +1,214 @@
+//! The durable job queue. A job is stored before the API answers; a dispatcher hands queued
+//! jobs to at most `max_jobs` workers, one job per project at a time (follow-ups build on
+//! the files of the job before them). Jobs found `running` at start-up were cut off by a
+//! crash: they run once more, then fail with a clear message.
+
+mod generation;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use generation::{Generation, PreviewAddress};
+
+use crate::store::{Job, JobStatus, MessageType, StoreError};
+
+/// How many times a job may be started before a crash during it counts as a failure.
+const MAX_ATTEMPTS: u32 = 2;
+
+#[derive(Clone)]
+pub struct JobQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    generation: Arc<Generation>,
+    workers: Arc<Semaphore>,
+    busy_projects: Mutex<HashSet<Uuid>>,
+    wake: Notify,
+    /// Signalled whenever a job finishes (tests and `generate` wait on it).
+    finished: Notify,
+    shutdown: CancellationToken,
+}
+
+/// What start-up recovery did with jobs a previous process left running.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub requeued: usize,
+    pub failed: usize,
+}
+
+impl JobQueue {
+    pub fn new(generation: Arc<Generation>, max_jobs: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                generation,
+                workers: Arc::new(Semaphore::new(max_jobs.max(1))),
+                busy_projects: Mutex::default(),
+                wake: Notify::new(),
+                finished: Notify::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn generation(&self) -> &Arc<Generation> {
+        &self.inner.generation
+    }
+
+    /// Deals with jobs a killed process left `running`. Call once, before [`JobQueue::start`].
+    pub async fn recover(&self) -> Result<Recovery, StoreError> {
+        let store = &self.inner.generation.store;
+        let mut recovery = Recovery::default();
+        for mut job in store.open_jobs()? {
+            if job.status != JobStatus::Running {
+                continue;
+            }
+            if job.attempts < MAX_ATTEMPTS {
+                tracing::info!(job = %job.id, attempt = job.attempts, "re-queueing a job interrupted by a restart");
+                job.status = JobStatus::Queued;
+                store.put_job(&job)?;
+                recovery.requeued += 1;
+            } else {
+                tracing::warn!(job = %job.id, "failing a job interrupted twice");
+                self.inner.generation.fail(
+                    &job,
+                    "CodeFlux stopped twice while working on this request, so it was given up. Send the prompt again to retry.",
+                )?;
+                finish(&self.inner, &mut job, JobStatus::Failed)?;
+                recovery.failed += 1;
+            }
+        }
+        store.flush().await?;
+        Ok(recovery)
+    }
+
+    /// Starts the dispatcher in the background.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = queue.dispatch().await {
+                    tracing::error!(%error, "job dispatch failed");
+                }
+                tokio::select! {
+                    _ = queue.inner.wake.notified() => {}
+                    _ = queue.inner.shutdown.cancelled() => break,
+                }
+            }
+        })
+    }
+
+    /// Tells the dispatcher a new job is stored.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops handing out jobs; running ones finish or are recovered at the next start.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Waits until some job finishes.
+    pub async fn job_finished(&self) {
+        self.inner.finished.notified().await;
+    }
+
+    /// Kills a deleted project's sandbox in the background.
+    pub fn release_sandbox(&self, project_id: Uuid) {
+        if let Some(provider) = self.inner.generation.sandboxes.clone() {
+            tokio::spawn(async move {
+                if let Err(error) = provider.release(project_id).await {
+                    tracing::warn!(%project_id, %error, "could not remove the sandbox of a deleted project");
+                }
+            });
+        }
+    }
+
+    async fn dispatch(&self) -> Result<(), StoreError> {
+        let store = &self.inner.generation.store;
+        for mut job in store.open_jobs()? {
+            if job.status != JobStatus::Queued || self.is_busy(job.project_id) {
+                continue;
+            }
+            let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
+                break;
+            };
+            job.status = JobStatus::Running;
+            job.attempts += 1;
+            store.put_job(&job)?;
+            store.flush().await?;
+            self.set_busy(job.project_id, true);
+            let queue = self.clone();
+            tokio::spawn(async move {
+                queue.execute(job).await;
+                drop(permit);
+                queue.inner.wake.notify_one();
+                queue.inner.finished.notify_waiters();
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one job to its end. A panic inside the job still ends it with an error message.
+    async fn execute(&self, mut job: Job) {
+        let generation = self.inner.generation.clone();
+        let running = job.clone();
+        let outcome = tokio::spawn(async move { generation.run(&running).await }).await;
+        let status = match outcome {
+            Ok(Ok(message)) if message.kind == MessageType::Result => JobStatus::Done,
+            Ok(Ok(_)) => JobStatus::Failed,
+            Ok(Err(error)) => {
+                tracing::error!(job = %job.id, %error, "could not store the job's answer");
+                JobStatus::Failed
+            }
+            Err(panic) => {
+                tracing::error!(job = %job.id, %panic, "job crashed");
+                if let Err(error) = self.inner.generation.fail(
+                    &job,
+                    "an internal error stopped the job; see the server log.",
+                ) {
+                    tracing::error!(%error, "could not store the crash message");
+                }
+                JobStatus::Failed
+            }
+        };
+        if let Err(error) = finish(&self.inner, &mut job, status) {
+            tracing::error!(job = %job.id, %error, "could not record the job's end");
+        }
+        if let Err(error) = self.inner.generation.store.flush().await {
+            tracing::error!(%error, "could not flush storage");
+        }
+        self.set_busy(job.project_id, false);
+    }
+
+    fn is_busy(&self, project_id: Uuid) -> bool {
+        self.lock_busy().contains(&project_id)
+    }
+
+    fn set_busy(&self, project_id: Uuid, busy: bool) {
+        let mut projects = self.lock_busy();
+        if busy {
+            projects.insert(project_id);
+        } else {
+            projects.remove(&project_id);
+        }
+    }
+
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.inner
+            .busy_projects
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn finish(inner: &Inner, job: &mut Job, status: JobStatus) -> Result<(), StoreError> {
+    job.status = status;
+    job.finished_at = Some(Utc::now());
+    inner.generation.store.put_job(job)
+}

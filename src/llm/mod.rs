@@ -1,0 +1,40 @@
+//! The model: any OpenAI-compatible chat-completions API with tool calling
+//! (OpenRouter, OpenAI, Ollama, vLLM, LM Studio).
+
+mod openai;
+mod types;
+
+use async_trait::async_trait;
+
+pub use openai::{LlmConfig, OpenAiClient};
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot reach the model API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "the model API rejected the API key (HTTP {status}): {message}. Set CODEFLUX_LLM_API_KEY (or OPENROUTER_API_KEY)"
+    )]
+    Unauthorized { status: u16, message: String },
+    #[error("the model API is rate limiting us and still was after {attempts} attempts: {message}")]
+    RateLimited { attempts: u32, message: String },
+    #[error("the model API failed (HTTP {status}) after {attempts} attempts: {message}")]
+    Server {
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error("the model API refused the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("the model API answered something that is not a chat completion: {0}")]
+    BadResponse(String),
+}
+
+#[async_trait]
+pub trait Llm: Send + Sync {
+    /// The model name, for logs and the UI.
+    fn model(&self) -> &str;
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+}

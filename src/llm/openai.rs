@@ -1,0 +1,373 @@
+//! A client for `POST {base}/chat/completions` that retries what is worth retrying.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ChatMessage, ChatRequest, ChatResponse, Llm, LlmError};
+use crate::store::TokenUsage;
+
+pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
+pub const DEFAULT_MODEL: &str = "openai/gpt-oss-120b:free";
+
+/// The longest wait we accept from a `Retry-After` header before trying again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    /// Per-request limit; local models on a CPU can be slow.
+    pub request_timeout: Duration,
+    /// How many times one call is tried before giving up.
+    pub max_attempts: u32,
+    /// First back-off delay; doubles on each retry.
+    pub initial_backoff: Duration,
+}
+
+impl LlmConfig {
+    /// Reads `CODEFLUX_LLM_BASE_URL`, `CODEFLUX_LLM_API_KEY` (or `OPENROUTER_API_KEY`),
+    /// `CODEFLUX_MODEL`, `CODEFLUX_LLM_TIMEOUT_SECS` and `CODEFLUX_LLM_MAX_ATTEMPTS`.
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        Self {
+            base_url: var("CODEFLUX_LLM_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            api_key: var("CODEFLUX_LLM_API_KEY").or_else(|| var("OPENROUTER_API_KEY")),
+            model: var("CODEFLUX_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            request_timeout: Duration::from_secs(
+                var("CODEFLUX_LLM_TIMEOUT_SECS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(300),
+            ),
+            max_attempts: var("CODEFLUX_LLM_MAX_ATTEMPTS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5)
+                .max(1),
+            initial_backoff: Duration::from_secs(1),
+        }
+    }
+
+    /// Local servers (Ollama, LM Studio, vLLM on this machine) need no key.
+    pub fn is_local(&self) -> bool {
+        reqwest::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .is_some_and(|host| {
+                host == "localhost"
+                    || host.ends_with(".localhost")
+                    || host == "host.docker.internal"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            })
+    }
+
+    /// True when a hosted API is configured without a key: every call would be refused.
+    pub fn missing_key(&self) -> bool {
+        self.api_key.is_none() && !self.is_local()
+    }
+}
+
+pub struct OpenAiClient {
+    config: LlmConfig,
+    http: reqwest::Client,
+}
+
+impl OpenAiClient {
+    pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| LlmError::Unreachable {
+                url: config.base_url.clone(),
+                reason: error.to_string(),
+            })?;
+        Ok(Self { config, http })
+    }
+
+    fn endpoint(&self) -> String {
+        format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        )
+    }
+
+    fn body(&self, request: &ChatRequest) -> Value {
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": request.messages,
+            "temperature": request.temperature,
+        });
+        if !request.tools.is_empty() {
+            body["tools"] = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    json!({
+                        "type": "function",
+                        "function": {
+                            "name": tool.name,
+                            "description": tool.description,
+                            "parameters": tool.parameters,
+                        }
+                    })
+                })
+                .collect();
+            body["tool_choice"] = json!("auto");
+        }
+        body
+    }
+
+    /// One HTTP attempt. `Ok(Err(retry))` means the failure is worth another try.
+    async fn attempt(&self, body: &Value) -> Result<Result<ChatResponse, Retry>, LlmError> {
+        let mut builder = self.http.post(self.endpoint()).json(body);
+        if let Some(key) = &self.config.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                return Ok(Err(Retry {
+                    status: None,
+                    wait: None,
+                    message: describe_transport_error(&error),
+                }));
+            }
+        };
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => {
+                return Ok(Err(Retry {
+                    status: Some(status),
+                    wait: None,
+                    message: describe_transport_error(&error),
+                }));
+            }
+        };
+        if status.is_success() {
+            return parse_completion(&text).map(Ok);
+        }
+        let message = error_message(&text);
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LlmError::Unauthorized {
+                status: status.as_u16(),
+                message,
+            }),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Ok(Err(Retry {
+                status: Some(status),
+                wait,
+                message,
+            })),
+            status if status.is_server_error() => Ok(Err(Retry {
+                status: Some(status),
+                wait,
+                message,
+            })),
+            status => Err(LlmError::Rejected {
+                status: status.as_u16(),
+                message,
+            }),
+        }
+    }
+}
+
+/// A failed attempt that may succeed if tried again.
+struct Retry {
+    status: Option<StatusCode>,
+    wait: Option<Duration>,
+    message: String,
+}
+
+#[async_trait]
+impl Llm for OpenAiClient {
+    fn model(&self) -> &str {
+        &self.config.model
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let body = self.body(request);
+        let mut backoff = self.config.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            let retry = match self.attempt(&body).await? {
+                Ok(response) => return Ok(response),
+                Err(retry) => retry,
+            };
+            if attempt >= self.config.max_attempts {
+                return Err(match retry.status {
+                    Some(StatusCode::TOO_MANY_REQUESTS) => LlmError::RateLimited {
+                        attempts: attempt,
+                        message: retry.message,
+                    },
+                    Some(status) => LlmError::Server {
+                        status: status.as_u16(),
+                        attempts: attempt,
+                        message: retry.message,
+                    },
+                    None => LlmError::Unreachable {
+                        url: self.endpoint(),
+                        reason: format!("{} (after {attempt} attempts)", retry.message),
+                    },
+                });
+            }
+            let wait = retry.wait.map_or(backoff, |wait| wait.min(MAX_RETRY_AFTER));
+            tracing::warn!(attempt, ?wait, status = ?retry.status, message = %retry.message, "model call failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = backoff.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<UsageBody>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ChatMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UsageBody {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+fn parse_completion(text: &str) -> Result<ChatResponse, LlmError> {
+    let body: CompletionBody = serde_json::from_str(text).map_err(|error| {
+        // Some gateways answer 200 with an error object.
+        let message = error_message(text);
+        LlmError::BadResponse(format!("{error}: {message}"))
+    })?;
+    let choice = body
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| LlmError::BadResponse("the response has no choices".into()))?;
+    let usage = body.usage.map_or(
+        TokenUsage {
+            model_calls: 1,
+            ..TokenUsage::default()
+        },
+        |usage| TokenUsage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            model_calls: 1,
+        },
+    );
+    Ok(ChatResponse {
+        message: choice.message,
+        usage,
+        finish_reason: choice.finish_reason,
+    })
+}
+
+/// Pulls `error.message` out of an OpenAI-style error body, or shortens the raw text.
+fn error_message(text: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let message = parsed.as_ref().and_then(|body| {
+        body.pointer("/error/message")
+            .or_else(|| body.get("error"))
+            .or_else(|| body.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let message = message.unwrap_or_else(|| text.trim().to_string());
+    let mut short: String = message.chars().take(500).collect();
+    if short.is_empty() {
+        short = "(empty body)".into();
+    }
+    short
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|secs| Duration::from_secs_f64(secs.max(0.0)))
+}
+
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "the request timed out".to_string()
+    } else if error.is_connect() {
+        format!("connection failed: {error}")
+    } else {
+        error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(base_url: &str, api_key: Option<&str>) -> LlmConfig {
+        LlmConfig {
+            base_url: base_url.into(),
+            api_key: api_key.map(str::to_owned),
+            model: "m".into(),
+            request_timeout: Duration::from_secs(5),
+            max_attempts: 1,
+            initial_backoff: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn local_servers_need_no_key() {
+        assert!(!config("http://localhost:11434/v1", None).missing_key());
+        assert!(!config("http://127.0.0.1:8000/v1", None).missing_key());
+        assert!(!config("http://[::1]:8000/v1", None).missing_key());
+        assert!(config("https://openrouter.ai/api/v1", None).missing_key());
+        assert!(!config("https://openrouter.ai/api/v1", Some("k")).missing_key());
+    }
+
+    #[test]
+    fn parses_tool_calls_with_string_or_object_arguments() {
+        let text = r#"{"choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":null,
+            "tool_calls":[{"id":"a","type":"function","function":{"name":"terminal","arguments":"{\"command\":\"ls\"}"}},
+                          {"id":"b","function":{"name":"readFiles","arguments":{"files":["x"]}}}]}}],
+            "usage":{"prompt_tokens":10,"completion_tokens":3}}"#;
+        let response = parse_completion(text).unwrap();
+        let calls = &response.message.tool_calls;
+        assert_eq!(calls[0].function.arguments, r#"{"command":"ls"}"#);
+        assert_eq!(calls[1].function.arguments, r#"{"files":["x"]}"#);
+        assert_eq!(response.usage.prompt_tokens, 10);
+        assert_eq!(response.usage.model_calls, 1);
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"no credits"}}"#),
+            "no credits"
+        );
+        assert_eq!(error_message("  plain  "), "plain");
+        assert!(matches!(
+            parse_completion(r#"{"error":"x"}"#),
+            Err(LlmError::BadResponse(_))
+        ));
+    }
+}

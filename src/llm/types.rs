@@ -1,0 +1,120 @@
+//! The chat-completions shapes CodeFlux sends and receives, in OpenAI's wire format.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::store::TokenUsage;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    /// Absent when an assistant message only calls tools.
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::text(ChatRole::System, content)
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::text(ChatRole::User, content)
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::text(ChatRole::Assistant, content)
+    }
+
+    pub fn tool_result(tool_call_id: &str, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(tool_call_id.to_string()),
+            ..Self::text(ChatRole::Tool, content)
+        }
+    }
+
+    fn text(role: ChatRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    pub fn text_content(&self) -> &str {
+        self.content.as_deref().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCall {
+    pub name: String,
+    /// JSON text as the model wrote it: it may be malformed, so it is parsed by the tool.
+    #[serde(deserialize_with = "arguments_as_text")]
+    pub arguments: String,
+}
+
+/// A tool the model may call, described by a JSON Schema of its arguments.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub temperature: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    pub message: ChatMessage,
+    pub usage: TokenUsage,
+    pub finish_reason: Option<String>,
+}
+
+fn function_type() -> String {
+    "function".to_string()
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ToolCall>, D::Error> {
+    Ok(Option::<Vec<ToolCall>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// OpenAI sends arguments as a JSON string; some local servers send an object instead.
+fn arguments_as_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(text) => text,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}

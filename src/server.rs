@@ -1,0 +1,118 @@
+//! Wiring: builds the long-lived parts from configuration and serves them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::agent::AgentSettings;
+use crate::events::EventHub;
+use crate::jobs::{Generation, JobQueue, PreviewAddress};
+use crate::llm::{Llm, LlmConfig, OpenAiClient};
+use crate::sandbox::SandboxProvider;
+use crate::store::Store;
+use crate::web::{AppState, Setup};
+
+/// Everything `serve` and `generate` need, resolved from flags and the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: Option<PathBuf>,
+    pub max_jobs: usize,
+    pub agent: AgentSettings,
+    pub preview_url_template: String,
+    pub llm: LlmConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error(transparent)]
+    StoreFailure(#[from] crate::store::StoreError),
+    #[error("cannot set up the model client: {0}")]
+    Llm(#[from] crate::llm::LlmError),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The running parts, built once.
+pub struct Services {
+    pub state: AppState,
+    pub jobs: JobQueue,
+}
+
+impl Services {
+    /// Opens storage, recovers interrupted jobs and prepares (but does not start) the queue.
+    pub async fn build(
+        settings: &Settings,
+        sandboxes: Option<Arc<dyn SandboxProvider>>,
+        setup: Setup,
+    ) -> Result<Self, ServerError> {
+        let llm: Arc<dyn Llm> = Arc::new(OpenAiClient::new(settings.llm.clone())?);
+        Self::build_with_llm(settings, llm, sandboxes, setup).await
+    }
+
+    pub async fn build_with_llm(
+        settings: &Settings,
+        llm: Arc<dyn Llm>,
+        sandboxes: Option<Arc<dyn SandboxProvider>>,
+        setup: Setup,
+    ) -> Result<Self, ServerError> {
+        let store = match &settings.data_dir {
+            Some(path) => Store::open(path).map_err(|source| ServerError::Store {
+                path: path.display().to_string(),
+                source,
+            })?,
+            None => Store::temporary()?,
+        };
+        let events = EventHub::new(store.clone());
+        let preview = PreviewAddress {
+            template: settings.preview_url_template.clone(),
+        };
+        let generation = Arc::new(Generation {
+            store: store.clone(),
+            events: events.clone(),
+            llm,
+            sandboxes,
+            settings: settings.agent.clone(),
+            preview: preview.clone(),
+        });
+        let jobs = JobQueue::new(generation, settings.max_jobs);
+        let recovery = jobs.recover().await?;
+        if recovery != Default::default() {
+            tracing::info!(?recovery, "recovered jobs interrupted by the last shutdown");
+        }
+        let state = AppState {
+            store,
+            events,
+            jobs: jobs.clone(),
+            preview,
+            setup: Arc::new(setup),
+        };
+        Ok(Self { state, jobs })
+    }
+
+    /// Serves the UI and API on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let dispatcher = self.jobs.start();
+        let address: SocketAddr = listener.local_addr()?;
+        tracing::info!("CodeFlux is listening on http://{address}");
+        axum::serve(listener, crate::web::app(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.jobs.shutdown();
+        // Give the dispatcher a moment to notice; running jobs are recovered on next start.
+        let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
+        Ok(())
+    }
+}

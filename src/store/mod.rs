@@ -1,0 +1,349 @@
+//! Typed access to everything CodeFlux keeps, on sled.
+//!
+//! Keys are chosen so that listing is a range scan, never a full scan: ids are UUID v7
+//! (time-ordered), so a project's messages sit together under `project_id ++ message_id` in
+//! creation order, and projects list newest-first by iterating the projects tree backwards.
+
+mod models;
+mod slug;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+pub use models::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A page of projects, newest first; `next` is the cursor for the following page.
+#[derive(Debug, Clone)]
+pub struct ProjectPage {
+    pub projects: Vec<Project>,
+    pub next: Option<Uuid>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    projects: sled::Tree,
+    /// `project_id ++ message_id` → Message
+    messages: sled::Tree,
+    /// `message_id` → Fragment
+    fragments: sled::Tree,
+    /// `job_id` → Job
+    jobs: sled::Tree,
+    /// `project_id ++ job_id` → () for every job not yet finished
+    open_jobs: sled::Tree,
+    /// `project_id ++ seq` → stored progress event (owned by `events`)
+    events: sled::Tree,
+}
+
+impl Store {
+    pub fn open(path: &std::path::Path) -> StoreResult<Self> {
+        let db = sled::open(path)?;
+        Self::from_db(db)
+    }
+
+    /// A store that lives in memory only (tests, `generate` without a data dir).
+    pub fn temporary() -> StoreResult<Self> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> StoreResult<Self> {
+        Ok(Self {
+            projects: db.open_tree("projects")?,
+            messages: db.open_tree("messages")?,
+            fragments: db.open_tree("fragments")?,
+            jobs: db.open_tree("jobs")?,
+            open_jobs: db.open_tree("open_jobs")?,
+            events: db.open_tree("events")?,
+            db,
+        })
+    }
+
+    /// A tree for a component's own small state (e.g. a sandbox backend's ids).
+    pub fn tree(&self, name: &str) -> StoreResult<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    pub(crate) fn events_tree(&self) -> &sled::Tree {
+        &self.events
+    }
+
+    /// Makes every write so far durable. Called before the API answers a write.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    // --- projects ---
+
+    /// Creates a project with its first user message and a queued job, atomically enough
+    /// that a crash leaves either nothing or all three (the job is written last and the
+    /// start-up recovery ignores projects without one).
+    pub fn create_project(&self, prompt: &str) -> StoreResult<(Project, Message, Job)> {
+        let now = Utc::now();
+        let project = Project {
+            id: Uuid::now_v7(),
+            name: slug::random_slug(),
+            created_at: now,
+            updated_at: now,
+        };
+        put(&self.projects, project.id.as_bytes(), &project)?;
+        let (message, job) = self.add_user_message(project.id, prompt)?;
+        Ok((project, message, job))
+    }
+
+    pub fn project(&self, id: Uuid) -> StoreResult<Project> {
+        get(&self.projects, id.as_bytes())?.ok_or(StoreError::NotFound("project"))
+    }
+
+    pub fn project_exists(&self, id: Uuid) -> StoreResult<bool> {
+        Ok(self.projects.contains_key(id.as_bytes())?)
+    }
+
+    /// Projects newest first, `limit` at a time, starting after the `before` cursor.
+    pub fn list_projects(&self, limit: usize, before: Option<Uuid>) -> StoreResult<ProjectPage> {
+        let range = match before {
+            Some(cursor) => self.projects.range(..cursor.as_bytes().to_vec()),
+            None => self.projects.range::<Vec<u8>, _>(..),
+        };
+        let mut projects = Vec::with_capacity(limit);
+        let mut next = None;
+        for entry in range.rev() {
+            let (_, value) = entry?;
+            if projects.len() == limit {
+                next = projects.last().map(|project: &Project| project.id);
+                break;
+            }
+            projects.push(serde_json::from_slice(&value)?);
+        }
+        Ok(ProjectPage { projects, next })
+    }
+
+    pub fn all_project_ids(&self) -> StoreResult<Vec<Uuid>> {
+        self.projects
+            .iter()
+            .keys()
+            .map(|key| Ok(uuid_from(&key?)))
+            .collect()
+    }
+
+    /// Removes a project with its messages, fragments, jobs and events.
+    pub fn delete_project(&self, id: Uuid) -> StoreResult<()> {
+        self.project(id)?;
+        for message in self.messages(id)? {
+            self.fragments.remove(message.id.as_bytes())?;
+        }
+        // Deleting is rare, so finding the project's jobs by a scan is fine.
+        for entry in self.jobs.iter() {
+            let (key, value) = entry?;
+            let job: Job = serde_json::from_slice(&value)?;
+            if job.project_id == id {
+                self.jobs.remove(key)?;
+            }
+        }
+        for tree in [&self.messages, &self.open_jobs, &self.events] {
+            for key in tree.scan_prefix(id.as_bytes()).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        self.projects.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    fn touch_project(&self, id: Uuid) -> StoreResult<()> {
+        let mut project = self.project(id)?;
+        project.updated_at = Utc::now();
+        put(&self.projects, id.as_bytes(), &project)
+    }
+
+    // --- messages and fragments ---
+
+    /// Records a follow-up prompt and queues the job that answers it.
+    pub fn add_user_message(&self, project_id: Uuid, prompt: &str) -> StoreResult<(Message, Job)> {
+        self.project(project_id)?;
+        let message =
+            self.put_message(project_id, Role::User, MessageType::Result, prompt, None)?;
+        let job = Job {
+            id: Uuid::now_v7(),
+            project_id,
+            message_id: message.id,
+            status: JobStatus::Queued,
+            attempts: 0,
+            created_at: Utc::now(),
+            finished_at: None,
+        };
+        self.put_job(&job)?;
+        Ok((message, job))
+    }
+
+    /// Records the assistant's answer, with the fragment when the job produced an app.
+    pub fn add_assistant_message(
+        &self,
+        project_id: Uuid,
+        kind: MessageType,
+        content: &str,
+        usage: Option<TokenUsage>,
+        fragment: Option<NewFragment>,
+    ) -> StoreResult<(Message, Option<Fragment>)> {
+        let message = self.put_message(project_id, Role::Assistant, kind, content, usage)?;
+        let fragment = fragment
+            .map(|new| {
+                let fragment = Fragment {
+                    id: Uuid::now_v7(),
+                    message_id: message.id,
+                    title: new.title,
+                    sandbox_url: new.sandbox_url,
+                    files: new.files,
+                    created_at: message.created_at,
+                };
+                put(&self.fragments, message.id.as_bytes(), &fragment).map(|_| fragment)
+            })
+            .transpose()?;
+        Ok((message, fragment))
+    }
+
+    fn put_message(
+        &self,
+        project_id: Uuid,
+        role: Role,
+        kind: MessageType,
+        content: &str,
+        usage: Option<TokenUsage>,
+    ) -> StoreResult<Message> {
+        let message = Message {
+            id: Uuid::now_v7(),
+            project_id,
+            role,
+            kind,
+            content: content.to_string(),
+            created_at: Utc::now(),
+            usage,
+        };
+        put(&self.messages, &pair_key(project_id, message.id), &message)?;
+        self.touch_project(project_id)?;
+        Ok(message)
+    }
+
+    /// A project's messages, oldest first.
+    pub fn messages(&self, project_id: Uuid) -> StoreResult<Vec<Message>> {
+        self.messages
+            .scan_prefix(project_id.as_bytes())
+            .values()
+            .map(|value| Ok(serde_json::from_slice(&value?)?))
+            .collect()
+    }
+
+    pub fn message(&self, project_id: Uuid, message_id: Uuid) -> StoreResult<Message> {
+        get(&self.messages, &pair_key(project_id, message_id))?
+            .ok_or(StoreError::NotFound("message"))
+    }
+
+    pub fn fragment(&self, message_id: Uuid) -> StoreResult<Option<Fragment>> {
+        get(&self.fragments, message_id.as_bytes())
+    }
+
+    /// The newest fragment of a project: the app as it currently stands.
+    pub fn latest_fragment(&self, project_id: Uuid) -> StoreResult<Option<Fragment>> {
+        for value in self
+            .messages
+            .scan_prefix(project_id.as_bytes())
+            .values()
+            .rev()
+        {
+            let message: Message = serde_json::from_slice(&value?)?;
+            if let Some(fragment) = self.fragment(message.id)? {
+                return Ok(Some(fragment));
+            }
+        }
+        Ok(None)
+    }
+
+    // --- jobs ---
+
+    pub fn job(&self, id: Uuid) -> StoreResult<Job> {
+        get(&self.jobs, id.as_bytes())?.ok_or(StoreError::NotFound("job"))
+    }
+
+    /// Saves a job and keeps the open-jobs index in step with its status.
+    pub fn put_job(&self, job: &Job) -> StoreResult<()> {
+        put(&self.jobs, job.id.as_bytes(), job)?;
+        let index_key = pair_key(job.project_id, job.id);
+        match job.status {
+            JobStatus::Queued | JobStatus::Running => {
+                self.open_jobs.insert(index_key, &[])?;
+            }
+            JobStatus::Done | JobStatus::Failed => {
+                self.open_jobs.remove(index_key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every job that is queued or running, oldest first.
+    pub fn open_jobs(&self) -> StoreResult<Vec<Job>> {
+        let mut jobs = self
+            .open_jobs
+            .iter()
+            .keys()
+            .map(|key| self.job(uuid_from(&key?[16..])))
+            .collect::<StoreResult<Vec<Job>>>()?;
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
+
+    pub fn project_status(&self, project_id: Uuid) -> StoreResult<ProjectStatus> {
+        let mut status = ProjectStatus::Idle;
+        for key in self.open_jobs.scan_prefix(project_id.as_bytes()).keys() {
+            match self.job(uuid_from(&key?[16..]))?.status {
+                JobStatus::Running => return Ok(ProjectStatus::Running),
+                JobStatus::Queued => status = ProjectStatus::Queued,
+                _ => {}
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// The parts of a fragment the job decides; the store adds ids and timestamps.
+#[derive(Debug, Clone)]
+pub struct NewFragment {
+    pub title: String,
+    pub sandbox_url: String,
+    pub files: BTreeMap<String, String>,
+}
+
+pub(crate) fn pair_key(first: Uuid, second: Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(first.as_bytes());
+    key.extend_from_slice(second.as_bytes());
+    key
+}
+
+fn uuid_from(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(&bytes[..16]).unwrap_or_default()
+}
+
+fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> StoreResult<()> {
+    tree.insert(key, serde_json::to_vec(value)?)?;
+    Ok(())
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> StoreResult<Option<T>> {
+    tree.get(key)?
+        .map(|value| serde_json::from_slice(&value).map_err(StoreError::from))
+        .transpose()
+}

@@ -1,0 +1,24 @@
+//! Friendly project names: two random words, kebab-case.
+
+use rand::seq::IndexedRandom;
+
+const ADJECTIVES: &[&str] = &[
+    "amber", "bold", "brave", "bright", "calm", "clever", "cosmic", "crisp", "daring", "eager",
+    "fancy", "gentle", "golden", "happy", "jolly", "keen", "lively", "lucky", "mellow", "misty",
+    "nimble", "noble", "quiet", "rapid", "shiny", "silent", "snowy", "sunny", "swift", "tidy",
+    "vivid", "witty",
+];
+
+const NOUNS: &[&str] = &[
+    "badger", "beacon", "canyon", "comet", "falcon", "fjord", "forest", "garden", "glacier",
+    "harbor", "heron", "island", "lagoon", "lantern", "meadow", "meteor", "nebula", "otter",
+    "panda", "pebble", "phoenix", "prairie", "quartz", "river", "rocket", "sparrow", "summit",
+    "tiger", "tundra", "valley", "willow", "zephyr",
+];
+
+pub fn random_slug() -> String {
+    let mut rng = rand::rng();
+    let adjective = ADJECTIVES.choose(&mut rng).copied().unwrap_or("calm");
+    let noun = NOUNS.choose(&mut rng).copied().unwrap_or("otter");
+    format!("{adjective}-{noun}")
+}

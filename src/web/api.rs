@@ -1,0 +1,188 @@
+//! The JSON API: the contract the UI and external tools build on.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{AppError, AppState};
+use crate::events::EventKind;
+use crate::store::{Fragment, Message, Project, ProjectStatus, Store};
+
+pub const MAX_PROMPT_CHARS: usize = 10_000;
+const DEFAULT_PAGE_SIZE: usize = 20;
+const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Deserialize)]
+pub struct PromptBody {
+    pub prompt: Option<String>,
+}
+
+/// Trims the prompt and checks its length (1–10,000 characters).
+pub fn validate_prompt(raw: Option<&str>) -> Result<String, AppError> {
+    let prompt = raw.unwrap_or_default().trim();
+    if prompt.is_empty() {
+        return Err(AppError::Invalid("prompt is required".into()));
+    }
+    let chars = prompt.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(AppError::Invalid(format!(
+            "prompt is too long: {chars} characters, at most {MAX_PROMPT_CHARS}"
+        )));
+    }
+    Ok(prompt.to_string())
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectSummary {
+    #[serde(flatten)]
+    pub project: Project,
+    pub status: ProjectStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    #[serde(flatten)]
+    pub message: Message,
+    pub fragment: Option<Fragment>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectDetail {
+    #[serde(flatten)]
+    pub project: Project,
+    pub status: ProjectStatus,
+    pub preview_url: String,
+    pub messages: Vec<MessageView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectList {
+    pub projects: Vec<ProjectSummary>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+    pub before: Option<Uuid>,
+}
+
+pub async fn create_project(
+    State(state): State<AppState>,
+    body: Result<Json<PromptBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<ProjectDetail>), AppError> {
+    let Json(body) = body?;
+    let prompt = validate_prompt(body.prompt.as_deref())?;
+    let (project, _, job) = state.store.create_project(&prompt)?;
+    state.job_submitted(&job)?;
+    state.store.flush().await?;
+    state.jobs.wake();
+    Ok((
+        StatusCode::CREATED,
+        Json(project_detail(&state, project.id)?),
+    ))
+}
+
+pub async fn add_message(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+    body: Result<Json<PromptBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<MessageView>), AppError> {
+    let Json(body) = body?;
+    let prompt = validate_prompt(body.prompt.as_deref())?;
+    let (message, job) = state.store.add_user_message(project_id, &prompt)?;
+    state.job_submitted(&job)?;
+    state.store.flush().await?;
+    state.jobs.wake();
+    Ok((
+        StatusCode::CREATED,
+        Json(MessageView {
+            message,
+            fragment: None,
+        }),
+    ))
+}
+
+pub async fn list_projects(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ProjectList>, AppError> {
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE);
+    let page = state.store.list_projects(limit, query.before)?;
+    let projects = page
+        .projects
+        .into_iter()
+        .map(|project| {
+            let status = state.store.project_status(project.id)?;
+            Ok(ProjectSummary { project, status })
+        })
+        .collect::<Result<_, AppError>>()?;
+    Ok(Json(ProjectList {
+        projects,
+        next: page.next,
+    }))
+}
+
+pub async fn get_project(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+) -> Result<Json<ProjectDetail>, AppError> {
+    Ok(Json(project_detail(&state, project_id)?))
+}
+
+pub async fn delete_project(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+) -> Result<StatusCode, AppError> {
+    state.store.delete_project(project_id)?;
+    state.store.flush().await?;
+    state.jobs.release_sandbox(project_id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The stored progress events of the project's latest job (what the WebSocket replays).
+pub async fn project_events(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+) -> Result<Json<Vec<crate::events::Event>>, AppError> {
+    state.store.project(project_id)?;
+    Ok(Json(state.events.latest_job_events(project_id)?))
+}
+
+pub fn project_detail(state: &AppState, project_id: Uuid) -> Result<ProjectDetail, AppError> {
+    let project = state.store.project(project_id)?;
+    Ok(ProjectDetail {
+        status: state.store.project_status(project_id)?,
+        preview_url: state.preview_url(project_id),
+        messages: message_views(&state.store, project_id)?,
+        project,
+    })
+}
+
+fn message_views(store: &Store, project_id: Uuid) -> Result<Vec<MessageView>, AppError> {
+    store
+        .messages(project_id)?
+        .into_iter()
+        .map(|message| {
+            let fragment = store.fragment(message.id)?;
+            Ok(MessageView { message, fragment })
+        })
+        .collect()
+}
+
+impl AppState {
+    /// Announces a freshly stored job on the project's progress stream.
+    fn job_submitted(&self, job: &crate::store::Job) -> Result<(), AppError> {
+        self.events
+            .publish(job.project_id, job.id, EventKind::Queued)?;
+        Ok(())
+    }
+}
