@@ -1,0 +1,187 @@
+//! A scripted OpenAI-compatible chat-completions server. It answers the agent's turns from a
+//! script, answers the title/reply side calls (requests without tools) by itself, and records
+//! every request so tests can check what CodeFlux sent. `tests/sdk_checks/openai_check.py`
+//! drives it with the official `openai` package to prove the wire format is the real one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub const TITLE_REPLY: &str = "Habit Tracker";
+pub const FRIENDLY_REPLY: &str = "Here is your app, ready to click around.";
+
+/// One scripted answer to an agent turn (a request that offers tools).
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// The assistant calls these tools: (name, raw JSON arguments).
+    Tools(Vec<(String, String)>),
+    /// The assistant answers with text.
+    Text(String),
+    /// The server fails with this status (and `Retry-After`, when given).
+    Fail { status: u16, retry_after: Option<u32> },
+}
+
+impl Reply {
+    pub fn tool(name: &str, arguments: Value) -> Self {
+        Reply::Tools(vec![(name.to_string(), arguments.to_string())])
+    }
+
+    pub fn raw_tool(name: &str, arguments: &str) -> Self {
+        Reply::Tools(vec![(name.to_string(), arguments.to_string())])
+    }
+
+    pub fn write(path: &str, content: &str) -> Self {
+        Self::tool(
+            "createOrUpdateFiles",
+            json!({ "files": [{ "path": path, "content": content }] }),
+        )
+    }
+
+    pub fn terminal(command: &str) -> Self {
+        Self::tool("terminal", json!({ "command": command }))
+    }
+
+    pub fn summary(text: &str) -> Self {
+        Reply::Text(format!("<task_summary>\n{text}\n</task_summary>"))
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<Reply>,
+    requests: Vec<Value>,
+    /// When set, requests must carry `Authorization: Bearer <key>`.
+    api_key: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeLlm {
+    pub base_url: String,
+    script: Arc<Mutex<Script>>,
+}
+
+impl FakeLlm {
+    pub async fn start() -> Self {
+        let script = Arc::new(Mutex::new(Script::default()));
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .with_state(script.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base_url: format!("http://{address}/v1"),
+            script,
+        }
+    }
+
+    pub fn push(&self, reply: Reply) -> &Self {
+        self.script.lock().unwrap().replies.push_back(reply);
+        self
+    }
+
+    pub fn push_all(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.script.lock().unwrap().replies.extend(replies);
+    }
+
+    pub fn require_key(&self, key: &str) {
+        self.script.lock().unwrap().api_key = Some(key.to_string());
+    }
+
+    /// Every request body received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.script.lock().unwrap().requests.clone()
+    }
+
+    /// The agent-turn requests (those that offered tools).
+    pub fn agent_requests(&self) -> Vec<Value> {
+        self.requests().into_iter().filter(|request| request.get("tools").is_some()).collect()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.script.lock().unwrap().replies.len()
+    }
+}
+
+async fn models() -> Json<Value> {
+    Json(json!({ "object": "list", "data": [{ "id": "fake-model", "object": "model", "created": 0, "owned_by": "codeflux-tests" }] }))
+}
+
+async fn chat(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let reply = {
+        let mut script = script.lock().unwrap();
+        if let Some(key) = &script.api_key {
+            let expected = format!("Bearer {key}");
+            if headers.get("authorization").and_then(|value| value.to_str().ok()) != Some(expected.as_str()) {
+                return error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", "invalid_api_key", None);
+            }
+        }
+        script.requests.push(body.clone());
+        if body.get("tools").is_none() {
+            Reply::Text(side_reply(&body))
+        } else {
+            match script.replies.pop_front() {
+                Some(reply) => reply,
+                None => return error(StatusCode::BAD_REQUEST, "the fake model's script is exhausted", "script_exhausted", None),
+            }
+        }
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("fake-model").to_string();
+    match reply {
+        Reply::Fail { status, retry_after } => {
+            let status = StatusCode::from_u16(status).unwrap();
+            error(status, "scripted failure", "server_error", retry_after)
+        }
+        Reply::Text(text) => completion(&model, json!({ "role": "assistant", "content": text, "refusal": null }), "stop"),
+        Reply::Tools(calls) => {
+            let tool_calls: Vec<Value> = calls
+                .into_iter()
+                .enumerate()
+                .map(|(index, (name, arguments))| {
+                    json!({ "id": format!("call_{}_{index}", uuid::Uuid::now_v7().simple()), "type": "function",
+                            "function": { "name": name, "arguments": arguments } })
+                })
+                .collect();
+            completion(
+                &model,
+                json!({ "role": "assistant", "content": null, "refusal": null, "tool_calls": tool_calls }),
+                "tool_calls",
+            )
+        }
+    }
+}
+
+/// Title and reply calls: recognised by their system prompt.
+fn side_reply(body: &Value) -> String {
+    let system = body.pointer("/messages/0/content").and_then(Value::as_str).unwrap_or_default();
+    if system.contains("title") { TITLE_REPLY.to_string() } else { FRIENDLY_REPLY.to_string() }
+}
+
+fn completion(model: &str, message: Value, finish_reason: &str) -> Response {
+    Json(json!({
+        "id": format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+        "object": "chat.completion",
+        "created": chrono::Utc::now().timestamp(),
+        "model": model,
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish_reason, "logprobs": null }],
+        "usage": { "prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150 }
+    }))
+    .into_response()
+}
+
+fn error(status: StatusCode, message: &str, code: &str, retry_after: Option<u32>) -> Response {
+    let body = Json(json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": code } }));
+    let mut response = (status, body).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+    }
+    response
+}

@@ -1,0 +1,6 @@
+//! Stand-ins for what the test machine cannot reach, shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod fake_llm;
+pub mod host_sandbox;
+pub mod harness;
