@@ -48,21 +48,33 @@ async fn prompt_becomes_a_stored_result_with_a_fragment() {
     let messages = done["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["role"], "user");
-    assert_eq!(messages[0]["content"], "build me a habit tracker", "prompt is trimmed");
+    assert_eq!(
+        messages[0]["content"], "build me a habit tracker",
+        "prompt is trimmed"
+    );
     let answer = &messages[1];
     assert_eq!(answer["role"], "assistant");
     assert_eq!(answer["type"], "result");
     assert_eq!(answer["content"], FRIENDLY_REPLY);
-    assert_eq!(answer["usage"]["model_calls"], 6, "4 agent turns + title + reply");
+    assert_eq!(
+        answer["usage"]["model_calls"], 6,
+        "4 agent turns + title + reply"
+    );
     let fragment = &answer["fragment"];
     assert_eq!(fragment["title"], TITLE_REPLY);
     assert_eq!(fragment["files"]["app/page.tsx"], page);
-    assert_eq!(fragment["sandbox_url"], PREVIEW_TEMPLATE.replace("{project}", &project));
+    assert_eq!(
+        fragment["sandbox_url"],
+        PREVIEW_TEMPLATE.replace("{project}", &project)
+    );
     assert_eq!(done["preview_url"], fragment["sandbox_url"]);
 
     // The file really is in the sandbox.
     let on_disk = std::fs::read_to_string(
-        server.sandboxes.workspace(project.parse().unwrap()).join("app/page.tsx"),
+        server
+            .sandboxes
+            .workspace(project.parse().unwrap())
+            .join("app/page.tsx"),
     )
     .unwrap();
     assert_eq!(on_disk, page);
@@ -77,19 +89,46 @@ async fn prompt_becomes_a_stored_result_with_a_fragment() {
         .map(|tool| tool["function"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(tools, ["terminal", "createOrUpdateFiles", "readFiles"]);
-    assert_eq!(count_occurrences(&requests[0], "build me a habit tracker"), 1, "the prompt is sent once");
+    assert_eq!(
+        count_occurrences(&requests[0], "build me a habit tracker"),
+        1,
+        "the prompt is sent once"
+    );
     let results = tool_messages(&requests[3]);
     assert!(results[0].contains("exit code 0") && results[0].contains("hello-from-sandbox"));
-    assert!(results[0].contains("warn"), "stderr is returned on success too");
-    assert!(results[1].contains("Wrote 1 file(s): app/page.tsx (3 lines)"), "{}", results[1]);
-    assert!(results[2].contains("return <main>Habits</main>"), "{}", results[2]);
+    assert!(
+        results[0].contains("warn"),
+        "stderr is returned on success too"
+    );
+    assert!(
+        results[1].contains("Wrote 1 file(s): app/page.tsx (3 lines)"),
+        "{}",
+        results[1]
+    );
+    assert!(
+        results[2].contains("return <main>Habits</main>"),
+        "{}",
+        results[2]
+    );
 
     // Progress was recorded and can be replayed.
     let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
-    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.first(), Some(&"queued"));
     assert_eq!(kinds.last(), Some(&"finished"));
-    for expected in ["started", "sandbox_ready", "model_turn", "tool_started", "tool_finished", "summary"] {
+    for expected in [
+        "started",
+        "sandbox_ready",
+        "model_turn",
+        "tool_started",
+        "tool_finished",
+        "summary",
+    ] {
         assert!(kinds.contains(&expected), "missing {expected} in {kinds:?}");
     }
     let wrote = events
@@ -107,8 +146,15 @@ async fn follow_up_builds_on_the_previous_files_and_conversation() {
     let server = Harness::start().await;
     server.fake.push_all([
         Reply::Tools(vec![
-            ("createOrUpdateFiles".into(), json!({ "files": [{ "path": "app/page.tsx", "content": "v1" }] }).to_string()),
-            ("createOrUpdateFiles".into(), json!({ "files": [{ "path": "components/list.tsx", "content": "list" }] }).to_string()),
+            (
+                "createOrUpdateFiles".into(),
+                json!({ "files": [{ "path": "app/page.tsx", "content": "v1" }] }).to_string(),
+            ),
+            (
+                "createOrUpdateFiles".into(),
+                json!({ "files": [{ "path": "components/list.tsx", "content": "list" }] })
+                    .to_string(),
+            ),
         ]),
         Reply::summary("First version."),
     ]);
@@ -126,23 +172,46 @@ async fn follow_up_builds_on_the_previous_files_and_conversation() {
     assert_eq!(answer["type"], "result");
     let files = &answer["fragment"]["files"];
     assert_eq!(files["app/page.tsx"], "v2");
-    assert_eq!(files["components/list.tsx"], "list", "files from earlier versions are kept");
+    assert_eq!(
+        files["components/list.tsx"], "list",
+        "files from earlier versions are kept"
+    );
 
     let requests = server.fake.agent_requests();
     let follow_up = &requests[2];
     assert_eq!(count_occurrences(follow_up, "make it blue"), 1);
-    assert_eq!(count_occurrences(follow_up, "make a todo list"), 1, "earlier prompt is context");
-    assert_eq!(count_occurrences(follow_up, FRIENDLY_REPLY), 1, "earlier answer is context");
-    assert!(count_occurrences(follow_up, "components/list.tsx") >= 1, "existing files are listed");
+    assert_eq!(
+        count_occurrences(follow_up, "make a todo list"),
+        1,
+        "earlier prompt is context"
+    );
+    assert_eq!(
+        count_occurrences(follow_up, FRIENDLY_REPLY),
+        1,
+        "earlier answer is context"
+    );
+    assert!(
+        count_occurrences(follow_up, "components/list.tsx") >= 1,
+        "existing files are listed"
+    );
     let read = &tool_messages(&requests[3])[0];
-    assert!(read.contains("\"content\":\"v1\""), "the sandbox still has v1: {read}");
-    assert_eq!(*server.sandboxes.created.lock().unwrap(), 1, "the same sandbox is reused");
+    assert!(
+        read.contains("\"content\":\"v1\""),
+        "the sandbox still has v1: {read}"
+    );
+    assert_eq!(
+        *server.sandboxes.created.lock().unwrap(),
+        1,
+        "the same sandbox is reused"
+    );
 }
 
 #[tokio::test]
 async fn an_expired_sandbox_is_recreated_with_the_projects_files() {
     let server = Harness::start().await;
-    server.fake.push_all([Reply::write("app/page.tsx", "kept"), Reply::summary("v1")]);
+    server
+        .fake
+        .push_all([Reply::write("app/page.tsx", "kept"), Reply::summary("v1")]);
     let project = server.create("a page").await;
     server.settled(&project).await;
 
@@ -157,7 +226,12 @@ async fn an_expired_sandbox_is_recreated_with_the_projects_files() {
     let read = &tool_messages(&server.fake.agent_requests()[3])[0];
     assert!(read.contains("\"content\":\"kept\""), "{read}");
     let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
-    let ready = events.as_array().unwrap().iter().find(|e| e["event"] == "sandbox_ready").unwrap();
+    let ready = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "sandbox_ready")
+        .unwrap();
     assert_eq!(ready["created"], true);
     assert_eq!(ready["restored_files"], 1);
 }
@@ -167,7 +241,9 @@ async fn model_down_ends_the_job_with_a_clear_error() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = closed.local_addr().unwrap();
     drop(closed);
-    let server = Harness::start_with(|settings| settings.llm.base_url = format!("http://{address}/v1")).await;
+    let server =
+        Harness::start_with(|settings| settings.llm.base_url = format!("http://{address}/v1"))
+            .await;
     let project = server.create("anything").await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["role"], "assistant");
@@ -182,21 +258,33 @@ async fn model_down_ends_the_job_with_a_clear_error() {
 async fn server_errors_are_retried_then_reported() {
     let server = Harness::start().await;
     for _ in 0..3 {
-        server.fake.push(Reply::Fail { status: 503, retry_after: None });
+        server.fake.push(Reply::Fail {
+            status: 503,
+            retry_after: None,
+        });
     }
     let project = server.create("anything").await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "error");
     let content = answer["content"].as_str().unwrap();
-    assert!(content.contains("HTTP 503") && content.contains("after 3 attempts"), "{content}");
+    assert!(
+        content.contains("HTTP 503") && content.contains("after 3 attempts"),
+        "{content}"
+    );
 }
 
 #[tokio::test]
 async fn rate_limits_are_retried_honouring_retry_after() {
     let server = Harness::start().await;
     server.fake.push_all([
-        Reply::Fail { status: 429, retry_after: Some(0) },
-        Reply::Fail { status: 500, retry_after: None },
+        Reply::Fail {
+            status: 429,
+            retry_after: Some(0),
+        },
+        Reply::Fail {
+            status: 500,
+            retry_after: None,
+        },
         Reply::write("app/page.tsx", "ok"),
         Reply::summary("done"),
     ]);
@@ -210,7 +298,10 @@ async fn rate_limits_are_retried_honouring_retry_after() {
 async fn malformed_tool_arguments_get_a_tool_error_and_the_job_goes_on() {
     let server = Harness::start().await;
     server.fake.push_all([
-        Reply::raw_tool("createOrUpdateFiles", "{\"files\": [{\"path\": \"app/page.tsx\", "),
+        Reply::raw_tool(
+            "createOrUpdateFiles",
+            "{\"files\": [{\"path\": \"app/page.tsx\", ",
+        ),
         Reply::raw_tool("unknownTool", "{}"),
         Reply::write("app/page.tsx", "fixed"),
         Reply::summary("done"),
@@ -220,7 +311,11 @@ async fn malformed_tool_arguments_get_a_tool_error_and_the_job_goes_on() {
     assert_eq!(answer["type"], "result");
     let results = tool_messages(&server.fake.agent_requests()[3]);
     assert!(results[0].contains("not valid JSON"), "{}", results[0]);
-    assert!(results[1].contains("no tool named \"unknownTool\""), "{}", results[1]);
+    assert!(
+        results[1].contains("no tool named \"unknownTool\""),
+        "{}",
+        results[1]
+    );
 }
 
 #[tokio::test]
@@ -243,11 +338,16 @@ async fn paths_outside_the_workspace_are_refused_and_nothing_is_written() {
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "result");
     let results = tool_messages(&server.fake.agent_requests()[4]);
-    assert!(results[0].contains("outside the workspace") && results[0].contains("Nothing was written"));
+    assert!(
+        results[0].contains("outside the workspace") && results[0].contains("Nothing was written")
+    );
     assert!(results[1].contains("outside the workspace"));
     assert!(results[2].contains("outside the workspace"));
     let workspace = server.sandboxes.workspace(project.parse().unwrap());
-    assert!(!workspace.join("app/ok.tsx").exists(), "a refused batch writes nothing");
+    assert!(
+        !workspace.join("app/ok.tsx").exists(),
+        "a refused batch writes nothing"
+    );
     assert!(!server.sandboxes.base().join("escaped.txt").exists());
     let files = answer["fragment"]["files"].as_object().unwrap();
     assert_eq!(files.keys().collect::<Vec<_>>(), ["app/page.tsx"]);
@@ -256,25 +356,44 @@ async fn paths_outside_the_workspace_are_refused_and_nothing_is_written() {
 #[tokio::test]
 async fn reaching_the_step_cap_with_files_is_still_a_result() {
     let server = Harness::start_with(|settings| settings.agent.max_iterations = 2).await;
-    server.fake.push_all([Reply::write("app/page.tsx", "partial"), Reply::terminal("true")]);
+    server.fake.push_all([
+        Reply::write("app/page.tsx", "partial"),
+        Reply::terminal("true"),
+    ]);
     let project = server.create("anything").await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "result");
-    assert!(answer["content"].as_str().unwrap().contains("limit of 2 steps"), "{answer}");
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 2 steps"),
+        "{answer}"
+    );
     assert_eq!(answer["fragment"]["files"]["app/page.tsx"], "partial");
 }
 
 #[tokio::test]
 async fn reaching_the_step_cap_without_files_is_an_error() {
     let server = Harness::start_with(|settings| settings.agent.max_iterations = 2).await;
-    server.fake.push_all([Reply::terminal("ls"), Reply::Text("thinking...".into())]);
+    server
+        .fake
+        .push_all([Reply::terminal("ls"), Reply::Text("thinking...".into())]);
     let project = server.create("anything").await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "error");
-    assert!(answer["content"].as_str().unwrap().contains("used all 2 steps without writing any files"));
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap()
+            .contains("used all 2 steps without writing any files")
+    );
     // A text-only turn without a summary is answered with a nudge to keep going.
     let second = &server.fake.agent_requests()[1];
-    assert!(count_occurrences(second, "Keep going") == 0, "the nudge follows a text-only turn, not a tool turn");
+    assert!(
+        count_occurrences(second, "Keep going") == 0,
+        "the nudge follows a text-only turn, not a tool turn"
+    );
 }
 
 /// Writes a project whose job a killed process left `running`, as if after `attempts` starts.
@@ -293,7 +412,10 @@ async fn a_job_interrupted_by_a_restart_runs_again() {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let project = crashed_job(data_dir.path(), 1).await;
     let fake = FakeLlm::start().await;
-    fake.push_all([Reply::write("app/page.tsx", "recovered"), Reply::summary("done")]);
+    fake.push_all([
+        Reply::write("app/page.tsx", "recovered"),
+        Reply::summary("done"),
+    ]);
     let server = Harness::start_on(fake, data_dir, HostSandboxes::new(), |_| {}).await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "result", "{answer}");
@@ -304,35 +426,62 @@ async fn a_job_interrupted_by_a_restart_runs_again() {
 async fn a_job_interrupted_twice_fails_with_a_message() {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let project = crashed_job(data_dir.path(), 2).await;
-    let server = Harness::start_on(FakeLlm::start().await, data_dir, HostSandboxes::new(), |_| {}).await;
+    let server = Harness::start_on(
+        FakeLlm::start().await,
+        data_dir,
+        HostSandboxes::new(),
+        |_| {},
+    )
+    .await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "error");
-    assert!(answer["content"].as_str().unwrap().contains("stopped twice"));
-    assert!(server.fake.requests().is_empty(), "the job is not run a third time");
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap()
+            .contains("stopped twice")
+    );
+    assert!(
+        server.fake.requests().is_empty(),
+        "the job is not run a third time"
+    );
 }
 
 #[tokio::test]
 async fn the_queue_survives_a_clean_restart_with_work_waiting() {
     let server = Harness::start().await;
-    server.fake.push_all([Reply::write("app/page.tsx", "one"), Reply::summary("one")]);
+    server
+        .fake
+        .push_all([Reply::write("app/page.tsx", "one"), Reply::summary("one")]);
     let project = server.create("first").await;
     server.settled(&project).await;
     let (fake, data_dir, sandboxes) = server.stop().await;
 
     let server = Harness::start_on(fake, data_dir, sandboxes, |_| {}).await;
     let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
-    assert_eq!(detail["messages"].as_array().unwrap().len(), 2, "data persisted across restart");
+    assert_eq!(
+        detail["messages"].as_array().unwrap().len(),
+        2,
+        "data persisted across restart"
+    );
 }
 
 #[tokio::test]
 async fn prompts_are_validated() {
     let server = Harness::start().await;
-    for bad in [json!({}), json!({ "prompt": "" }), json!({ "prompt": "   \n " }), json!({ "prompt": "x".repeat(10_001) })] {
+    for bad in [
+        json!({}),
+        json!({ "prompt": "" }),
+        json!({ "prompt": "   \n " }),
+        json!({ "prompt": "x".repeat(10_001) }),
+    ] {
         let (status, body) = server.post("/api/projects", bad.clone()).await;
         assert_eq!(status, 422, "{bad}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
-    let (_, body) = server.post("/api/projects", json!({ "prompt": "x".repeat(10_001) })).await;
+    let (_, body) = server
+        .post("/api/projects", json!({ "prompt": "x".repeat(10_001) }))
+        .await;
     assert!(body["error"].as_str().unwrap().contains("10001"));
     let response = server
         .http
@@ -347,10 +496,15 @@ async fn prompts_are_validated() {
 
     let (status, body) = server.get("/api/projects").await;
     assert_eq!(status, 200);
-    assert!(body["projects"].as_array().unwrap().is_empty(), "nothing was created by bad input");
+    assert!(
+        body["projects"].as_array().unwrap().is_empty(),
+        "nothing was created by bad input"
+    );
 
     let longest = "é".repeat(10_000);
-    server.fake.push_all([Reply::write("app/page.tsx", "x"), Reply::summary("x")]);
+    server
+        .fake
+        .push_all([Reply::write("app/page.tsx", "x"), Reply::summary("x")]);
     let project = server.create(&longest).await;
     server.settled(&project).await;
 }
@@ -362,7 +516,12 @@ async fn unknown_projects_are_404_json() {
     let (status, body) = server.get(&format!("/api/projects/{missing}")).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"], "project not found");
-    let (status, body) = server.post(&format!("/api/projects/{missing}/messages"), json!({ "prompt": "hi" })).await;
+    let (status, body) = server
+        .post(
+            &format!("/api/projects/{missing}/messages"),
+            json!({ "prompt": "hi" }),
+        )
+        .await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
     let (status, _) = server.get("/healthz").await;
@@ -374,28 +533,52 @@ async fn projects_list_newest_first_in_pages_and_delete_cascades() {
     let server = Harness::start().await;
     let mut ids = Vec::new();
     for prompt in ["one", "two", "three"] {
-        server.fake.push_all([Reply::write("app/page.tsx", prompt), Reply::summary(prompt)]);
+        server
+            .fake
+            .push_all([Reply::write("app/page.tsx", prompt), Reply::summary(prompt)]);
         let id = server.create(prompt).await;
         server.settled(&id).await;
         ids.push(id);
     }
     let (_, first) = server.get("/api/projects?limit=2").await;
-    let page: Vec<&str> = first["projects"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let page: Vec<&str> = first["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     assert_eq!(page, [ids[2].as_str(), ids[1].as_str()]);
     assert_eq!(first["projects"][0]["status"], "idle");
     let name = first["projects"][0]["name"].as_str().unwrap();
-    assert!(name.split('-').count() == 2 && name.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{name}");
+    assert!(
+        name.split('-').count() == 2 && name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+        "{name}"
+    );
     let cursor = first["next"].as_str().unwrap();
-    let (_, second) = server.get(&format!("/api/projects?limit=2&before={cursor}")).await;
-    let page: Vec<&str> = second["projects"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let (_, second) = server
+        .get(&format!("/api/projects?limit=2&before={cursor}"))
+        .await;
+    let page: Vec<&str> = second["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     assert_eq!(page, [ids[0].as_str()]);
     assert!(second["next"].is_null());
 
-    let response = server.http.delete(format!("{}/api/projects/{}", server.base, ids[1])).send().await.unwrap();
+    let response = server
+        .http
+        .delete(format!("{}/api/projects/{}", server.base, ids[1]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     let (status, _) = server.get(&format!("/api/projects/{}", ids[1])).await;
     assert_eq!(status, 404);
-    let (_, events) = server.get(&format!("/api/projects/{}/events", ids[1])).await;
+    let (_, events) = server
+        .get(&format!("/api/projects/{}/events", ids[1]))
+        .await;
     assert_eq!(events["error"], "project not found");
     let (_, list) = server.get("/api/projects").await;
     assert_eq!(list["projects"].as_array().unwrap().len(), 2);
@@ -407,7 +590,10 @@ async fn the_fake_model_speaks_the_protocol_the_official_openai_client_expects()
     fake.require_key("sk-test");
     fake.push_all([
         Reply::write("app/page.tsx", "hello"),
-        Reply::Fail { status: 429, retry_after: Some(0) },
+        Reply::Fail {
+            status: 429,
+            retry_after: Some(0),
+        },
         Reply::summary("all done"),
     ]);
     // The fake runs on this test's runtime, so the SDK must be awaited, not blocked on.
@@ -420,7 +606,10 @@ async fn the_fake_model_speaks_the_protocol_the_official_openai_client_expects()
         .expect("python3 must be installed (see .ci/run)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "openai SDK check failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "openai SDK check failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("openai SDK check passed"), "{stdout}");
     assert_eq!(fake.remaining(), 0);
 }

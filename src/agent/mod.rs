@@ -7,6 +7,8 @@ pub mod tools;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::events::EventKind;
 use crate::llm::{ChatMessage, ChatRequest, Llm, LlmError};
 use crate::sandbox::Sandbox;
@@ -177,7 +179,11 @@ impl Agent<'_> {
             summary: Toolbox::describe(name, arguments),
         });
         let started = Instant::now();
-        let outcome = toolbox.call(name, arguments).await;
+        let outcome = toolbox
+            .call(name, arguments)
+            .instrument(tracing::info_span!("tool", tool = name))
+            .await;
+        tracing::info!(tool = name, ok = outcome.ok, summary = %outcome.summary, "tool call finished");
         if let Err(error) = self.sandbox.extend(self.settings.sandbox_lifetime).await {
             tracing::warn!(%error, "could not extend the sandbox's lifetime");
         }

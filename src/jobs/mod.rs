@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub use generation::{Generation, PreviewAddress};
@@ -158,7 +159,9 @@ impl JobQueue {
     async fn execute(&self, mut job: Job) {
         let generation = self.inner.generation.clone();
         let running = job.clone();
-        let outcome = tokio::spawn(async move { generation.run(&running).await }).await;
+        let span = tracing::info_span!("job", job = %job.id, project = %job.project_id, attempt = job.attempts);
+        let outcome =
+            tokio::spawn(async move { generation.run(&running).await }.instrument(span)).await;
         let status = match outcome {
             Ok(Ok(message)) if message.kind == MessageType::Result => JobStatus::Done,
             Ok(Ok(_)) => JobStatus::Failed,

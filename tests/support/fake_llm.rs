@@ -25,7 +25,10 @@ pub enum Reply {
     /// The assistant answers with text.
     Text(String),
     /// The server fails with this status (and `Retry-After`, when given).
-    Fail { status: u16, retry_after: Option<u32> },
+    Fail {
+        status: u16,
+        retry_after: Option<u32>,
+    },
 }
 
 impl Reply {
@@ -103,7 +106,10 @@ impl FakeLlm {
 
     /// The agent-turn requests (those that offered tools).
     pub fn agent_requests(&self) -> Vec<Value> {
-        self.requests().into_iter().filter(|request| request.get("tools").is_some()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|request| request.get("tools").is_some())
+            .collect()
     }
 
     pub fn remaining(&self) -> usize {
@@ -112,16 +118,31 @@ impl FakeLlm {
 }
 
 async fn models() -> Json<Value> {
-    Json(json!({ "object": "list", "data": [{ "id": "fake-model", "object": "model", "created": 0, "owned_by": "codeflux-tests" }] }))
+    Json(
+        json!({ "object": "list", "data": [{ "id": "fake-model", "object": "model", "created": 0, "owned_by": "codeflux-tests" }] }),
+    )
 }
 
-async fn chat(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn chat(
+    State(script): State<Arc<Mutex<Script>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let reply = {
         let mut script = script.lock().unwrap();
         if let Some(key) = &script.api_key {
             let expected = format!("Bearer {key}");
-            if headers.get("authorization").and_then(|value| value.to_str().ok()) != Some(expected.as_str()) {
-                return error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", "invalid_api_key", None);
+            if headers
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                != Some(expected.as_str())
+            {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "Incorrect API key provided",
+                    "invalid_api_key",
+                    None,
+                );
             }
         }
         script.requests.push(body.clone());
@@ -130,17 +151,35 @@ async fn chat(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, Json
         } else {
             match script.replies.pop_front() {
                 Some(reply) => reply,
-                None => return error(StatusCode::BAD_REQUEST, "the fake model's script is exhausted", "script_exhausted", None),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "the fake model's script is exhausted",
+                        "script_exhausted",
+                        None,
+                    );
+                }
             }
         }
     };
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("fake-model").to_string();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model")
+        .to_string();
     match reply {
-        Reply::Fail { status, retry_after } => {
+        Reply::Fail {
+            status,
+            retry_after,
+        } => {
             let status = StatusCode::from_u16(status).unwrap();
             error(status, "scripted failure", "server_error", retry_after)
         }
-        Reply::Text(text) => completion(&model, json!({ "role": "assistant", "content": text, "refusal": null }), "stop"),
+        Reply::Text(text) => completion(
+            &model,
+            json!({ "role": "assistant", "content": text, "refusal": null }),
+            "stop",
+        ),
         Reply::Tools(calls) => {
             let tool_calls: Vec<Value> = calls
                 .into_iter()
@@ -161,8 +200,15 @@ async fn chat(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, Json
 
 /// Title and reply calls: recognised by their system prompt.
 fn side_reply(body: &Value) -> String {
-    let system = body.pointer("/messages/0/content").and_then(Value::as_str).unwrap_or_default();
-    if system.contains("title") { TITLE_REPLY.to_string() } else { FRIENDLY_REPLY.to_string() }
+    let system = body
+        .pointer("/messages/0/content")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if system.contains("title") {
+        TITLE_REPLY.to_string()
+    } else {
+        FRIENDLY_REPLY.to_string()
+    }
 }
 
 fn completion(model: &str, message: Value, finish_reason: &str) -> Response {
@@ -178,10 +224,14 @@ fn completion(model: &str, message: Value, finish_reason: &str) -> Response {
 }
 
 fn error(status: StatusCode, message: &str, code: &str, retry_after: Option<u32>) -> Response {
-    let body = Json(json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": code } }));
+    let body = Json(
+        json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": code } }),
+    );
     let mut response = (status, body).into_response();
     if let Some(seconds) = retry_after {
-        response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+        response
+            .headers_mut()
+            .insert("retry-after", seconds.to_string().parse().unwrap());
     }
     response
 }

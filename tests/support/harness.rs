@@ -70,7 +70,9 @@ impl Harness {
         let mut settings = settings(data_dir.path(), &fake.base_url, 30);
         adjust(&mut settings);
         let provider: Arc<dyn SandboxProvider> = sandboxes.clone();
-        let services = Services::build(&settings, Some(provider), Setup::default()).await.unwrap();
+        let services = Services::build(&settings, Some(provider), Setup::default())
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -101,31 +103,51 @@ impl Harness {
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }
-        (self.fake.clone(), self.data_dir.clone(), self.sandboxes.clone())
+        (
+            self.fake.clone(),
+            self.data_dir.clone(),
+            self.sandboxes.clone(),
+        )
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Creates a project and returns its id.
     pub async fn create(&self, prompt: &str) -> String {
-        let (status, body) = self.post("/api/projects", json!({ "prompt": prompt })).await;
+        let (status, body) = self
+            .post("/api/projects", json!({ "prompt": prompt }))
+            .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_string()
     }
 
     pub async fn follow_up(&self, project: &str, prompt: &str) {
         let (status, body) = self
-            .post(&format!("/api/projects/{project}/messages"), json!({ "prompt": prompt }))
+            .post(
+                &format!("/api/projects/{project}/messages"),
+                json!({ "prompt": prompt }),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
     }
@@ -146,6 +168,11 @@ impl Harness {
     /// The project's last message, once its jobs are done.
     pub async fn last_message(&self, project: &str) -> Value {
         let project = self.settled(project).await;
-        project["messages"].as_array().unwrap().last().unwrap().clone()
+        project["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use codeflux::sandbox::{
-    Acquired, CommandOutput, FileWrite, PreviewUpstream, Sandbox, SandboxError, SandboxProvider, WorkspacePath,
+    Acquired, CommandOutput, FileWrite, PreviewUpstream, Sandbox, SandboxError, SandboxProvider,
+    WorkspacePath,
 };
 use uuid::Uuid;
 
@@ -134,10 +135,16 @@ impl SandboxProvider for HostSandboxes {
         });
         live.insert(project_id, sandbox.clone());
         *self.created.lock().unwrap() += 1;
-        Ok(Acquired { sandbox, created: true })
+        Ok(Acquired {
+            sandbox,
+            created: true,
+        })
     }
 
-    async fn preview_upstream(&self, _project_id: Uuid) -> Result<Option<PreviewUpstream>, SandboxError> {
+    async fn preview_upstream(
+        &self,
+        _project_id: Uuid,
+    ) -> Result<Option<PreviewUpstream>, SandboxError> {
         Ok(None)
     }
 

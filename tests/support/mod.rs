@@ -2,5 +2,5 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
-pub mod host_sandbox;
 pub mod harness;
+pub mod host_sandbox;
