@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::agent::{Agent, AgentSettings, AgentTask};
 use crate::events::{EventHub, EventKind};
 use crate::llm::{ChatMessage, Llm};
-use crate::sandbox::{Acquired, FileWrite, SandboxProvider, WorkspacePath};
+use crate::sandbox::{Acquired, FileWrite, Sandbox, SandboxError, SandboxProvider, WorkspacePath};
 use crate::store::{Job, Message, MessageType, NewFragment, Role, Store, StoreError};
+use uuid::Uuid;
 
 /// How many earlier messages the model sees as conversation context.
 const HISTORY_MESSAGES: usize = 10;
@@ -35,14 +36,22 @@ pub struct Generation {
     pub preview: PreviewAddress,
 }
 
+/// A running sandbox with the project's files in place.
+pub struct PreparedSandbox {
+    pub sandbox: Arc<dyn Sandbox>,
+    pub backend: &'static str,
+    pub created: bool,
+    pub restored_files: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
-enum JobError {
+pub enum JobError {
     #[error(
         "No sandbox backend is configured. Start Docker (CODEFLUX_SANDBOX=docker) or set E2B_API_KEY (CODEFLUX_SANDBOX=e2b)."
     )]
     NoSandbox,
     #[error("The sandbox could not be prepared: {0}")]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] SandboxError),
     #[error("{0}")]
     Agent(#[from] crate::agent::AgentError),
     #[error("Storage failed: {0}")]
@@ -89,32 +98,17 @@ impl Generation {
     }
 
     async fn generate(&self, job: &Job) -> Result<Message, JobError> {
-        let provider = self.sandboxes.as_ref().ok_or(JobError::NoSandbox)?;
         let previous = self.store.latest_fragment(job.project_id)?;
-        let Acquired { sandbox, created } = provider.acquire(job.project_id).await?;
-        let mut restored_files = 0;
-        if created && let Some(fragment) = &previous {
-            let writes = fragment
-                .files
-                .iter()
-                .map(|(path, content)| {
-                    Ok(FileWrite {
-                        path: WorkspacePath::parse(path)?,
-                        content: content.clone().into_bytes(),
-                    })
-                })
-                .collect::<Result<Vec<_>, crate::sandbox::SandboxError>>()?;
-            sandbox.write_files(&writes).await?;
-            restored_files = writes.len();
-        }
+        let prepared = self.prepare_sandbox(job.project_id).await?;
         self.publish(
             job,
             EventKind::SandboxReady {
-                backend: provider.name().to_string(),
-                created,
-                restored_files,
+                backend: prepared.backend.to_string(),
+                created: prepared.created,
+                restored_files: prepared.restored_files,
             },
         );
+        let sandbox = prepared.sandbox;
 
         let prompt = self.store.message(job.project_id, job.message_id)?.content;
         let task = AgentTask {
@@ -160,6 +154,34 @@ impl Generation {
             },
         );
         Ok(message)
+    }
+
+    /// Gets the project's sandbox running. A fresh sandbox gets the files of the project's
+    /// latest version back, so an expired sandbox (or a restart) loses nothing.
+    pub async fn prepare_sandbox(&self, project_id: Uuid) -> Result<PreparedSandbox, JobError> {
+        let provider = self.sandboxes.as_ref().ok_or(JobError::NoSandbox)?;
+        let Acquired { sandbox, created } = provider.acquire(project_id).await?;
+        let mut restored_files = 0;
+        if created && let Some(fragment) = self.store.latest_fragment(project_id)? {
+            let writes = fragment
+                .files
+                .iter()
+                .map(|(path, content)| {
+                    Ok(FileWrite {
+                        path: WorkspacePath::parse(path)?,
+                        content: content.clone().into_bytes(),
+                    })
+                })
+                .collect::<Result<Vec<_>, SandboxError>>()?;
+            sandbox.write_files(&writes).await?;
+            restored_files = writes.len();
+        }
+        Ok(PreparedSandbox {
+            sandbox,
+            backend: provider.name(),
+            created,
+            restored_files,
+        })
     }
 
     /// The conversation before this job's prompt, as model messages (errors left out).

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use generation::{Generation, PreviewAddress};
+pub use generation::{Generation, JobError, PreparedSandbox, PreviewAddress};
 
 use crate::store::{Job, JobStatus, MessageType, StoreError};
 
