@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::agent::AgentSettings;
 use crate::events::EventKind;
 use crate::llm::LlmConfig;
+use crate::sandbox::docker::{DockerConfig, DockerProvider};
 use crate::server::{Services, Settings};
 use crate::store::{JobStatus, MessageType};
 use crate::web::Setup;
@@ -31,6 +32,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Build one app from a prompt without the web UI and write its files to a folder.
     Generate(GenerateArgs),
+    /// Manage the sandbox template image.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Build the Docker sandbox image from the template embedded in this binary.
+    Build,
 }
 
 /// Settings shared by `serve` and `generate`.
@@ -97,7 +107,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Generate(args) => generate(args).await,
+        Command::Template(TemplateCommand::Build) => build_template().await,
     }
+}
+
+async fn build_template() -> anyhow::Result<()> {
+    let config = DockerConfig::from_env()?;
+    let provider = DockerProvider::connect(config).await?;
+    let tag =
+        crate::sandbox::docker::build_image(provider.docker(), provider.config(), &mut |line| {
+            eprintln!("{line}")
+        })
+        .await?;
+    println!("{tag}");
+    Ok(())
 }
 
 fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) -> Setup {

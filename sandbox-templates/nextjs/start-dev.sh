@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Starts the Next.js dev server in /home/user and reports when it answers.
+set -u
+cd /home/user
+npx next dev --turbopack -H 0.0.0.0 -p 3000 &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null; wait "$server"' TERM INT
+for _ in $(seq 1 240); do
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "codeflux: the dev server exited" >&2
+    wait "$server"
+    exit 1
+  fi
+  status=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/ 2>/dev/null || true)
+  if [ "$status" = "200" ]; then
+    echo "codeflux: dev server ready on port 3000"
+    break
+  fi
+  sleep 0.5
+done
+wait "$server"

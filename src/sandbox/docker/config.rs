@@ -1,0 +1,126 @@
+//! Settings of the Docker backend, read from the environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sandbox::SandboxError;
+
+pub const DEFAULT_BASE_IMAGE: &str = "node:20-bookworm";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Sandboxes reach the internet (npm install works).
+    Bridge,
+    /// Air gap: an internal network with no route out; CodeFlux still reaches the previews.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// `FROM` of the template: any image with Node ≥ 20, npm, bash and coreutils.
+    pub base_image: String,
+    /// A PEM bundle to trust inside the image (TLS-intercepting proxies).
+    pub ca_cert: Option<PathBuf>,
+    pub memory_mb: i64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub network: NetworkMode,
+    /// Sandboxes with no activity for this long are stopped.
+    pub idle: Duration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            base_image: DEFAULT_BASE_IMAGE.to_string(),
+            ca_cert: None,
+            memory_mb: 2048,
+            cpus: 2.0,
+            pids: 1024,
+            network: NetworkMode::Bridge,
+            idle: Duration::from_secs(1800),
+        }
+    }
+}
+
+impl DockerConfig {
+    /// Reads `CODEFLUX_SANDBOX_BASE_IMAGE`, `CODEFLUX_SANDBOX_CA_CERT`,
+    /// `CODEFLUX_SANDBOX_MEMORY_MB`, `CODEFLUX_SANDBOX_CPUS`, `CODEFLUX_SANDBOX_PIDS`,
+    /// `CODEFLUX_SANDBOX_NETWORK` (`bridge` or `none`) and `CODEFLUX_SANDBOX_IDLE_SECS`.
+    pub fn from_env() -> Result<Self, SandboxError> {
+        let defaults = Self::default();
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        let number = |name: &str| -> Result<Option<f64>, SandboxError> {
+            var(name)
+                .map(|value| {
+                    value
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|number| *number > 0.0)
+                        .ok_or_else(|| {
+                            SandboxError::NotConfigured(format!(
+                                "{name} must be a positive number, not {value:?}"
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        let network = match var("CODEFLUX_SANDBOX_NETWORK").as_deref().map(str::trim) {
+            None | Some("bridge") => NetworkMode::Bridge,
+            Some("none") => NetworkMode::None,
+            Some(other) => {
+                return Err(SandboxError::NotConfigured(format!(
+                    "CODEFLUX_SANDBOX_NETWORK must be `bridge` or `none`, not {other:?}"
+                )));
+            }
+        };
+        let ca_cert = var("CODEFLUX_SANDBOX_CA_CERT").map(PathBuf::from);
+        if let Some(path) = &ca_cert
+            && !path.is_file()
+        {
+            return Err(SandboxError::NotConfigured(format!(
+                "CODEFLUX_SANDBOX_CA_CERT points to {}, which is not a readable file",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            base_image: var("CODEFLUX_SANDBOX_BASE_IMAGE").unwrap_or(defaults.base_image),
+            ca_cert,
+            memory_mb: number("CODEFLUX_SANDBOX_MEMORY_MB")?
+                .map_or(defaults.memory_mb, |n| n as i64),
+            cpus: number("CODEFLUX_SANDBOX_CPUS")?.unwrap_or(defaults.cpus),
+            pids: number("CODEFLUX_SANDBOX_PIDS")?.map_or(defaults.pids, |n| n as i64),
+            network,
+            idle: number("CODEFLUX_SANDBOX_IDLE_SECS")?
+                .map_or(defaults.idle, Duration::from_secs_f64),
+        })
+    }
+
+    /// The CA bundle's bytes, if one is configured.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, SandboxError> {
+        self.ca_cert
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|error| {
+                    SandboxError::NotConfigured(format!(
+                        "cannot read CODEFLUX_SANDBOX_CA_CERT {}: {error}",
+                        path.display()
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// The Docker network the sandboxes join.
+    pub fn network_name(&self) -> &'static str {
+        match self.network {
+            NetworkMode::Bridge => "codeflux-sandboxes",
+            NetworkMode::None => "codeflux-isolated",
+        }
+    }
+}

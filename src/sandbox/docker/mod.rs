@@ -1,0 +1,482 @@
+//! The local Docker backend: one labelled container per project, built from the embedded
+//! template, reached over a Docker network of its own (no published host ports).
+
+mod config;
+mod image;
+mod sandbox;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkConnectRequest,
+    NetworkCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use uuid::Uuid;
+
+pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
+pub use image::{build_image, ensure_image};
+pub use sandbox::{DockerSandbox, SANDBOX_USER};
+
+use super::{Acquired, PREVIEW_PORT, PreviewUpstream, Sandbox, SandboxError, SandboxProvider};
+
+/// Label on every sandbox container, so they can be found again after a restart.
+pub const SANDBOX_LABEL: &str = "codeflux.sandbox";
+/// Label holding the project id.
+pub const PROJECT_LABEL: &str = "codeflux.project";
+/// Label holding the image tag the container was made from.
+const IMAGE_LABEL: &str = "codeflux.image";
+
+/// When each project's sandbox was last used; the reaper stops the ones idle too long.
+#[derive(Default)]
+pub struct Activity {
+    last_used: Mutex<HashMap<Uuid, Instant>>,
+}
+
+impl Activity {
+    pub fn touch(&self, project_id: Uuid) {
+        self.lock().insert(project_id, Instant::now());
+    }
+
+    /// How long the project's sandbox has been idle; a sandbox never seen counts from now.
+    fn idle_for(&self, project_id: Uuid) -> Duration {
+        self.lock()
+            .entry(project_id)
+            .or_insert_with(Instant::now)
+            .elapsed()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub struct DockerProvider {
+    docker: Docker,
+    config: DockerConfig,
+    activity: Arc<Activity>,
+    /// Serialises work on one project's container (a job and a preview wake-up may race).
+    project_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// The image tag once it is known to exist.
+    image: tokio::sync::Mutex<Option<String>>,
+}
+
+/// A labelled container as found on the engine.
+struct Found {
+    id: String,
+    running: bool,
+    image_tag: Option<String>,
+}
+
+impl DockerProvider {
+    /// Connects to the engine named by `DOCKER_HOST` (or the local socket) and agrees on an
+    /// API version, so old engines (20.10 speaks 1.41) and new ones both work.
+    pub async fn connect(config: DockerConfig) -> Result<Self, SandboxError> {
+        let docker = Docker::connect_with_defaults().map_err(|error| {
+            SandboxError::NotConfigured(format!("cannot connect to Docker: {error}"))
+        })?;
+        let docker = docker.negotiate_version().await.map_err(|error| {
+            SandboxError::NotConfigured(format!("Docker does not answer: {}", docker_error(error)))
+        })?;
+        docker.ping().await.map_err(|error| {
+            SandboxError::NotConfigured(format!("Docker does not answer: {}", docker_error(error)))
+        })?;
+        Ok(Self {
+            docker,
+            config,
+            activity: Arc::default(),
+            project_locks: Mutex::default(),
+            image: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// Builds the sandbox image unless it exists; build output goes to `progress`.
+    pub async fn prepare_image(
+        &self,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String, SandboxError> {
+        let mut cached = self.image.lock().await;
+        if let Some(tag) = cached.as_ref()
+            && self.docker.inspect_image(tag).await.is_ok()
+        {
+            return Ok(tag.clone());
+        }
+        let tag = ensure_image(&self.docker, &self.config, progress).await?;
+        *cached = Some(tag.clone());
+        Ok(tag)
+    }
+
+    /// Removes labelled containers whose project no longer exists. Returns how many.
+    pub async fn remove_orphans(
+        &self,
+        live_projects: &HashSet<Uuid>,
+    ) -> Result<usize, SandboxError> {
+        let mut removed = 0;
+        for (project_id, container) in self.list_sandboxes(false).await? {
+            if project_id.is_none_or(|id| !live_projects.contains(&id)) {
+                self.remove(&container.id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Stops running sandboxes idle for longer than the configured limit. Returns how many.
+    pub async fn stop_idle(&self) -> Result<usize, SandboxError> {
+        let mut stopped = 0;
+        for (project_id, container) in self.list_sandboxes(true).await? {
+            let Some(project_id) = project_id else {
+                continue;
+            };
+            if self.activity.idle_for(project_id) < self.config.idle {
+                continue;
+            }
+            let lock = self.project_lock(project_id);
+            let _guard = lock.lock().await;
+            // Checked again under the lock: a job may have just used it.
+            if self.activity.idle_for(project_id) < self.config.idle {
+                continue;
+            }
+            tracing::info!(%project_id, "stopping an idle sandbox");
+            let options = StopContainerOptionsBuilder::new().t(5).build();
+            match self
+                .docker
+                .stop_container(&container.id, Some(options))
+                .await
+            {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304 | 404,
+                    ..
+                }) => stopped += 1,
+                Err(error) => return Err(SandboxError::Backend(docker_error(error))),
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Runs [`DockerProvider::stop_idle`] periodically until the task is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let provider = self.clone();
+        let every =
+            (provider.config.idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(error) = provider.stop_idle().await {
+                    tracing::warn!(%error, "could not stop idle sandboxes");
+                }
+            }
+        })
+    }
+
+    fn project_lock(&self, project_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .project_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(project_id).or_default().clone()
+    }
+
+    async fn list_sandboxes(
+        &self,
+        running_only: bool,
+    ) -> Result<Vec<(Option<Uuid>, Found)>, SandboxError> {
+        let filters = HashMap::from([("label", vec![format!("{SANDBOX_LABEL}=1")])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(!running_only)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| SandboxError::Backend(docker_error(error)))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|summary| {
+                let labels = summary.labels.unwrap_or_default();
+                let project_id = labels.get(PROJECT_LABEL).and_then(|id| id.parse().ok());
+                Some((
+                    project_id,
+                    Found {
+                        id: summary.id?,
+                        running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+                        image_tag: labels.get(IMAGE_LABEL).cloned(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn find(&self, project_id: Uuid) -> Result<Option<Found>, SandboxError> {
+        Ok(self
+            .list_sandboxes(false)
+            .await?
+            .into_iter()
+            .find(|(id, _)| *id == Some(project_id))
+            .map(|(_, found)| found))
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<(), SandboxError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(container_id, Some(options))
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(SandboxError::Backend(docker_error(error))),
+        }
+    }
+
+    /// Creates the sandboxes' network if needed, and joins it when CodeFlux itself runs in
+    /// a container on the same engine, so previews are reached without published ports.
+    async fn ensure_network(&self) -> Result<(), SandboxError> {
+        let name = self.config.network_name();
+        if self.docker.inspect_network(name, None).await.is_err() {
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".to_string()),
+                internal: Some(self.config.network == NetworkMode::None),
+                labels: Some(HashMap::from([(
+                    SANDBOX_LABEL.to_string(),
+                    "network".to_string(),
+                )])),
+                ..Default::default()
+            };
+            if let Err(error) = self.docker.create_network(request).await {
+                // Another CodeFlux may have created it meanwhile.
+                if self.docker.inspect_network(name, None).await.is_err() {
+                    return Err(SandboxError::Backend(format!(
+                        "cannot create network {name}: {}",
+                        docker_error(error)
+                    )));
+                }
+            }
+        }
+        if let Some(own_id) = own_container_id()
+            && self.docker.inspect_container(&own_id, None).await.is_ok()
+        {
+            let request = NetworkConnectRequest {
+                container: own_id,
+                ..Default::default()
+            };
+            // Already connected is fine.
+            let _ = self.docker.connect_network(name, request).await;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, project_id: Uuid, image: &str) -> Result<String, SandboxError> {
+        let name = format!("codeflux-{project_id}");
+        let labels = HashMap::from([
+            (SANDBOX_LABEL.to_string(), "1".to_string()),
+            (PROJECT_LABEL.to_string(), project_id.to_string()),
+            (IMAGE_LABEL.to_string(), image.to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(labels),
+            hostname: Some("sandbox".to_string()),
+            host_config: Some(HostConfig {
+                memory: Some(self.config.memory_mb * 1024 * 1024),
+                nano_cpus: Some((self.config.cpus * 1e9) as i64),
+                pids_limit: Some(self.config.pids),
+                // Everything in the sandbox runs as an unprivileged user: no capability is needed.
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                init: Some(true),
+                network_mode: Some(self.config.network_name().to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = match self
+            .docker
+            .create_container(Some(options.clone()), body.clone())
+            .await
+        {
+            Ok(created) => created,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                // A leftover with our name but without our labels: replace it.
+                self.remove(&name).await?;
+                self.docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(|error| SandboxError::Backend(docker_error(error)))?
+            }
+            Err(error) => return Err(SandboxError::Backend(docker_error(error))),
+        };
+        Ok(created.id)
+    }
+
+    async fn start(&self, container_id: &str) -> Result<(), SandboxError> {
+        match self.docker.start_container(container_id, None).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(error) => Err(SandboxError::Backend(docker_error(error))),
+        }
+    }
+
+    async fn address(&self, container_id: &str) -> Result<String, SandboxError> {
+        let inspected = self
+            .docker
+            .inspect_container(container_id, None)
+            .await
+            .map_err(|error| SandboxError::Backend(docker_error(error)))?;
+        inspected
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|networks| networks.get(self.config.network_name()).cloned())
+            .and_then(|endpoint| endpoint.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| {
+                SandboxError::Backend(format!(
+                    "container {} has no address on {}",
+                    sandbox::short(container_id),
+                    self.config.network_name()
+                ))
+            })
+    }
+
+    async fn open(
+        &self,
+        project_id: Uuid,
+        container_id: String,
+    ) -> Result<DockerSandbox, SandboxError> {
+        let address = self.address(&container_id).await?;
+        let mut sandbox = DockerSandbox {
+            docker: self.docker.clone(),
+            container_id,
+            address,
+            uid: 0,
+            gid: 0,
+            activity: self.activity.clone(),
+            project_id,
+        };
+        let ids = sandbox
+            .exec(vec!["sh".into(), "-c".into(), "id -u; id -g".into()])
+            .await?;
+        let mut numbers = ids.stdout.split_whitespace().filter_map(|n| n.parse().ok());
+        sandbox.uid = numbers.next().unwrap_or(1000);
+        sandbox.gid = numbers.next().unwrap_or(sandbox.uid);
+        Ok(sandbox)
+    }
+}
+
+#[async_trait]
+impl SandboxProvider for DockerProvider {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn acquire(&self, project_id: Uuid) -> Result<Acquired, SandboxError> {
+        let lock = self.project_lock(project_id);
+        let _guard = lock.lock().await;
+        self.activity.touch(project_id);
+        let image = self
+            .prepare_image(&mut |line| tracing::info!(target: "codeflux::template", "{line}"))
+            .await?;
+        self.ensure_network().await?;
+        let (container_id, created) = match self.find(project_id).await? {
+            Some(found) if found.image_tag.as_deref() == Some(image.as_str()) => {
+                if !found.running {
+                    self.start(&found.id).await?;
+                }
+                (found.id, false)
+            }
+            stale => {
+                if let Some(found) = stale {
+                    tracing::info!(%project_id, "replacing a sandbox made from an older template");
+                    self.remove(&found.id).await?;
+                }
+                let id = self.create(project_id, &image).await?;
+                self.start(&id).await?;
+                (id, true)
+            }
+        };
+        let sandbox: Arc<dyn Sandbox> = Arc::new(self.open(project_id, container_id).await?);
+        Ok(Acquired { sandbox, created })
+    }
+
+    async fn preview_upstream(
+        &self,
+        project_id: Uuid,
+    ) -> Result<Option<PreviewUpstream>, SandboxError> {
+        let Some(found) = self.find(project_id).await? else {
+            return Ok(None);
+        };
+        if !found.running {
+            return Ok(None);
+        }
+        // Someone looking at the preview keeps the sandbox alive.
+        self.activity.touch(project_id);
+        let address = self.address(&found.id).await?;
+        Ok(Some(PreviewUpstream {
+            base_url: format!("http://{address}:{PREVIEW_PORT}"),
+            headers: Vec::new(),
+        }))
+    }
+
+    async fn release(&self, project_id: Uuid) -> Result<(), SandboxError> {
+        let lock = self.project_lock(project_id);
+        let _guard = lock.lock().await;
+        if let Some(found) = self.find(project_id).await? {
+            self.remove(&found.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// This process's container id when it runs inside Docker (the default hostname is it).
+fn own_container_id() -> Option<String> {
+    if !std::path::Path::new("/.dockerenv").exists() {
+        return None;
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}
+
+/// Bollard's errors, with the engine's own message where there is one.
+pub(crate) fn docker_error(error: bollard::errors::Error) -> String {
+    match error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            format!("Docker answered {status_code}: {message}")
+        }
+        other => other.to_string(),
+    }
+}

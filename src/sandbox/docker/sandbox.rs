@@ -1,0 +1,273 @@
+//! One project's container, seen through the `Sandbox` trait.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use bollard::query_parameters::{
+    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures::StreamExt;
+
+use super::{Activity, docker_error};
+use crate::sandbox::{
+    CommandOutput, FileWrite, Sandbox, SandboxError, WORKSPACE_ROOT, WorkspacePath,
+};
+
+/// The unprivileged account the template creates and runs the dev server as.
+pub const SANDBOX_USER: &str = "user";
+
+/// Grace between the polite TERM and the KILL when a command runs out of time.
+const KILL_GRACE_SECS: u64 = 3;
+
+pub struct DockerSandbox {
+    pub(super) docker: Docker,
+    pub(super) container_id: String,
+    pub(super) address: String,
+    /// Owner of the workspace inside the container, for uploaded files.
+    pub(super) uid: u64,
+    pub(super) gid: u64,
+    pub(super) activity: Arc<Activity>,
+    pub(super) project_id: uuid::Uuid,
+}
+
+impl DockerSandbox {
+    /// Runs a command as `user` in the workspace, collecting stdout and stderr apart.
+    pub(super) async fn exec(&self, argv: Vec<String>) -> Result<CommandOutput, SandboxError> {
+        let exec = self
+            .docker
+            .create_exec(
+                &self.container_id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    user: Some(SANDBOX_USER.to_string()),
+                    working_dir: Some(WORKSPACE_ROOT.to_string()),
+                    cmd: Some(argv),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|error| self.map_error(error))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let options = StartExecOptions {
+            output_capacity: Some(1 << 20),
+            ..Default::default()
+        };
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(|error| self.map_error(error))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|error| self.map_error(error))? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        stdout.extend_from_slice(&message)
+                    }
+                    LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|error| self.map_error(error))?;
+        Ok(CommandOutput {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            exit_code: inspected.exit_code.unwrap_or(-1),
+        })
+    }
+
+    fn map_error(&self, error: bollard::errors::Error) -> SandboxError {
+        match &error {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            } => SandboxError::Gone(format!(
+                "container {} is gone: {}",
+                short(&self.container_id),
+                docker_error(error)
+            )),
+            _ => SandboxError::Backend(docker_error(error)),
+        }
+    }
+
+    fn touch(&self) {
+        self.activity.touch(self.project_id);
+    }
+}
+
+#[async_trait]
+impl Sandbox for DockerSandbox {
+    fn id(&self) -> &str {
+        &self.container_id
+    }
+
+    async fn run(&self, command: &str, timeout: Duration) -> Result<CommandOutput, SandboxError> {
+        self.touch();
+        // coreutils `timeout` runs the command in its own process group and signals the whole
+        // group, so children (npm's workers, a stray server) die with it. Docker's exec API
+        // has no way to kill an exec, so this is what makes the time limit real.
+        let seconds = timeout.as_secs_f64().max(0.1);
+        let argv = vec![
+            "timeout".to_string(),
+            "--kill-after".to_string(),
+            format!("{KILL_GRACE_SECS}s"),
+            format!("{seconds:.1}s"),
+            "bash".to_string(),
+            "-lc".to_string(),
+            command.to_string(),
+        ];
+        let started = Instant::now();
+        // The client-side limit is only a backstop in case the engine stops answering.
+        let backstop = timeout + Duration::from_secs(KILL_GRACE_SECS + 10);
+        let output = tokio::time::timeout(backstop, self.exec(argv))
+            .await
+            .map_err(|_| SandboxError::Timeout(timeout))??;
+        // 124: `timeout` fired; 137: it had to KILL after the grace period.
+        if matches!(output.exit_code, 124 | 137) && started.elapsed() >= timeout {
+            return Err(SandboxError::Timeout(timeout));
+        }
+        Ok(output)
+    }
+
+    async fn write_files(&self, files: &[FileWrite]) -> Result<(), SandboxError> {
+        self.touch();
+        let tar = workspace_tar(files, self.uid, self.gid)
+            .map_err(|error| SandboxError::Backend(format!("cannot pack files: {error}")))?;
+        let options = UploadToContainerOptionsBuilder::new()
+            .path(WORKSPACE_ROOT)
+            .build();
+        self.docker
+            .upload_to_container(
+                &self.container_id,
+                Some(options),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|error| self.map_error(error))
+    }
+
+    async fn read_file(&self, path: &WorkspacePath) -> Result<Vec<u8>, SandboxError> {
+        self.touch();
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&path.absolute())
+            .build();
+        let mut stream = self
+            .docker
+            .download_from_container(&self.container_id, Some(options));
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tar.extend_from_slice(&bytes),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    return Err(SandboxError::FileNotFound(path.to_string()));
+                }
+                Err(error) => return Err(self.map_error(error)),
+            }
+        }
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries = archive.entries().map_err(|error| {
+            SandboxError::Backend(format!("unreadable archive from Docker: {error}"))
+        })?;
+        for entry in entries {
+            let mut entry = entry.map_err(|error| SandboxError::Backend(error.to_string()))?;
+            if entry.header().entry_type().is_file() {
+                let mut data = Vec::new();
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|error| SandboxError::Backend(error.to_string()))?;
+                return Ok(data);
+            }
+            if entry.header().entry_type().is_dir() {
+                return Err(SandboxError::Backend(format!(
+                    "{path} is a directory, not a file"
+                )));
+            }
+        }
+        Err(SandboxError::FileNotFound(path.to_string()))
+    }
+
+    fn native_url(&self, port: u16) -> String {
+        format!("http://{}:{port}", self.address)
+    }
+
+    async fn extend(&self, _lifetime: Duration) -> Result<(), SandboxError> {
+        // Docker sandboxes live until they are idle for the configured time.
+        self.touch();
+        Ok(())
+    }
+
+    async fn kill(&self) -> Result<(), SandboxError> {
+        let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(&self.container_id, Some(options))
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(self.map_error(error)),
+        }
+    }
+}
+
+/// A tar of the files, with their parent folders, owned by the sandbox user.
+fn workspace_tar(files: &[FileWrite], uid: u64, gid: u64) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut folders = std::collections::BTreeSet::new();
+    for file in files {
+        let relative = file.path.relative();
+        let parts: Vec<&str> = relative.split('/').collect();
+        for depth in 1..parts.len() {
+            let folder = parts[..depth].join("/");
+            if folders.insert(folder.clone()) {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_uid(uid);
+                header.set_gid(gid);
+                header.set_size(0);
+                header.set_mtime(now());
+                header.set_cksum();
+                builder.append_data(&mut header, format!("{folder}/"), std::io::empty())?;
+            }
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.content.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mtime(now());
+        header.set_cksum();
+        builder.append_data(&mut header, relative, file.content.as_slice())?;
+    }
+    builder.into_inner()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+pub(super) fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
