@@ -105,8 +105,8 @@ mod tests {
     #[test]
     fn context_holds_the_template_and_the_ca_file() {
         let context = build_context("node:20-bookworm", Some(b"PEM")).unwrap();
-        let entries = entries(&context.tar);
-        let names: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+        let listed = entries(&context.tar);
+        let names: Vec<&str> = listed.iter().map(|(name, _)| name.as_str()).collect();
         assert!(names.contains(&"Dockerfile"), "{names:?}");
         assert!(names.contains(&"package.json"));
         assert!(!names.iter().any(|name| name.contains("node_modules")));
