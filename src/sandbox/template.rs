@@ -110,7 +110,7 @@ mod tests {
         assert!(names.contains(&"Dockerfile"), "{names:?}");
         assert!(names.contains(&"package.json"));
         assert!(!names.iter().any(|name| name.contains("node_modules")));
-        let ca = entries
+        let ca = listed
             .iter()
             .find(|(name, _)| name == EXTRA_CA_FILE)
             .unwrap();
