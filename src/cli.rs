@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Address for the UI and API.
     #[arg(long, env = "CODEFLUX_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
+    /// Address of the preview proxy (each project at `http://<project-id>.localhost:<port>`).
+    #[arg(
+        long,
+        env = "CODEFLUX_PREVIEW_LISTEN",
+        default_value = "127.0.0.1:3001"
+    )]
+    pub preview_listen: SocketAddr,
     /// Where projects, messages and jobs are kept.
     #[arg(long, env = "CODEFLUX_DATA_DIR", default_value = "./codeflux-data")]
     pub data_dir: PathBuf,
@@ -147,7 +154,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
-    let sandbox = crate::sandbox::select::from_env().await;
+    let sandbox = crate::sandbox::select::from_env(&instance_name(&args.data_dir)).await;
     let setup = setup_for(&settings, &sandbox);
     if let Some(problem) = &setup.sandbox_problem {
         tracing::warn!("{problem}");
@@ -156,16 +163,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{problem}");
     }
     let services = Services::build(&settings, sandbox.provider, setup).await?;
+    if let Some(docker) = sandbox.docker {
+        let live = services
+            .state
+            .store
+            .all_project_ids()?
+            .into_iter()
+            .collect();
+        match docker.remove_orphans(&live).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed sandboxes of deleted projects"),
+            Err(error) => tracing::warn!(%error, "could not look for orphaned sandboxes"),
+        }
+        docker.spawn_reaper();
+        // Build the image now rather than on the first prompt.
+        tokio::spawn(async move {
+            let mut log = |line: &str| tracing::info!(target: "codeflux::template", "{line}");
+            if let Err(error) = docker.prepare_image(&mut log).await {
+                tracing::error!(%error, "the sandbox image could not be built");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    services.serve(listener, shutdown_signal()).await?;
+    let preview_listener = tokio::net::TcpListener::bind(args.preview_listen)
+        .await
+        .with_context(|| format!("cannot listen for previews on {}", args.preview_listen))?;
+    services
+        .serve(listener, Some(preview_listener), shutdown_signal())
+        .await?;
     Ok(())
+}
+
+/// Names this installation's sandboxes after its data directory, so two CodeFlux servers
+/// on one Docker engine keep their hands off each other's containers.
+fn instance_name(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let path = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    hex::encode(sha2::Sha256::digest(path.display().to_string().as_bytes()))[..10].to_string()
 }
 
 async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.agent.settings(None, 1);
-    let sandbox = crate::sandbox::select::from_env().await;
+    let sandbox = crate::sandbox::select::from_env("generate").await;
     if let Some(problem) = &sandbox.problem {
         bail!("{problem}");
     }
@@ -189,6 +232,12 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     store.put_job(&job)?;
     let message = services.jobs.generation().run(&job).await?;
     printer.abort();
+    // The files are written out below; the sandbox is not needed any more.
+    if let Some(provider) = &services.jobs.generation().sandboxes
+        && let Err(error) = provider.release(project.id).await
+    {
+        tracing::warn!(%error, "could not remove the sandbox");
+    }
     if message.kind == MessageType::Error {
         bail!("{}", message.content);
     }

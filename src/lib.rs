@@ -7,6 +7,7 @@ pub mod cli;
 pub mod events;
 pub mod jobs;
 pub mod llm;
+pub mod preview;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentSettings;
 use crate::events::EventHub;
-use crate::jobs::{Generation, JobQueue, PreviewAddress};
+use crate::jobs::{Generation, JobQueue, PreviewAddress, Revival};
 use crate::llm::{Llm, LlmConfig, OpenAiClient};
 use crate::sandbox::SandboxProvider;
 use crate::store::Store;
@@ -98,19 +99,47 @@ impl Services {
         Ok(Self { state, jobs })
     }
 
-    /// Serves the UI and API on `listener` until `shutdown` resolves.
+    /// Serves the UI and API on `listener`, and previews on `preview_listener`, until
+    /// `shutdown` resolves.
     pub async fn serve(
         self,
         listener: TcpListener,
+        preview_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
+        });
         let dispatcher = self.jobs.start();
+        let previews = preview_listener.map(|preview_listener| {
+            let targets = Arc::new(Revival::new(self.jobs.generation().clone()));
+            let stop = stop.clone();
+            if let Ok(address) = preview_listener.local_addr() {
+                tracing::info!(
+                    "previews are served on http://<project>.localhost:{}",
+                    address.port()
+                );
+            }
+            tokio::spawn(crate::preview::serve(
+                preview_listener,
+                targets,
+                stop.cancelled_owned(),
+            ))
+        });
         let address: SocketAddr = listener.local_addr()?;
         tracing::info!("CodeFlux is listening on http://{address}");
         axum::serve(listener, crate::web::app(self.state))
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
             .await?;
         self.jobs.shutdown();
+        if let Some(previews) = previews {
+            let _ = tokio::time::timeout(Duration::from_secs(2), previews).await;
+        }
         // Give the dispatcher a moment to notice; running jobs are recovered on next start.
         let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
         Ok(())

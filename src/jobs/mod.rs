@@ -4,6 +4,7 @@
 //! crash: they run once more, then fail with a clear message.
 
 mod generation;
+mod revival;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 pub use generation::{Generation, JobError, PreparedSandbox, PreviewAddress};
+pub use revival::Revival;
 
 use crate::store::{Job, JobStatus, MessageType, StoreError};
 

@@ -4,6 +4,7 @@
 //! Each backend (`docker`, `e2b`) lives in its own module and maps its private errors into
 //! [`SandboxError`], so callers match on meaning rather than on which backend failed.
 
+pub mod conformance;
 pub mod docker;
 pub mod select;
 pub mod template;

@@ -33,17 +33,18 @@ impl Selected {
     }
 }
 
-pub async fn from_env() -> Selected {
+/// `instance` names this installation on a shared Docker engine.
+pub async fn from_env(instance: &str) -> Selected {
     let choice = std::env::var("CODEFLUX_SANDBOX")
         .unwrap_or_default()
         .trim()
         .to_lowercase();
     match choice.as_str() {
-        "docker" => match docker().await {
+        "docker" => match docker(instance).await {
             Ok(provider) => Selected::docker(provider),
             Err(problem) => Selected::none(format!("CODEFLUX_SANDBOX=docker, but {problem}")),
         },
-        "" | "auto" => match docker().await {
+        "" | "auto" => match docker(instance).await {
             Ok(provider) => Selected::docker(provider),
             Err(problem) => Selected::none(format!(
                 "No sandbox backend: {problem}. Start Docker (or set DOCKER_HOST), or set CODEFLUX_SANDBOX=e2b with E2B_API_KEY."
@@ -55,8 +56,9 @@ pub async fn from_env() -> Selected {
     }
 }
 
-async fn docker() -> Result<DockerProvider, String> {
-    let config = DockerConfig::from_env().map_err(|error| error.to_string())?;
+async fn docker(instance: &str) -> Result<DockerProvider, String> {
+    let mut config = DockerConfig::from_env().map_err(|error| error.to_string())?;
+    config.instance = instance.to_string();
     DockerProvider::connect(config)
         .await
         .map_err(|error| error.to_string())

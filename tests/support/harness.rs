@@ -78,7 +78,7 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             services
-                .serve(listener, async {
+                .serve(listener, None, async {
                     let _ = stopped.await;
                 })
                 .await

@@ -27,6 +27,9 @@ pub struct DockerConfig {
     pub network: NetworkMode,
     /// Sandboxes with no activity for this long are stopped.
     pub idle: Duration,
+    /// Which CodeFlux installation owns the sandboxes, so that two of them sharing one
+    /// engine never reap each other's containers (`serve` derives it from the data dir).
+    pub instance: String,
 }
 
 impl Default for DockerConfig {
@@ -39,6 +42,7 @@ impl Default for DockerConfig {
             pids: 1024,
             network: NetworkMode::Bridge,
             idle: Duration::from_secs(1800),
+            instance: "default".to_string(),
         }
     }
 }
@@ -98,6 +102,7 @@ impl DockerConfig {
             network,
             idle: number("CODEFLUX_SANDBOX_IDLE_SECS")?
                 .map_or(defaults.idle, Duration::from_secs_f64),
+            instance: defaults.instance,
         })
     }
 

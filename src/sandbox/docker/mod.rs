@@ -33,6 +33,8 @@ pub const SANDBOX_LABEL: &str = "codeflux.sandbox";
 pub const PROJECT_LABEL: &str = "codeflux.project";
 /// Label holding the image tag the container was made from.
 const IMAGE_LABEL: &str = "codeflux.image";
+/// Label naming the CodeFlux installation that owns the container.
+const INSTANCE_LABEL: &str = "codeflux.instance";
 
 /// When each project's sandbox was last used; the reaper stops the ones idle too long.
 #[derive(Default)]
@@ -199,7 +201,13 @@ impl DockerProvider {
         &self,
         running_only: bool,
     ) -> Result<Vec<(Option<Uuid>, Found)>, SandboxError> {
-        let filters = HashMap::from([("label", vec![format!("{SANDBOX_LABEL}=1")])]);
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{SANDBOX_LABEL}=1"),
+                format!("{INSTANCE_LABEL}={}", self.config.instance),
+            ],
+        )]);
         let options = ListContainersOptionsBuilder::new()
             .all(!running_only)
             .filters(&filters)
@@ -292,11 +300,12 @@ impl DockerProvider {
     }
 
     async fn create(&self, project_id: Uuid, image: &str) -> Result<String, SandboxError> {
-        let name = format!("codeflux-{project_id}");
+        let name = format!("codeflux-{}-{project_id}", self.config.instance);
         let labels = HashMap::from([
             (SANDBOX_LABEL.to_string(), "1".to_string()),
             (PROJECT_LABEL.to_string(), project_id.to_string()),
             (IMAGE_LABEL.to_string(), image.to_string()),
+            (INSTANCE_LABEL.to_string(), self.config.instance.clone()),
         ]);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),

@@ -1,0 +1,115 @@
+//! The preview reverse proxy: a second listener that serves each project's dev server at
+//! `http://<project-id>.localhost:<port>/`, an origin apart from the UI's. The URL stays the
+//! same when the sandbox behind it is replaced; a stopped sandbox is woken on first visit.
+
+mod forward;
+mod pages;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::HOST;
+use axum::response::Response;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::sandbox::PreviewUpstream;
+
+/// What happened when a visit asked for a stopped sandbox to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// The sandbox is starting (now or already); the page will refresh.
+    Starting,
+    /// No such project.
+    UnknownProject,
+    /// It cannot start; the reason is shown.
+    Unavailable(String),
+}
+
+/// Where previews come from: the running sandbox of a project, and a way to start one.
+#[async_trait]
+pub trait PreviewTargets: Send + Sync {
+    /// The dev server of the project's running sandbox, if it is running.
+    async fn upstream(&self, project_id: Uuid) -> Result<Option<PreviewUpstream>, String>;
+
+    /// Starts the project's sandbox in the background (restoring its files).
+    async fn wake(&self, project_id: Uuid) -> Wake;
+}
+
+#[derive(Clone)]
+struct Proxy {
+    targets: Arc<dyn PreviewTargets>,
+    forwarder: forward::Forwarder,
+}
+
+/// The preview router; every request is routed by its `Host`.
+pub fn router(targets: Arc<dyn PreviewTargets>) -> Router {
+    let proxy = Proxy {
+        targets,
+        forwarder: forward::Forwarder::new(),
+    };
+    Router::new().fallback(handle).with_state(proxy)
+}
+
+/// Serves previews on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    targets: Arc<dyn PreviewTargets>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(targets))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The project id in a host like `0193….localhost:3001` or `0193….preview.example.com`.
+pub fn project_from_host(host: &str) -> Option<Uuid> {
+    host.split('.').next()?.parse().ok()
+}
+
+async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| request.uri().host())
+        .unwrap_or_default()
+        .to_string();
+    let Some(project_id) = project_from_host(&host) else {
+        return pages::not_found(&host);
+    };
+    match proxy.targets.upstream(project_id).await {
+        Ok(Some(upstream)) => match proxy.forwarder.forward(&upstream, request).await {
+            Ok(response) => response,
+            // Running, but the dev server does not answer yet: it is still starting.
+            Err(forward::ForwardError::Connect(_)) => pages::starting(),
+            Err(error) => pages::bad_gateway(&error.to_string()),
+        },
+        Ok(None) => match proxy.targets.wake(project_id).await {
+            Wake::Starting => pages::starting(),
+            Wake::UnknownProject => pages::not_found(&host),
+            Wake::Unavailable(reason) => pages::unavailable(&reason),
+        },
+        Err(reason) => pages::bad_gateway(&reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_id_is_the_first_host_label() {
+        let id = Uuid::now_v7();
+        assert_eq!(project_from_host(&format!("{id}.localhost:3001")), Some(id));
+        assert_eq!(
+            project_from_host(&format!("{id}.preview.example.com")),
+            Some(id)
+        );
+        assert_eq!(project_from_host("localhost:3001"), None);
+        assert_eq!(project_from_host(""), None);
+    }
+}

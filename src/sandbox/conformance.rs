@@ -1,0 +1,142 @@
+//! Checks every sandbox backend must pass, written once and run against each backend's
+//! real service (or its faithful stand-in) by that backend's tests. Each check panics with
+//! a message saying what differed.
+
+use std::time::Duration;
+
+use super::{FileWrite, Sandbox, SandboxError, WORKSPACE_ROOT, WorkspacePath};
+
+const QUICK: Duration = Duration::from_secs(30);
+
+fn path(raw: &str) -> WorkspacePath {
+    WorkspacePath::parse(raw).expect("a valid workspace path")
+}
+
+/// Exit codes, separate stdout and stderr, the working directory and the user.
+pub async fn run_and_exit_codes(sandbox: &dyn Sandbox) {
+    let output = sandbox
+        .run("echo out; echo err >&2; exit 3", QUICK)
+        .await
+        .expect("command runs");
+    assert_eq!(output.stdout, "out\n");
+    assert_eq!(output.stderr, "err\n");
+    assert_eq!(output.exit_code, 3);
+
+    let output = sandbox
+        .run("pwd; id -u", QUICK)
+        .await
+        .expect("command runs");
+    assert!(output.success());
+    let mut lines = output.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(WORKSPACE_ROOT),
+        "commands start in the workspace"
+    );
+    assert_ne!(lines.next(), Some("0"), "commands must not run as root");
+}
+
+/// Output that is not ASCII comes back intact.
+pub async fn unicode_output(sandbox: &dyn Sandbox) {
+    let text = "héllo wörld ✓ 🌍 日本語";
+    let output = sandbox
+        .run(&format!("printf '%s\\n' '{text}'"), QUICK)
+        .await
+        .expect("command runs");
+    assert_eq!(output.stdout, format!("{text}\n"));
+}
+
+/// Text and binary files, nested folders created on the way, overwrites, and the files
+/// belong to the user the commands run as.
+pub async fn write_read_files(sandbox: &dyn Sandbox) {
+    let binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let files = [
+        FileWrite {
+            path: path("deep/nested/dir/note.txt"),
+            content: "first ✓\n".as_bytes().to_vec(),
+        },
+        FileWrite {
+            path: path("/home/user/assets/blob.bin"),
+            content: binary.clone(),
+        },
+    ];
+    sandbox
+        .write_files(&files)
+        .await
+        .expect("files are written");
+    assert_eq!(
+        sandbox
+            .read_file(&path("deep/nested/dir/note.txt"))
+            .await
+            .unwrap(),
+        "first ✓\n".as_bytes()
+    );
+    assert_eq!(
+        sandbox.read_file(&path("assets/blob.bin")).await.unwrap(),
+        binary
+    );
+
+    let seen = sandbox.run("cat deep/nested/dir/note.txt && test -O deep/nested/dir/note.txt && test -O deep/nested && echo owned", QUICK).await.unwrap();
+    assert_eq!(
+        seen.stdout, "first ✓\nowned\n",
+        "written files are visible to commands and owned by their user: {seen:?}"
+    );
+
+    sandbox
+        .write_files(&[FileWrite {
+            path: path("deep/nested/dir/note.txt"),
+            content: b"second".to_vec(),
+        }])
+        .await
+        .expect("overwrite works");
+    assert_eq!(
+        sandbox
+            .read_file(&path("deep/nested/dir/note.txt"))
+            .await
+            .unwrap(),
+        b"second"
+    );
+}
+
+/// Reading a file that does not exist is `FileNotFound`, not a generic failure.
+pub async fn missing_file_is_not_found(sandbox: &dyn Sandbox) {
+    match sandbox.read_file(&path("no/such/file.txt")).await {
+        Err(SandboxError::FileNotFound(_)) => {}
+        other => panic!("expected FileNotFound, got {other:?}"),
+    }
+}
+
+/// A command that outlives its time limit is killed, with the children it started.
+pub async fn timeout_kills(sandbox: &dyn Sandbox) {
+    let started = std::time::Instant::now();
+    let result = sandbox
+        .run("sleep 47 & sleep 48; echo finished", Duration::from_secs(1))
+        .await;
+    assert!(
+        matches!(result, Err(SandboxError::Timeout(_))),
+        "expected a timeout, got {result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "the command was not cut short"
+    );
+    // Read /proc directly: minimal images have no pgrep.
+    let survivors = sandbox
+        .run("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep '^sleep 4[78]' || true", QUICK)
+        .await
+        .unwrap();
+    assert_eq!(
+        survivors.stdout.trim(),
+        "",
+        "processes survived the timeout"
+    );
+}
+
+/// Runs every check above.
+pub async fn all(sandbox: &dyn Sandbox) {
+    run_and_exit_codes(sandbox).await;
+    unicode_output(sandbox).await;
+    write_read_files(sandbox).await;
+    missing_file_is_not_found(sandbox).await;
+    timeout_kills(sandbox).await;
+}
