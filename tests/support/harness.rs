@@ -67,9 +67,40 @@ impl Harness {
         sandboxes: Arc<HostSandboxes>,
         adjust: impl FnOnce(&mut Settings),
     ) -> Self {
+        let provider: Arc<dyn SandboxProvider> = sandboxes.clone();
+        Self::launch(fake, data_dir, sandboxes, provider, None, adjust).await
+    }
+
+    /// A server on a real sandbox backend, with its preview proxy on `preview_listener`
+    /// (the preview URL template must point there).
+    pub async fn start_with_provider(
+        fake: FakeLlm,
+        provider: Arc<dyn SandboxProvider>,
+        preview_listener: tokio::net::TcpListener,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::launch(
+            fake,
+            data_dir,
+            HostSandboxes::new(),
+            provider,
+            Some(preview_listener),
+            adjust,
+        )
+        .await
+    }
+
+    async fn launch(
+        fake: FakeLlm,
+        data_dir: Arc<tempfile::TempDir>,
+        sandboxes: Arc<HostSandboxes>,
+        provider: Arc<dyn SandboxProvider>,
+        preview_listener: Option<tokio::net::TcpListener>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = settings(data_dir.path(), &fake.base_url, 30);
         adjust(&mut settings);
-        let provider: Arc<dyn SandboxProvider> = sandboxes.clone();
         let services = Services::build(&settings, Some(provider), Setup::default())
             .await
             .unwrap();
@@ -78,7 +109,7 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             services
-                .serve(listener, None, async {
+                .serve(listener, preview_listener, async {
                     let _ = stopped.await;
                 })
                 .await

@@ -1,0 +1,311 @@
+//! The Docker backend on a real engine: the conformance suite, the preview proxy (HTTP and
+//! hot-reload WebSocket), idle reaping, orphan removal, the air-gapped network, and the whole
+//! pipeline with the scripted model. No test leaves a container behind.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use codeflux::preview::{PreviewTargets, Wake};
+use codeflux::sandbox::docker::{DockerProvider, NetworkMode};
+use codeflux::sandbox::{FileWrite, PreviewUpstream, SandboxProvider, WorkspacePath, conformance};
+use futures::StreamExt;
+use serde_json::json;
+use support::docker_env::{containers_of, provider, test_config, wait_for_text};
+use support::fake_llm::{FakeLlm, Reply};
+use support::harness::Harness;
+use uuid::Uuid;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn page(text: &str) -> FileWrite {
+    FileWrite {
+        path: WorkspacePath::parse("app/page.tsx").unwrap(),
+        content: format!("export default function Page() {{\n  return <main>{text}</main>;\n}}\n")
+            .into_bytes(),
+    }
+}
+
+/// Previews straight from a provider, without revival (that is tested with the pipeline).
+struct ProviderTargets(Arc<DockerProvider>);
+
+#[async_trait]
+impl PreviewTargets for ProviderTargets {
+    async fn upstream(&self, project_id: Uuid) -> Result<Option<PreviewUpstream>, String> {
+        self.0
+            .preview_upstream(project_id)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn wake(&self, _project_id: Uuid) -> Wake {
+        Wake::Unavailable("stopped for this test".into())
+    }
+}
+
+async fn start_proxy(targets: Arc<dyn PreviewTargets>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, codeflux::preview::router(targets))
+            .await
+            .unwrap()
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_conformance_suite_passes_on_docker() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let project = Uuid::now_v7();
+    let acquired = tokio::time::timeout(TIMEOUT * 5, provider.acquire(project))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(acquired.created);
+    let sandbox = acquired.sandbox;
+    conformance::all(sandbox.as_ref()).await;
+
+    // npm reaches its registry from inside (the configured CA is trusted).
+    let npm = sandbox
+        .run("npm view left-pad version", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(npm.success() && npm.stdout.trim() == "1.3.0", "{npm:?}");
+
+    let again = provider.acquire(project).await.unwrap();
+    assert!(!again.created, "the running sandbox is reused");
+    assert_eq!(again.sandbox.id(), sandbox.id());
+
+    provider.release(project).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_preview_proxy_serves_pages_and_hot_reload() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let project = Uuid::now_v7();
+    let sandbox = provider.acquire(project).await.unwrap().sandbox;
+    let nonce = format!("nonce-{}", Uuid::now_v7().simple());
+    sandbox.write_files(&[page(&nonce)]).await.unwrap();
+
+    let port = start_proxy(Arc::new(ProviderTargets(provider.clone()))).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let host = format!("{project}.localhost:{port}");
+    let client = reqwest::Client::new();
+    wait_for_text(&client, &url, Some(&host), &nonce).await;
+
+    // Next.js hot reload speaks WebSocket through the proxy.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://127.0.0.1:{port}/_next/webpack-hmr"
+        ))
+        .unwrap();
+    request.headers_mut().insert("host", host.parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket upgrade through the proxy");
+    assert_eq!(response.status(), 101);
+    let first = tokio::time::timeout(Duration::from_secs(30), socket.next())
+        .await
+        .expect("HMR sends a message");
+    assert!(first.is_some_and(|message| message.is_ok()));
+
+    // A change shows up in the preview.
+    let changed = format!("changed-{}", Uuid::now_v7().simple());
+    sandbox.write_files(&[page(&changed)]).await.unwrap();
+    wait_for_text(&client, &url, Some(&host), &changed).await;
+
+    // Hosts without a project, and projects without a running sandbox, get a clear page.
+    let unknown = client
+        .get(&url)
+        .header("host", format!("nothing.localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains("No such preview"));
+    let stopped = client
+        .get(&url)
+        .header("host", format!("{}.localhost:{port}", Uuid::now_v7()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), 503);
+    assert!(
+        stopped
+            .text()
+            .await
+            .unwrap()
+            .contains("stopped for this test")
+    );
+
+    provider.release(project).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sandboxes_stop_and_come_back_with_their_files() {
+    let mut config = test_config();
+    config.idle = Duration::from_millis(500);
+    let (provider, cleanup) = provider(config).await;
+    let project = Uuid::now_v7();
+    let sandbox = provider.acquire(project).await.unwrap().sandbox;
+    sandbox
+        .write_files(&[page("kept across a stop")])
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(provider.stop_idle().await.unwrap(), 1);
+    assert!(
+        provider.preview_upstream(project).await.unwrap().is_none(),
+        "stopped sandboxes have no preview"
+    );
+
+    let again = provider.acquire(project).await.unwrap();
+    assert!(
+        !again.created,
+        "a stopped sandbox is started again, not recreated"
+    );
+    let content = again
+        .sandbox
+        .read_file(&WorkspacePath::parse("app/page.tsx").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8(content)
+            .unwrap()
+            .contains("kept across a stop")
+    );
+    assert_eq!(
+        provider.stop_idle().await.unwrap(),
+        0,
+        "just used, so not idle"
+    );
+
+    provider.release(project).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_of_deleted_projects_are_removed() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let (kept, deleted) = (Uuid::now_v7(), Uuid::now_v7());
+    provider.acquire(kept).await.unwrap();
+    provider.acquire(deleted).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 2);
+
+    let removed = provider
+        .remove_orphans(&HashSet::from([kept]))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(containers_of(&cleanup.instance), 1);
+    assert!(provider.preview_upstream(kept).await.unwrap().is_some());
+
+    provider.release(kept).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_air_gapped_network_blocks_outbound_but_keeps_the_preview() {
+    let mut config = test_config();
+    config.network = NetworkMode::None;
+    let (provider, cleanup) = provider(config).await;
+    let project = Uuid::now_v7();
+    let sandbox = provider.acquire(project).await.unwrap().sandbox;
+
+    let outbound = sandbox
+        .run(
+            "curl -sS -m 8 -o /dev/null https://registry.npmjs.org/",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        outbound.exit_code, 0,
+        "the sandbox reached the internet: {outbound:?}"
+    );
+
+    sandbox
+        .write_files(&[page("offline but visible")])
+        .await
+        .unwrap();
+    let upstream = provider
+        .preview_upstream(project)
+        .await
+        .unwrap()
+        .expect("running");
+    wait_for_text(
+        &reqwest::Client::builder().no_proxy().build().unwrap(),
+        &upstream.base_url,
+        None,
+        "offline but visible",
+    )
+    .await;
+
+    provider.release(project).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_becomes_a_live_preview_that_survives_a_replaced_sandbox() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let preview_port = preview_listener.local_addr().unwrap().port();
+    let fake = FakeLlm::start().await;
+    let nonce = format!("habit-{}", Uuid::now_v7().simple());
+    fake.push_all([
+        Reply::terminal("ls components/ui | head -3"),
+        Reply::tool(
+            "createOrUpdateFiles",
+            json!({ "files": [
+                { "path": "app/page.tsx", "content": format!("import {{ Button }} from \"@/components/ui/button\";\n\nexport default function Page() {{\n  return <main><h1>{nonce}</h1><Button>Track</Button></main>;\n}}\n") }
+            ] }),
+        ),
+        Reply::summary("A habit tracker page."),
+    ]);
+    let server =
+        Harness::start_with_provider(fake, provider.clone(), preview_listener, |settings| {
+            settings.preview_url_template = format!("http://{{project}}.localhost:{preview_port}");
+        })
+        .await;
+
+    let project = server.create("build me a habit tracker").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let preview_url = answer["fragment"]["sandbox_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        preview_url,
+        format!("http://{project}.localhost:{preview_port}")
+    );
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let proxy = format!("http://127.0.0.1:{preview_port}/");
+    let host = format!("{project}.localhost:{preview_port}");
+    let body = wait_for_text(&client, &proxy, Some(&host), &nonce).await;
+    assert!(body.contains("Track"), "the kit's Button rendered");
+
+    // The sandbox goes away; the same URL brings it back with the project's files.
+    provider.release(project.parse().unwrap()).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+    let first = client
+        .get(&proxy)
+        .header("host", &host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 503);
+    assert!(first.text().await.unwrap().contains("Preview is starting"));
+    wait_for_text(&client, &proxy, Some(&host), &nonce).await;
+
+    provider.release(project.parse().unwrap()).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}

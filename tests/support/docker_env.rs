@@ -1,0 +1,114 @@
+//! The real Docker engine for tests: a provider scoped to one test (its own instance label),
+//! and a guard that removes that test's containers however the test ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codeflux::sandbox::docker::{DockerConfig, DockerProvider, NetworkMode};
+
+/// The base image and CA that `../shared/ci/docker-up.sh` provides on machines without a
+/// registry. Missing variables are a set-up error, not a reason to skip.
+pub fn test_config() -> DockerConfig {
+    let base_image = std::env::var("CODEFLUX_TEST_BASE_IMAGE")
+        .expect("CODEFLUX_TEST_BASE_IMAGE is not set: run `eval \"$(../shared/ci/docker-up.sh | grep '^export ')\"` first");
+    let ca_cert = std::env::var("CODEFLUX_TEST_CA_CERT")
+        .ok()
+        .filter(|path| !path.is_empty());
+    DockerConfig {
+        base_image,
+        ca_cert: ca_cert.map(Into::into),
+        memory_mb: 2048,
+        cpus: 2.0,
+        pids: 1024,
+        network: NetworkMode::Bridge,
+        idle: Duration::from_secs(1800),
+        instance: format!("test-{}", uuid::Uuid::now_v7().simple()),
+    }
+}
+
+/// Removes every container of this test's instance when dropped, even after a panic.
+pub struct Cleanup {
+    pub instance: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = remove_instance(&self.instance);
+    }
+}
+
+fn remove_instance(instance: &str) -> std::io::Result<()> {
+    let listed = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=codeflux.instance={instance}"),
+        ])
+        .output()?;
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !ids.is_empty() {
+        std::process::Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(&ids)
+            .output()?;
+    }
+    Ok(())
+}
+
+/// How many containers this test's instance has on the engine.
+pub fn containers_of(instance: &str) -> usize {
+    let listed = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=codeflux.instance={instance}"),
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .count()
+}
+
+/// A connected provider for `config`, plus the guard that cleans up after it.
+pub async fn provider(config: DockerConfig) -> (Arc<DockerProvider>, Cleanup) {
+    let cleanup = Cleanup {
+        instance: config.instance.clone(),
+    };
+    let provider = DockerProvider::connect(config)
+        .await
+        .expect("a Docker engine must be running for these tests (../shared/ci/docker-up.sh)");
+    (Arc::new(provider), cleanup)
+}
+
+/// Fetches `url` until it answers 200 and its body contains `needle` (bounded wait).
+pub async fn wait_for_text(
+    client: &reqwest::Client,
+    url: &str,
+    host: Option<&str>,
+    needle: &str,
+) -> String {
+    let mut last = String::new();
+    for _ in 0..240 {
+        let mut request = client.get(url);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Ok(response) = request.send().await {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if status == 200 && body.contains(needle) {
+                return body;
+            }
+            last = format!("{status}: {}", body.chars().take(300).collect::<String>());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{url} never showed {needle:?}; last answer: {last}");
+}
