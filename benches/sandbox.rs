@@ -20,7 +20,10 @@ struct Targets(Arc<DockerProvider>);
 #[async_trait]
 impl PreviewTargets for Targets {
     async fn upstream(&self, project_id: Uuid) -> Result<Option<PreviewUpstream>, String> {
-        self.0.preview_upstream(project_id).await.map_err(|error| error.to_string())
+        self.0
+            .preview_upstream(project_id)
+            .await
+            .map_err(|error| error.to_string())
     }
     async fn wake(&self, _project_id: Uuid) -> Wake {
         Wake::Unavailable("benchmark".into())
@@ -51,7 +54,8 @@ async fn wait_for(client: &reqwest::Client, url: &str, host: &str, needle: &str)
 fn page(text: &str) -> FileWrite {
     FileWrite {
         path: WorkspacePath::parse("app/page.tsx").unwrap(),
-        content: format!("export default function Page() {{ return <main>{text}</main>; }}\n").into_bytes(),
+        content: format!("export default function Page() {{ return <main>{text}</main>; }}\n")
+            .into_bytes(),
     }
 }
 
@@ -65,8 +69,15 @@ async fn main() {
         config.ca_cert = Some(ca.into());
     }
     config.instance = format!("bench-{}", Uuid::now_v7().simple());
-    let provider = Arc::new(DockerProvider::connect(config).await.expect("a Docker engine"));
-    provider.prepare_image(&mut |_| {}).await.expect("the sandbox image");
+    let provider = Arc::new(
+        DockerProvider::connect(config)
+            .await
+            .expect("a Docker engine"),
+    );
+    provider
+        .prepare_image(&mut |_| {})
+        .await
+        .expect("the sandbox image");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -85,7 +96,10 @@ async fn main() {
         cold.push(started.elapsed());
         projects.push(project);
     }
-    println!("cold create -> preview 200 (median of 3): {}", ms(median(cold)));
+    println!(
+        "cold create -> preview 200 (median of 3): {}",
+        ms(median(cold))
+    );
 
     let project = projects[0];
     let sandbox = provider.acquire(project).await.unwrap().sandbox;
@@ -104,8 +118,14 @@ async fn main() {
         assert!(status.success());
         cli.push(started.elapsed());
     }
-    println!("exec round trip, Sandbox::run (median of 20): {}", ms(median(ours)));
-    println!("exec round trip, docker exec CLI (median of 20): {}", ms(median(cli)));
+    println!(
+        "exec round trip, Sandbox::run (median of 20): {}",
+        ms(median(ours))
+    );
+    println!(
+        "exec round trip, docker exec CLI (median of 20): {}",
+        ms(median(cli))
+    );
 
     let host = format!("{project}.localhost");
     let mut visible = Vec::new();
@@ -116,7 +136,10 @@ async fn main() {
         wait_for(&client, &url, &host, &nonce).await;
         visible.push(started.elapsed());
     }
-    println!("file write -> visible in preview (median of 5): {}", ms(median(visible)));
+    println!(
+        "file write -> visible in preview (median of 5): {}",
+        ms(median(visible))
+    );
 
     for project in projects {
         provider.release(project).await.unwrap();

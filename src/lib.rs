@@ -11,4 +11,5 @@ pub mod preview;
 pub mod sandbox;
 pub mod server;
 pub mod store;
+pub mod ui;
 pub mod web;

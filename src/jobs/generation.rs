@@ -59,7 +59,9 @@ pub enum JobError {
 }
 
 impl Generation {
-    /// Runs the job and stores its assistant message (result or error).
+    /// Runs the job and stores its assistant message (result or error). The caller marks
+    /// the job finished and then announces it (`EventKind::Finished`), in that order, so
+    /// watchers that see the event also see the project idle.
     pub async fn run(&self, job: &Job) -> Result<Message, StoreError> {
         self.publish(
             job,
@@ -86,14 +88,6 @@ impl Generation {
             None,
             None,
         )?;
-        self.publish(
-            job,
-            EventKind::Finished {
-                message_id: message.id,
-                ok: false,
-                detail: reason.to_string(),
-            },
-        );
         Ok(message)
     }
 
@@ -145,14 +139,7 @@ impl Generation {
                 files,
             }),
         )?;
-        self.publish(
-            job,
-            EventKind::Finished {
-                message_id: message.id,
-                ok: true,
-                detail: format!("done in {} steps", result.iterations),
-            },
-        );
+        tracing::info!(steps = result.iterations, "job finished");
         Ok(message)
     }
 
@@ -204,7 +191,7 @@ impl Generation {
             .collect())
     }
 
-    fn publish(&self, job: &Job, kind: EventKind) {
+    pub fn publish(&self, job: &Job, kind: EventKind) {
         if let Err(error) = self.events.publish(job.project_id, job.id, kind) {
             tracing::error!(%error, "could not record a progress event");
         }

@@ -18,7 +18,8 @@ use uuid::Uuid;
 pub use generation::{Generation, JobError, PreparedSandbox, PreviewAddress};
 pub use revival::Revival;
 
-use crate::store::{Job, JobStatus, MessageType, StoreError};
+use crate::events::EventKind;
+use crate::store::{Job, JobStatus, Message, MessageType, StoreError};
 
 /// How many times a job may be started before a crash during it counts as a failure.
 const MAX_ATTEMPTS: u32 = 2;
@@ -78,11 +79,12 @@ impl JobQueue {
                 recovery.requeued += 1;
             } else {
                 tracing::warn!(job = %job.id, "failing a job interrupted twice");
-                self.inner.generation.fail(
+                let message = self.inner.generation.fail(
                     &job,
                     "CodeFlux stopped twice while working on this request, so it was given up. Send the prompt again to retry.",
                 )?;
                 finish(&self.inner, &mut job, JobStatus::Failed)?;
+                announce(&self.inner, &job, &message);
                 recovery.failed += 1;
             }
         }
@@ -164,29 +166,38 @@ impl JobQueue {
         let span = tracing::info_span!("job", job = %job.id, project = %job.project_id, attempt = job.attempts);
         let outcome =
             tokio::spawn(async move { generation.run(&running).await }.instrument(span)).await;
-        let status = match outcome {
-            Ok(Ok(message)) if message.kind == MessageType::Result => JobStatus::Done,
-            Ok(Ok(_)) => JobStatus::Failed,
+        let message = match outcome {
+            Ok(Ok(message)) => Some(message),
             Ok(Err(error)) => {
                 tracing::error!(job = %job.id, %error, "could not store the job's answer");
-                JobStatus::Failed
+                None
             }
             Err(panic) => {
                 tracing::error!(job = %job.id, %panic, "job crashed");
-                if let Err(error) = self.inner.generation.fail(
-                    &job,
-                    "an internal error stopped the job; see the server log.",
-                ) {
-                    tracing::error!(%error, "could not store the crash message");
-                }
-                JobStatus::Failed
+                self.inner
+                    .generation
+                    .fail(
+                        &job,
+                        "an internal error stopped the job; see the server log.",
+                    )
+                    .inspect_err(
+                        |error| tracing::error!(%error, "could not store the crash message"),
+                    )
+                    .ok()
             }
+        };
+        let status = match &message {
+            Some(message) if message.kind == MessageType::Result => JobStatus::Done,
+            _ => JobStatus::Failed,
         };
         if let Err(error) = finish(&self.inner, &mut job, status) {
             tracing::error!(job = %job.id, %error, "could not record the job's end");
         }
         if let Err(error) = self.inner.generation.store.flush().await {
             tracing::error!(%error, "could not flush storage");
+        }
+        if let Some(message) = &message {
+            announce(&self.inner, &job, message);
         }
         self.set_busy(job.project_id, false);
     }
@@ -210,6 +221,27 @@ impl JobQueue {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Tells watchers the job ended, once its status is stored.
+fn announce(inner: &Inner, job: &Job, message: &Message) {
+    let ok = message.kind == MessageType::Result;
+    let detail = if ok {
+        "your app is ready".to_string()
+    } else {
+        message
+            .content
+            .trim_start_matches("Something went wrong: ")
+            .to_string()
+    };
+    inner.generation.publish(
+        job,
+        EventKind::Finished {
+            message_id: message.id,
+            ok,
+            detail,
+        },
+    );
 }
 
 fn finish(inner: &Inner, job: &mut Job, status: JobStatus) -> Result<(), StoreError> {

@@ -180,9 +180,12 @@ fn message_views(store: &Store, project_id: Uuid) -> Result<Vec<MessageView>, Ap
 
 impl AppState {
     /// Announces a freshly stored job on the project's progress stream.
-    fn job_submitted(&self, job: &crate::store::Job) -> Result<(), AppError> {
-        self.events
-            .publish(job.project_id, job.id, EventKind::Queued)?;
-        Ok(())
+    pub(crate) fn job_submitted(
+        &self,
+        job: &crate::store::Job,
+    ) -> Result<crate::events::Event, AppError> {
+        Ok(self
+            .events
+            .publish(job.project_id, job.id, EventKind::Queued)?)
     }
 }

@@ -1,12 +1,19 @@
 //! The HTTP surface: the JSON API, the pages, the progress WebSocket and static assets.
 
 pub mod api;
+pub mod assets;
 mod error;
+mod pages;
+mod ws;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
@@ -61,8 +68,43 @@ pub fn app(state: AppState) -> Router {
         .route("/projects/{id}/events", get(api::project_events))
         .fallback(|| async { AppError::NotFound("API route") });
     Router::new()
+        .route("/", get(pages::home_page))
+        .route(
+            "/projects",
+            get(pages::more_projects).post(pages::create_project),
+        )
+        .route("/projects/{id}", get(pages::project_page))
+        .route("/projects/{id}/messages", post(pages::add_message))
+        .route("/projects/{id}/workspace", get(pages::workspace))
+        .route(
+            "/projects/{id}/fragments/{message_id}/download",
+            get(pages::download),
+        )
+        .route("/projects/{id}/ws", get(ws::progress_socket))
+        .route("/assets/{hash}/{*path}", get(assets::serve))
         .nest("/api", api)
         .route("/healthz", get(|| async { "ok" }))
+        .layer(middleware::from_fn(refuse_cross_site_writes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// CSRF protection without tokens: a browser marks every cross-site request with an
+/// `Origin` (or `Sec-Fetch-Site`), so writes from other sites are refused outright.
+async fn refuse_cross_site_writes(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe {
+        let headers = request.headers();
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|site| site == "cross-site" || site == "same-site");
+        if cross_site || !ws::same_origin(headers) {
+            return AppError::Forbidden("cross-site request refused").into_response();
+        }
+    }
+    next.run(request).await
 }

@@ -1,0 +1,51 @@
+//! The page shell: head, top bar, configuration banners.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::web::Setup;
+use crate::web::assets;
+
+/// The configuration problems a user must fix before anything can be built.
+pub fn banners(setup: &Setup) -> Markup {
+    html! {
+        @if let Some(problem) = &setup.model_problem {
+            div.banner role="alert" { strong { "No model configured. " } (problem) }
+        }
+        @if let Some(problem) = &setup.sandbox_problem {
+            div.banner role="alert" { strong { "No sandbox backend. " } (problem) }
+        }
+    }
+}
+
+pub fn page(title: &str, setup: &Setup, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                // Let 422 validation answers swap in like successes, so errors show inline.
+                meta name="htmx-config" content=r#"{"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true},{"code":"[45]..","swap":false,"error":true}]}"#;
+                title { (title) " · CodeFlux" }
+                link rel="stylesheet" href=(assets::url("app.css"));
+                script src=(assets::url("vendor/htmx-2.0.11.min.js")) defer {}
+                script src=(assets::url("vendor/htmx-ext-ws-2.0.4.min.js")) defer {}
+                script src=(assets::url("app.js")) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                nav.topbar aria-label="Main" {
+                    a.brand href="/" { span.logo aria-hidden="true" {} "CodeFlux" }
+                    span.spacer {}
+                    span.meta {
+                        "model " code { (setup.model) }
+                        @if let Some(backend) = &setup.sandbox_backend { " · sandbox " code { (backend) } }
+                    }
+                }
+                (banners(setup))
+                main #main { (body) }
+            }
+        }
+    }
+}

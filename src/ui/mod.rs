@@ -1,0 +1,39 @@
+//! Server-rendered views (maud). Every function is pure: it takes borrowed view data and
+//! returns markup, so the full page and the htmx fragments render the same code.
+
+pub mod code;
+pub mod home;
+pub mod layout;
+pub mod progress;
+pub mod project;
+
+use chrono::{DateTime, Utc};
+
+/// "just now", "5 min ago", "3 h ago", "2 days ago".
+pub fn age(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (now - at).num_seconds().max(0);
+    match seconds {
+        0..=44 => "just now".to_string(),
+        45..=3599 => format!("{} min ago", (seconds + 30) / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        _ => {
+            let days = seconds / 86_400;
+            format!("{days} day{} ago", if days == 1 { "" } else { "s" })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        let now = Utc::now();
+        assert_eq!(age(now, now), "just now");
+        assert_eq!(age(now - chrono::Duration::minutes(5), now), "5 min ago");
+        assert_eq!(age(now - chrono::Duration::hours(3), now), "3 h ago");
+        assert_eq!(age(now - chrono::Duration::days(1), now), "1 day ago");
+        assert_eq!(age(now - chrono::Duration::days(4), now), "4 days ago");
+    }
+}

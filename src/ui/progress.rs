@@ -1,0 +1,150 @@
+//! The live progress panel of a running job, and the pieces the WebSocket pushes into it.
+
+use maud::{Markup, html};
+use uuid::Uuid;
+
+use crate::events::{Event, EventKind};
+
+/// One line of the progress list; `None` for events shown only in the panel's header.
+pub fn item(event: &Event) -> Option<Markup> {
+    let (class, mark, text): (&str, &str, Markup) = match &event.kind {
+        EventKind::Queued => ("", "•", html! { "Queued, waiting for a free worker" }),
+        EventKind::Started { attempt } if *attempt > 1 => (
+            "",
+            "↻",
+            html! { "Started again after an interruption (attempt " (attempt) ")" },
+        ),
+        EventKind::Started { .. } => ("", "•", html! { "Started" }),
+        EventKind::SandboxReady {
+            backend,
+            created,
+            restored_files,
+        } => (
+            "ok",
+            "✓",
+            html! {
+                "Sandbox ready (" (backend)
+                @if *created { ", new" }
+                @if *restored_files > 0 { ", restored " (restored_files) " files" }
+                ")"
+            },
+        ),
+        EventKind::ModelTurn { .. } | EventKind::ToolStarted { .. } => return None,
+        EventKind::ModelText { text } => ("", "💬", html! { (text) }),
+        EventKind::ToolFinished {
+            summary,
+            ok,
+            elapsed_ms,
+            ..
+        } => (
+            if *ok { "ok" } else { "fail" },
+            if *ok { "✓" } else { "✗" },
+            html! { code { (summary) } " · " (format!("{:.1} s", *elapsed_ms as f64 / 1000.0)) },
+        ),
+        EventKind::Summary { text } => ("", "📝", html! { (text) }),
+        EventKind::Finished {
+            ok: true, detail, ..
+        } => ("ok", "✓", html! { "Done, " (detail) }),
+        EventKind::Finished {
+            ok: false, detail, ..
+        } => ("fail", "✗", html! { "Failed: " (detail) }),
+    };
+    Some(
+        html! { li.(class) id={ "event-" (event.seq) } { span.mark aria-hidden="true" { (mark) } span { (text) } } },
+    )
+}
+
+/// What the agent is doing right now, for the panel's header.
+fn step_label(events: &[Event]) -> String {
+    let turn = events.iter().rev().find_map(|event| match &event.kind {
+        EventKind::ModelTurn {
+            iteration,
+            max_iterations,
+        } => Some((*iteration, *max_iterations)),
+        _ => None,
+    });
+    let doing = match events.last().map(|event| &event.kind) {
+        None | Some(EventKind::Queued) => "Waiting in the queue".to_string(),
+        Some(EventKind::Started { .. }) => "Preparing the sandbox".to_string(),
+        Some(EventKind::ToolStarted { tool, summary }) => format!("{} {summary}", verb(tool)),
+        Some(EventKind::Summary { .. }) => "Writing the reply".to_string(),
+        Some(EventKind::Finished { ok: true, .. }) => "Done".to_string(),
+        Some(EventKind::Finished { ok: false, .. }) => "Failed".to_string(),
+        Some(_) => "Thinking".to_string(),
+    };
+    match turn {
+        Some((iteration, max)) => format!("Step {iteration} of {max} · {doing}"),
+        None => doing,
+    }
+}
+
+fn verb(tool: &str) -> &'static str {
+    match tool {
+        "terminal" => "Running",
+        "createOrUpdateFiles" => "Writing",
+        "readFiles" => "Reading",
+        _ => "Calling",
+    }
+}
+
+fn progress_percent(events: &[Event]) -> u32 {
+    events
+        .iter()
+        .rev()
+        .find_map(|event| match &event.kind {
+            EventKind::ModelTurn {
+                iteration,
+                max_iterations,
+            } => Some(iteration * 100 / (*max_iterations).max(1)),
+            EventKind::Finished { .. } => Some(100),
+            _ => None,
+        })
+        .unwrap_or(2)
+}
+
+/// The panel header with its progress bar; replaced as a whole on every event.
+pub fn head(events: &[Event], out_of_band: bool) -> Markup {
+    let started = events.first().map(|event| event.at.to_rfc3339());
+    let finished = events.last().is_some_and(|event| event.kind.is_terminal());
+    html! {
+        div #progress-head hx-swap-oob=[out_of_band.then_some("true")] {
+          div.head {
+            span {
+                @if !finished { span.spinner aria-hidden="true" {} " " }
+                span #progress-step { (step_label(events)) }
+            }
+            @if let Some(started) = started {
+                @if finished { span.elapsed { "finished" } } @else { span.elapsed data-started=(started) title="Elapsed time" { "0:00" } }
+            }
+          }
+          div.bar aria-hidden="true" { span style={ "width:" (progress_percent(events)) "%" } {} }
+        }
+    }
+}
+
+/// The whole panel. While the job runs it holds the WebSocket that streams into it.
+pub fn panel(project_id: Uuid, events: &[Event], live: bool, out_of_band: bool) -> Markup {
+    let oob = out_of_band.then_some("true");
+    html! {
+        @if live {
+            section #progress .progress aria-label="Progress" hx-swap-oob=[oob] hx-ext="ws" ws-connect={ "/projects/" (project_id) "/ws" } {
+                (head(events, false))
+                ol #progress-list aria-live="polite" aria-relevant="additions" {
+                    @for event in events { @if let Some(item) = item(event) { (item) } }
+                }
+            }
+        } @else {
+            section #progress hx-swap-oob=[oob] hidden {}
+        }
+    }
+}
+
+/// What the WebSocket sends for one event: the new line and the refreshed header.
+pub fn push(event: &Event, events_so_far: &[Event]) -> Markup {
+    html! {
+        @if let Some(item) = item(event) {
+            div hx-swap-oob="beforeend:#progress-list" { (item) }
+        }
+        (head(events_so_far, true))
+    }
+}

@@ -1,0 +1,182 @@
+//! The project page: the conversation on the left, the preview and code on the right.
+
+use maud::{Markup, html};
+use uuid::Uuid;
+
+use super::{code, home::status_badge, progress};
+use crate::events::Event;
+use crate::store::{Fragment, MessageType, ProjectStatus, Role};
+use crate::web::api::{MAX_PROMPT_CHARS, MessageView};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Preview,
+    Code,
+}
+
+/// What the right-hand side shows.
+pub struct Workspace<'a> {
+    pub project_id: Uuid,
+    pub fragment: Option<&'a Fragment>,
+    pub preview_url: &'a str,
+    pub tab: Tab,
+    /// The file open in the Code tab.
+    pub file: Option<&'a str>,
+}
+
+impl Workspace<'_> {
+    fn link(&self, tab: Tab, file: Option<&str>) -> String {
+        let mut url = format!(
+            "/projects/{}/workspace?tab={}",
+            self.project_id,
+            if tab == Tab::Code { "code" } else { "preview" }
+        );
+        if let Some(fragment) = self.fragment {
+            url.push_str(&format!("&fragment={}", fragment.message_id));
+        }
+        if let Some(file) = file {
+            url.push_str("&file=");
+            url.push_str(&encode_query(file));
+        }
+        url
+    }
+}
+
+/// Percent-encodes a query value (paths hold `/`, `.` and sometimes spaces or `&`).
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+pub struct ProjectPage<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub status: ProjectStatus,
+    pub messages: &'a [MessageView],
+    pub events: &'a [Event],
+    pub workspace: Workspace<'a>,
+}
+
+pub fn page(view: &ProjectPage) -> Markup {
+    let busy = view.status != ProjectStatus::Idle;
+    let selected = view.workspace.fragment.map(|fragment| fragment.message_id);
+    html! {
+        div.project-page {
+            section.chat aria-label="Conversation" {
+                header {
+                    h1 { (view.name) }
+                    (status(view.status, false))
+                }
+                (conversation(view.id, view.messages, selected, false))
+                (progress::panel(view.id, view.events, busy, false))
+                (follow_up_form(view.id, "", None))
+            }
+            (workspace(&view.workspace, false))
+        }
+    }
+}
+
+pub fn status(status: ProjectStatus, out_of_band: bool) -> Markup {
+    html! { span #project-status hx-swap-oob=[out_of_band.then_some("true")] { (status_badge(status)) } }
+}
+
+pub fn conversation(
+    project_id: Uuid,
+    messages: &[MessageView],
+    selected: Option<Uuid>,
+    out_of_band: bool,
+) -> Markup {
+    html! {
+        div #conversation .conversation hx-swap-oob=[out_of_band.then_some("true")] role="log" aria-label="Messages" {
+            @for view in messages {
+                (message(project_id, view, selected))
+            }
+        }
+    }
+}
+
+fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Markup {
+    let message = &view.message;
+    let (role_class, who) = match message.role {
+        Role::User => ("user", "You"),
+        Role::Assistant => ("assistant", "CodeFlux"),
+    };
+    let error = message.kind == MessageType::Error;
+    html! {
+        article.message.(role_class).error[error] id={ "message-" (message.id) } {
+            span.who { (who) }
+            (message.content)
+            @if let Some(fragment) = &view.fragment {
+                button.fragment-card type="button"
+                    hx-get={ "/projects/" (project_id) "/workspace?fragment=" (fragment.message_id) }
+                    hx-target="#workspace" hx-swap="outerHTML"
+                    aria-pressed=(if selected == Some(fragment.message_id) { "true" } else { "false" }) {
+                    span { strong { (fragment.title) } br; small { (fragment.files.len()) " files" } }
+                    span aria-hidden="true" { "→" }
+                }
+            }
+        }
+    }
+}
+
+pub fn follow_up_form(project_id: Uuid, value: &str, error: Option<&str>) -> Markup {
+    html! {
+        form #follow-up .follow-up action={ "/projects/" (project_id) "/messages" } method="post"
+            hx-post={ "/projects/" (project_id) "/messages" } hx-swap="outerHTML" hx-disabled-elt="find button" {
+            label.sr-only for="follow-up-prompt" { "Ask for a change" }
+            textarea #follow-up-prompt name="prompt" placeholder="Ask for a change, e.g. add a dark mode toggle…"
+                maxlength=(MAX_PROMPT_CHARS) required aria-invalid=[error.map(|_| "true")] { (value) }
+            @if let Some(error) = error { p.error-text role="alert" { (error) } }
+            div.form-row {
+                span.hint { "Ctrl / ⌘ + Enter to send" }
+                button.primary type="submit" { "Send" }
+            }
+        }
+    }
+}
+
+pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
+    let tab = |tab: Tab, label: &str| {
+        html! {
+            button type="button" role="tab" id={ "tab-" (label.to_lowercase()) } aria-controls="workspace-panel"
+                aria-selected=(if view.tab == tab { "true" } else { "false" })
+                hx-get=(view.link(tab, view.file)) hx-target="#workspace" hx-swap="outerHTML" { (label) }
+        }
+    };
+    html! {
+        section #workspace .workspace aria-label="Workspace" hx-swap-oob=[out_of_band.then_some("true")] {
+            div.tabs role="tablist" {
+                (tab(Tab::Preview, "Preview"))
+                (tab(Tab::Code, "Code"))
+                span.spacer {}
+                @if view.tab == Tab::Preview && view.fragment.is_some() {
+                    span.url title=(view.preview_url) { (view.preview_url) }
+                    button type="button" data-refresh-frame="preview-frame" aria-label="Reload the preview" { "↻" }
+                    button type="button" data-copy=(view.preview_url) { "Copy URL" }
+                    a.button href=(view.preview_url) target="_blank" rel="noopener" { "Open ↗" }
+                }
+            }
+            div.panel #workspace-panel role="tabpanel" {
+                @match (view.fragment, view.tab) {
+                    (None, _) => p.placeholder { "Your app appears here as soon as the agent has built a first version." },
+                    (Some(_), Tab::Preview) => iframe #preview-frame src=(view.preview_url) title="App preview"
+                        sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals" {},
+                    (Some(fragment), Tab::Code) => (code::code_view(
+                        view.project_id,
+                        fragment.message_id,
+                        &fragment.files,
+                        view.file.or_else(|| fragment.files.keys().find(|path| path.ends_with("page.tsx")).map(String::as_str)),
+                        &|path| view.link(Tab::Code, Some(path)),
+                    )),
+                }
+            }
+        }
+    }
+}

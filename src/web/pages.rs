@@ -1,0 +1,284 @@
+//! HTML pages and the htmx fragments they swap in. Full pages and fragments are rendered
+//! by the same view functions; `HX-Request` decides which one a request gets.
+
+use std::io::Write;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use maud::{Markup, html};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::api::{MessageView, PromptBody, validate_prompt};
+use super::{AppError, AppState};
+use crate::store::{Fragment, ProjectStatus};
+use crate::ui::project::{ProjectPage, Tab, Workspace};
+use crate::ui::{self, home, layout, progress, project};
+
+const PAGE_SIZE: usize = 20;
+
+fn is_htmx(headers: &HeaderMap) -> bool {
+    headers
+        .get("hx-request")
+        .is_some_and(|value| value == "true")
+}
+
+/// HTML answers vary on `HX-Request`, so caches never mix a fragment with a page.
+fn html_response(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup).into_response();
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("HX-Request"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    before: Option<Uuid>,
+}
+
+fn project_rows(state: &AppState, before: Option<Uuid>) -> Result<Markup, AppError> {
+    let page = state.store.list_projects(PAGE_SIZE, before)?;
+    let now = Utc::now();
+    let mut first_prompts = Vec::with_capacity(page.projects.len());
+    for project in &page.projects {
+        let first = state
+            .store
+            .messages(project.id)?
+            .into_iter()
+            .next()
+            .map(|message| message.content);
+        first_prompts.push((
+            project.id,
+            first.unwrap_or_default(),
+            state.store.project_status(project.id)?,
+        ));
+    }
+    let rows: Vec<home::ProjectRow> = page
+        .projects
+        .iter()
+        .zip(&first_prompts)
+        .map(|(project, (_, first_prompt, status))| home::ProjectRow {
+            id: project.id,
+            name: &project.name,
+            age: ui::age(project.created_at, now),
+            status: *status,
+            first_prompt,
+        })
+        .collect();
+    Ok(if before.is_some() {
+        home::project_rows(&rows, page.next)
+    } else {
+        home::home(&rows, page.next)
+    })
+}
+
+pub async fn home_page(State(state): State<AppState>) -> Result<Response, AppError> {
+    let body = project_rows(&state, None)?;
+    Ok(html_response(
+        StatusCode::OK,
+        layout::page("Build an app", &state.setup, body),
+    ))
+}
+
+/// The next page of the project list (the "show older projects" button).
+pub async fn more_projects(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AppError> {
+    Ok(html_response(
+        StatusCode::OK,
+        project_rows(&state, query.before)?,
+    ))
+}
+
+pub async fn create_project(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(body): Form<PromptBody>,
+) -> Result<Response, AppError> {
+    let raw = body.prompt.unwrap_or_default();
+    let prompt = match validate_prompt(Some(&raw)) {
+        Ok(prompt) => prompt,
+        Err(error) => {
+            let form = home::prompt_form(&raw, Some(&error.to_string()));
+            let markup = if is_htmx(&headers) {
+                form
+            } else {
+                layout::page("Build an app", &state.setup, html! { div.home { (form) } })
+            };
+            return Ok(html_response(StatusCode::UNPROCESSABLE_ENTITY, markup));
+        }
+    };
+    let (created, _, job) = state.store.create_project(&prompt)?;
+    state.job_submitted(&job)?;
+    state.store.flush().await?;
+    state.jobs.wake();
+    let location = format!("/projects/{}", created.id);
+    Ok(if is_htmx(&headers) {
+        let mut response = StatusCode::OK.into_response();
+        response.headers_mut().insert(
+            "hx-redirect",
+            HeaderValue::from_str(&location).map_err(|e| AppError::Invalid(e.to_string()))?,
+        );
+        response
+    } else {
+        Redirect::to(&location).into_response()
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WorkspaceQuery {
+    fragment: Option<Uuid>,
+    tab: Option<String>,
+    file: Option<String>,
+}
+
+/// The fragment to show: the one asked for, else the newest.
+fn pick_fragment(messages: &[MessageView], wanted: Option<Uuid>) -> Option<&Fragment> {
+    let mut fragments = messages.iter().filter_map(|view| view.fragment.as_ref());
+    match wanted {
+        Some(id) => fragments.find(|fragment| fragment.message_id == id),
+        None => fragments.next_back(),
+    }
+}
+
+pub async fn project_page(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+) -> Result<Response, AppError> {
+    let detail = super::api::project_detail(&state, project_id)?;
+    let busy = detail.status != ProjectStatus::Idle;
+    let events = if busy {
+        state.events.latest_job_events(project_id)?
+    } else {
+        Vec::new()
+    };
+    let view = ProjectPage {
+        id: project_id,
+        name: &detail.project.name,
+        status: detail.status,
+        messages: &detail.messages,
+        events: &events,
+        workspace: Workspace {
+            project_id,
+            fragment: pick_fragment(&detail.messages, None),
+            preview_url: &detail.preview_url,
+            tab: Tab::Preview,
+            file: None,
+        },
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        layout::page(&detail.project.name, &state.setup, project::page(&view)),
+    ))
+}
+
+/// The right-hand side for a chosen fragment and tab, plus the conversation (to mark the
+/// chosen version).
+pub async fn workspace(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+    Query(query): Query<WorkspaceQuery>,
+) -> Result<Response, AppError> {
+    let detail = super::api::project_detail(&state, project_id)?;
+    let fragment = pick_fragment(&detail.messages, query.fragment);
+    if query.fragment.is_some() && fragment.is_none() {
+        return Err(AppError::NotFound("version"));
+    }
+    let tab = if query.tab.as_deref() == Some("code") {
+        Tab::Code
+    } else {
+        Tab::Preview
+    };
+    let view = Workspace {
+        project_id,
+        fragment,
+        preview_url: &detail.preview_url,
+        tab,
+        file: query.file.as_deref(),
+    };
+    let selected = fragment.map(|fragment| fragment.message_id);
+    Ok(html_response(
+        StatusCode::OK,
+        html! {
+            (project::workspace(&view, false))
+            (project::conversation(project_id, &detail.messages, selected, true))
+        },
+    ))
+}
+
+pub async fn add_message(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+    headers: HeaderMap,
+    Form(body): Form<PromptBody>,
+) -> Result<Response, AppError> {
+    state.store.project(project_id)?;
+    let raw = body.prompt.unwrap_or_default();
+    let prompt = match validate_prompt(Some(&raw)) {
+        Ok(prompt) => prompt,
+        Err(error) => {
+            return Ok(html_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                project::follow_up_form(project_id, &raw, Some(&error.to_string())),
+            ));
+        }
+    };
+    let (_, job) = state.store.add_user_message(project_id, &prompt)?;
+    let queued = state.job_submitted(&job)?;
+    state.store.flush().await?;
+    state.jobs.wake();
+    if !is_htmx(&headers) {
+        return Ok(Redirect::to(&format!("/projects/{project_id}")).into_response());
+    }
+    let detail = super::api::project_detail(&state, project_id)?;
+    let selected = pick_fragment(&detail.messages, None).map(|fragment| fragment.message_id);
+    Ok(html_response(
+        StatusCode::OK,
+        html! {
+            (project::follow_up_form(project_id, "", None))
+            (project::conversation(project_id, &detail.messages, selected, true))
+            (project::status(detail.status, true))
+            (progress::panel(project_id, &[queued], true, true))
+        },
+    ))
+}
+
+/// All files of one version as a zip archive.
+pub async fn download(
+    State(state): State<AppState>,
+    Path((project_id, message_id)): Path<(Uuid, Uuid)>,
+) -> Result<Response, AppError> {
+    let project = state.store.project(project_id)?;
+    state.store.message(project_id, message_id)?;
+    let fragment = state
+        .store
+        .fragment(message_id)?
+        .ok_or(AppError::NotFound("version"))?;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (path, content) in &fragment.files {
+        writer
+            .start_file(format!("{}/{path}", project.name), options)
+            .and_then(|()| writer.write_all(content.as_bytes()).map_err(Into::into))
+            .map_err(|error| AppError::Invalid(format!("cannot build the zip: {error}")))?;
+    }
+    let bytes = writer
+        .finish()
+        .map_err(|error| AppError::Invalid(format!("cannot build the zip: {error}")))?
+        .into_inner();
+    let disposition = format!("attachment; filename=\"{}.zip\"", project.name);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,153 @@
+//! The progress WebSocket: replays what the project's current job did so far, streams the
+//! rest as rendered htmx out-of-band fragments, and on the job's end swaps in the new
+//! messages and version without a page reload.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use maud::{Markup, html};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::{AppError, AppState};
+use crate::events::Event;
+use crate::store::ProjectStatus;
+use crate::ui::progress;
+use crate::ui::project::{self, Tab, Workspace};
+
+pub async fn progress_socket(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    if !same_origin(&headers) {
+        return Err(AppError::Forbidden("cross-origin WebSocket refused"));
+    }
+    state.store.project(project_id)?;
+    Ok(upgrade.on_upgrade(move |socket| stream(state, project_id, socket)))
+}
+
+/// A browser's Origin must name the host it connected to; clients without one are let in.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, origin_host)| origin_host == host)
+}
+
+async fn stream(state: AppState, project_id: Uuid, mut socket: WebSocket) {
+    let Ok((replayed, mut live)) = state.events.watch(project_id) else {
+        return;
+    };
+    let mut seen: Vec<Event> = Vec::new();
+    for event in replayed {
+        if send_event(&state, project_id, &mut socket, &mut seen, event)
+            .await
+            .is_break()
+        {
+            return;
+        }
+    }
+    loop {
+        let event = match live.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => {
+                // Fell behind: catch up from storage.
+                let last = seen.last().map_or(0, |event| event.seq);
+                let Ok(stored) = state.events.latest_job_events(project_id) else {
+                    return;
+                };
+                let mut ended = false;
+                for event in stored.into_iter().filter(|event| event.seq > last) {
+                    ended = send_event(&state, project_id, &mut socket, &mut seen, event)
+                        .await
+                        .is_break();
+                    if ended {
+                        break;
+                    }
+                }
+                if ended {
+                    return;
+                }
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if send_event(&state, project_id, &mut socket, &mut seen, event)
+            .await
+            .is_break()
+        {
+            return;
+        }
+    }
+}
+
+/// Sends one event; `Break` when the socket is gone or the job ended.
+async fn send_event(
+    state: &AppState,
+    project_id: Uuid,
+    socket: &mut WebSocket,
+    seen: &mut Vec<Event>,
+    event: Event,
+) -> std::ops::ControlFlow<()> {
+    if seen.last().is_some_and(|last| event.seq <= last.seq) {
+        return std::ops::ControlFlow::Continue(());
+    }
+    // A new job started after the one we showed: start its list afresh.
+    if seen.last().is_some_and(|last| last.job_id != event.job_id) {
+        seen.clear();
+    }
+    let terminal = event.kind.is_terminal();
+    seen.push(event);
+    let mut markup = progress::push(seen.last().expect("just pushed"), seen).into_string();
+    if terminal {
+        match finished(state, project_id) {
+            Ok(extra) => markup.push_str(&extra.into_string()),
+            Err(error) => tracing::warn!(%error, "could not render the finished job"),
+        }
+    }
+    if socket.send(Message::Text(markup.into())).await.is_err() {
+        return std::ops::ControlFlow::Break(());
+    }
+    if terminal && state.store.project_status(project_id).ok() == Some(ProjectStatus::Idle) {
+        let _ = socket.send(Message::Close(None)).await;
+        return std::ops::ControlFlow::Break(());
+    }
+    std::ops::ControlFlow::Continue(())
+}
+
+/// After a job: the new messages, the newest version in the workspace, the status badge,
+/// and the panel put away unless another job is waiting.
+fn finished(state: &AppState, project_id: Uuid) -> Result<Markup, AppError> {
+    let detail = super::api::project_detail(state, project_id)?;
+    let fragment = detail
+        .messages
+        .iter()
+        .rev()
+        .find_map(|view| view.fragment.as_ref());
+    let workspace = Workspace {
+        project_id,
+        fragment,
+        preview_url: &detail.preview_url,
+        tab: Tab::Preview,
+        file: None,
+    };
+    let idle = detail.status == ProjectStatus::Idle;
+    Ok(html! {
+        (project::conversation(project_id, &detail.messages, fragment.map(|f| f.message_id), true))
+        (project::workspace(&workspace, true))
+        (project::status(detail.status, true))
+        @if idle { (progress::panel(project_id, &[], false, true)) }
+    })
+}
