@@ -2,10 +2,11 @@
 //! rest as rendered htmx out-of-band fragments, and on the job's end swaps in the new
 //! messages and version without a page reload.
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -20,13 +21,17 @@ pub async fn progress_socket(
     State(state): State<AppState>,
     Path(project_id): Path<Uuid>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    // Checked before anything else: a page on another site must not read progress.
     if !same_origin(&headers) {
         return Err(AppError::Forbidden("cross-origin WebSocket refused"));
     }
     state.store.project(project_id)?;
-    Ok(upgrade.on_upgrade(move |socket| stream(state, project_id, socket)))
+    match upgrade {
+        Ok(upgrade) => Ok(upgrade.on_upgrade(move |socket| stream(state, project_id, socket))),
+        Err(rejection) => Ok(rejection.into_response()),
+    }
 }
 
 /// A browser's Origin must name the host it connected to; clients without one are let in.

@@ -1,0 +1,406 @@
+//! Handler tests for every page and fragment, through the real router without a socket.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use codeflux::server::Services;
+use codeflux::store::{MessageType, NewFragment};
+use codeflux::web::{AppState, Setup, app};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const EVIL: &str = "<script>alert('x')</script>";
+
+async fn state_with(setup: Setup) -> AppState {
+    let mut settings = support::harness::settings(
+        std::path::Path::new("/nonexistent"),
+        "http://127.0.0.1:9/v1",
+        30,
+    );
+    settings.data_dir = None;
+    let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> =
+        support::host_sandbox::HostSandboxes::new();
+    Services::build(&settings, Some(sandboxes), setup)
+        .await
+        .unwrap()
+        .state
+}
+
+async fn state() -> AppState {
+    state_with(Setup {
+        model: "fake-model".into(),
+        sandbox_backend: Some("docker".into()),
+        ..Setup::default()
+    })
+    .await
+}
+
+async fn send(
+    state: &AppState,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    send(state, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn form_post(uri: &str, body: &str, htmx: bool) -> Request<Body> {
+    let mut request = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", "localhost:3000")
+        .header("origin", "http://localhost:3000");
+    if htmx {
+        request = request.header("hx-request", "true");
+    }
+    request.body(Body::from(body.to_string())).unwrap()
+}
+
+/// A project with one answered prompt and a version whose files hold hostile text.
+fn finished_project(state: &AppState, prompt: &str) -> (Uuid, Uuid) {
+    let (project, _, mut job) = state.store.create_project(prompt).unwrap();
+    job.status = codeflux::store::JobStatus::Done;
+    state.store.put_job(&job).unwrap();
+    let files = BTreeMap::from([
+        (
+            "app/page.tsx".to_string(),
+            format!("export default function Page() {{ return <main>{EVIL}</main>; }}\n"),
+        ),
+        (
+            "components/habit-list.tsx".to_string(),
+            "export const HabitList = () => null;\n".to_string(),
+        ),
+    ]);
+    let (message, _) = state
+        .store
+        .add_assistant_message(
+            project.id,
+            MessageType::Result,
+            &format!("Here is your tracker {EVIL}"),
+            None,
+            Some(NewFragment {
+                title: "Habit Tracker".into(),
+                sandbox_url: "http://x.localhost:3001".into(),
+                files,
+            }),
+        )
+        .unwrap();
+    (project.id, message.id)
+}
+
+#[tokio::test]
+async fn home_shows_the_prompt_box_examples_and_projects() {
+    let state = state().await;
+    let (status, headers, body) = get(&state, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["vary"], "HX-Request");
+    assert!(body.contains("What do you want to build?"));
+    assert!(body.contains("data-example=\"Build a habit tracker"));
+    assert!(body.contains("No projects yet"));
+    assert!(body.contains("/assets/") && body.contains("htmx-2.0.11.min.js"));
+
+    finished_project(&state, &format!("build {EVIL} tracker"));
+    let (_, _, body) = get(&state, "/").await;
+    assert!(!body.contains(EVIL), "prompts are escaped");
+    assert!(body.contains("build &lt;script&gt;alert('x')&lt;/script&gt; tracker"));
+    assert!(body.contains("badge idle"));
+    assert!(body.contains("just now"));
+}
+
+#[tokio::test]
+async fn the_project_list_pages_with_a_load_more_button() {
+    let state = state().await;
+    for index in 0..21 {
+        state
+            .store
+            .create_project(&format!("project number {index}"))
+            .unwrap();
+    }
+    let (_, _, body) = get(&state, "/").await;
+    assert_eq!(body.matches("class=\"project-row\"").count(), 20);
+    assert!(body.contains("project number 20") && !body.contains("project number 0<"));
+    let cursor = body
+        .split("/projects?before=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, _, more) = get(&state, &format!("/projects?before={cursor}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(more.matches("class=\"project-row\"").count(), 1);
+    assert!(more.contains("project number 0"));
+    assert!(!more.contains("<html"), "the next page is a fragment");
+}
+
+#[tokio::test]
+async fn creating_a_project_validates_inline_and_redirects() {
+    let state = state().await;
+    let (status, _, body) = send(&state, form_post("/projects", "prompt=+++", true)).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("prompt is required") && body.contains("id=\"prompt-form\""));
+    assert!(!body.contains("<html"), "htmx gets just the form back");
+
+    let long = "x".repeat(10_001);
+    let (status, _, body) = send(
+        &state,
+        form_post("/projects", &format!("prompt={long}"), true),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("too long"));
+    assert!(body.contains(&long), "what was typed is kept");
+
+    let (status, headers, _) =
+        send(&state, form_post("/projects", "prompt=a+todo+app", true)).await;
+    assert_eq!(status, 200);
+    let location = headers["hx-redirect"].to_str().unwrap();
+    assert!(location.starts_with("/projects/"));
+
+    let (status, headers, _) = send(&state, form_post("/projects", "prompt=another", false)).await;
+    assert_eq!(status, 303);
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/projects/")
+    );
+    assert_eq!(
+        state.store.list_projects(10, None).unwrap().projects.len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn cross_site_writes_are_refused() {
+    let state = state().await;
+    let request = Request::post("/projects")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("host", "localhost:3000")
+        .header("origin", "http://evil.example")
+        .body(Body::from("prompt=hi"))
+        .unwrap();
+    let (status, _, _) = send(&state, request).await;
+    assert_eq!(status, 403);
+    let request = Request::post("/api/projects")
+        .header("content-type", "application/json")
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::from(r#"{"prompt":"hi"}"#))
+        .unwrap();
+    let (status, _, _) = send(&state, request).await;
+    assert_eq!(status, 403);
+    assert!(
+        state
+            .store
+            .list_projects(10, None)
+            .unwrap()
+            .projects
+            .is_empty()
+    );
+
+    let request = Request::get("/projects/00000000-0000-0000-0000-000000000000/ws")
+        .header("host", "localhost:3000")
+        .header("origin", "http://evil.example")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&state, request).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn the_project_page_shows_conversation_preview_and_follow_up() {
+    let state = state().await;
+    let (project, message) = finished_project(&state, "build a tracker");
+    let (status, _, body) = get(&state, &format!("/projects/{project}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("build a tracker"));
+    assert!(
+        body.contains("Here is your tracker &lt;script&gt;"),
+        "model text is escaped"
+    );
+    assert!(!body.contains(EVIL));
+    assert!(body.contains("Habit Tracker") && body.contains("2 files"));
+    assert!(body.contains(&format!("fragment={message}")));
+    assert!(
+        body.contains(&format!("src=\"http://{project}.preview.test\"")),
+        "iframe on the preview origin"
+    );
+    assert!(body.contains("id=\"follow-up\""));
+    assert!(
+        body.contains("section id=\"progress\" hidden"),
+        "no live panel when idle"
+    );
+
+    let (status, _, _) = get(&state, &format!("/projects/{}", Uuid::now_v7())).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn errors_are_styled_as_errors_and_running_projects_stream_progress() {
+    let state = state().await;
+    let (project, _, job) = state.store.create_project("anything").unwrap();
+    state
+        .events
+        .publish(project.id, job.id, codeflux::events::EventKind::Queued)
+        .unwrap();
+    let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
+    assert!(body.contains(&format!("ws-connect=\"/projects/{}/ws\"", project.id)));
+    assert!(body.contains("Queued, waiting for a free worker"));
+    assert!(body.contains("aria-live=\"polite\""));
+
+    state
+        .store
+        .add_assistant_message(
+            project.id,
+            MessageType::Error,
+            "Something went wrong: model down",
+            None,
+            None,
+        )
+        .unwrap();
+    let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
+    assert!(body.contains("message assistant error"));
+}
+
+#[tokio::test]
+async fn follow_ups_validate_and_start_the_live_panel() {
+    let state = state().await;
+    let (project, _) = finished_project(&state, "build a tracker");
+    let (status, _, body) = send(
+        &state,
+        form_post(&format!("/projects/{project}/messages"), "prompt=", true),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("prompt is required"));
+
+    let (status, _, body) = send(
+        &state,
+        form_post(
+            &format!("/projects/{project}/messages"),
+            "prompt=make+it+blue",
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("make it blue"),
+        "the new message is swapped into the conversation"
+    );
+    assert!(body.contains("hx-swap-oob=\"true\""));
+    assert!(body.contains(&format!("ws-connect=\"/projects/{project}/ws\"")));
+    assert!(body.contains("badge queued"));
+}
+
+#[tokio::test]
+async fn the_code_tab_shows_a_tree_and_a_highlighted_file() {
+    let state = state().await;
+    let (project, message) = finished_project(&state, "build a tracker");
+    let (status, _, body) = get(
+        &state,
+        &format!("/projects/{project}/workspace?tab=code&fragment={message}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("aria-selected=\"true\"") && body.contains(">Code<"));
+    assert!(body.contains("habit-list.tsx") && body.contains("page.tsx"));
+    assert!(body.contains("hl-"), "highlighted on the server");
+    assert!(!body.contains(EVIL), "file content is escaped");
+    assert!(body.contains("Download zip"));
+
+    let (_, _, body) = get(&state, &format!("/projects/{project}/workspace?tab=code&fragment={message}&file=components/habit-list.tsx")).await;
+    assert!(body.contains("Contents of components/habit-list.tsx"));
+    assert!(body.contains("HabitList"));
+
+    let (status, _, _) = get(
+        &state,
+        &format!("/projects/{project}/workspace?fragment={}", Uuid::now_v7()),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_version_downloads_as_a_zip() {
+    let state = state().await;
+    let (project, message) = finished_project(&state, "build a tracker");
+    let response = app(state.clone())
+        .oneshot(
+            Request::get(format!("/projects/{project}/fragments/{message}/download"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let names: Vec<String> = (0..archive.len())
+        .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names
+            .iter()
+            .all(|name| name.ends_with(".tsx") && name.contains('/'))
+    );
+}
+
+#[tokio::test]
+async fn assets_are_served_with_content_hashes() {
+    let state = state().await;
+    let url = codeflux::web::assets::url("app.css");
+    let (status, headers, body) = get(&state, &url).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(body.contains("--accent"));
+    let (_, headers, _) = get(&state, "/assets/0000000000/app.css").await;
+    assert_eq!(
+        headers["cache-control"], "no-cache",
+        "a stale hash is not cached"
+    );
+    let (status, _, _) = get(&state, "/assets/0000000000/nope.js").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn missing_configuration_is_explained_in_a_banner() {
+    let state = state_with(Setup {
+        model: "m".into(),
+        model_problem: Some(
+            "No API key for https://openrouter.ai/api/v1: set CODEFLUX_LLM_API_KEY".into(),
+        ),
+        sandbox_problem: Some("Start Docker (or set DOCKER_HOST)".into()),
+        sandbox_backend: None,
+    })
+    .await;
+    let (_, _, body) = get(&state, "/").await;
+    assert!(body.contains("No model configured") && body.contains("CODEFLUX_LLM_API_KEY"));
+    assert!(body.contains("No sandbox backend") && body.contains("DOCKER_HOST"));
+}
