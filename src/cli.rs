@@ -154,7 +154,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
-    let sandbox = crate::sandbox::select::from_env(&instance_name(&args.data_dir)).await;
+    let instance = std::env::var("CODEFLUX_SANDBOX_INSTANCE")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| instance_name(&args.data_dir));
+    let sandbox = crate::sandbox::select::from_env(&instance).await;
     let setup = setup_for(&settings, &sandbox);
     if let Some(problem) = &setup.sandbox_problem {
         tracing::warn!("{problem}");

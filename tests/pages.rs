@@ -259,7 +259,10 @@ async fn errors_are_styled_as_errors_and_running_projects_stream_progress() {
         .publish(project.id, job.id, codeflux::events::EventKind::Queued)
         .unwrap();
     let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
-    assert!(body.contains(&format!("ws-connect=\"/projects/{}/ws\"", project.id)));
+    assert!(body.contains(&format!(
+        "ws-connect=\"/projects/{}/ws?after=1\"",
+        project.id
+    )));
     assert!(body.contains("Queued, waiting for a free worker"));
     assert!(body.contains("aria-live=\"polite\""));
 
@@ -304,7 +307,7 @@ async fn follow_ups_validate_and_start_the_live_panel() {
         "the new message is swapped into the conversation"
     );
     assert!(body.contains("hx-swap-oob=\"true\""));
-    assert!(body.contains(&format!("ws-connect=\"/projects/{project}/ws\"")));
+    assert!(body.contains(&format!("ws-connect=\"/projects/{project}/ws?after=")));
     assert!(body.contains("badge queued"));
 }
 

@@ -127,7 +127,9 @@ pub fn panel(project_id: Uuid, events: &[Event], live: bool, out_of_band: bool) 
     let oob = out_of_band.then_some("true");
     html! {
         @if live {
-            section #progress .progress aria-label="Progress" hx-swap-oob=[oob] hx-ext="ws" ws-connect={ "/projects/" (project_id) "/ws" } {
+            // The socket sends only what came after the events rendered here.
+            section #progress .progress aria-label="Progress" hx-swap-oob=[oob] hx-ext="ws"
+                ws-connect={ "/projects/" (project_id) "/ws?after=" (events.last().map_or(0, |event| event.seq)) } {
                 (head(events, false))
                 ol #progress-list aria-live="polite" aria-relevant="additions" {
                     @for event in events { @if let Some(item) = item(event) { (item) } }

@@ -118,7 +118,7 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
                     hx-get={ "/projects/" (project_id) "/workspace?fragment=" (fragment.message_id) }
                     hx-target="#workspace" hx-swap="outerHTML"
                     aria-pressed=(if selected == Some(fragment.message_id) { "true" } else { "false" }) {
-                    span { strong { (fragment.title) } br; small { (fragment.files.len()) " files" } }
+                    span { strong { (fragment.title) } br; small { (fragment.files.len()) @if fragment.files.len() == 1 { " file" } @else { " files" } } }
                     span aria-hidden="true" { "→" }
                 }
             }

@@ -4,10 +4,11 @@
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -17,9 +18,17 @@ use crate::store::ProjectStatus;
 use crate::ui::progress;
 use crate::ui::project::{self, Tab, Workspace};
 
+#[derive(Debug, Deserialize)]
+pub struct SocketQuery {
+    /// The last event the page already shows.
+    #[serde(default)]
+    after: u64,
+}
+
 pub async fn progress_socket(
     State(state): State<AppState>,
     Path(project_id): Path<Uuid>,
+    Query(query): Query<SocketQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
@@ -29,7 +38,9 @@ pub async fn progress_socket(
     }
     state.store.project(project_id)?;
     match upgrade {
-        Ok(upgrade) => Ok(upgrade.on_upgrade(move |socket| stream(state, project_id, socket))),
+        Ok(upgrade) => {
+            Ok(upgrade.on_upgrade(move |socket| stream(state, project_id, query.after, socket)))
+        }
         Err(rejection) => Ok(rejection.into_response()),
     }
 }
@@ -51,12 +62,15 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, origin_host)| origin_host == host)
 }
 
-async fn stream(state: AppState, project_id: Uuid, mut socket: WebSocket) {
+async fn stream(state: AppState, project_id: Uuid, after: u64, mut socket: WebSocket) {
     let Ok((replayed, mut live)) = state.events.watch(project_id) else {
         return;
     };
-    let mut seen: Vec<Event> = Vec::new();
-    for event in replayed {
+    // Events the page already rendered count as seen (the header needs them), unsent.
+    let (shown, unseen): (Vec<Event>, Vec<Event>) =
+        replayed.into_iter().partition(|event| event.seq <= after);
+    let mut seen: Vec<Event> = shown;
+    for event in unseen {
         if send_event(&state, project_id, &mut socket, &mut seen, event)
             .await
             .is_break()

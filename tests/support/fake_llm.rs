@@ -62,6 +62,8 @@ struct Script {
     requests: Vec<Value>,
     /// When set, requests must carry `Authorization: Bearer <key>`.
     api_key: Option<String>,
+    /// How long each agent turn "thinks" before answering (to watch progress live).
+    delay: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -93,6 +95,10 @@ impl FakeLlm {
 
     pub fn push_all(&self, replies: impl IntoIterator<Item = Reply>) {
         self.script.lock().unwrap().replies.extend(replies);
+    }
+
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.script.lock().unwrap().delay = delay;
     }
 
     pub fn require_key(&self, key: &str) {
@@ -128,6 +134,10 @@ async fn chat(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    let delay = script.lock().unwrap().delay;
+    if body.get("tools").is_some() && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let reply = {
         let mut script = script.lock().unwrap();
         if let Some(key) = &script.api_key {

@@ -1,0 +1,336 @@
+//! End to end in real headless Chromium against a real `codeflux serve`: the fake model and
+//! the Docker sandbox behind it. Submit a prompt, watch progress stream in, see the preview
+//! show the generated page, read the file in the Code tab, send a follow-up. Screenshots of
+//! the real UI land in docs/screenshots/ for the README.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::docker_env::{Cleanup, containers_of, test_config};
+use support::fake_llm::{FakeLlm, Reply};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// A child process that is killed when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_until_answering(url: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..300 {
+        if client.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered");
+}
+
+async fn browser() -> (Client, Guard) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver must be installed (apt-get install chromium chromium-driver)");
+    let guard = Guard(driver);
+    wait_until_answering(&format!("http://127.0.0.1:{port}/status")).await;
+    let profile = tempfile::tempdir().unwrap().keep();
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--disable-sync", "--window-size=1400,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("chromedriver starts a headless Chromium session");
+    (client, guard)
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    for theme in ["light", "dark"] {
+        client
+            .execute(
+                "document.documentElement.dataset.theme = arguments[0]; return true;",
+                vec![json!(theme)],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let png = client.screenshot().await.unwrap();
+        let path = format!(
+            "{}/docs/screenshots/{name}-{theme}.png",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+    client
+        .execute(
+            "delete document.documentElement.dataset.theme; return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until `script` returns true in the page.
+async fn wait_for(client: &Client, what: &str, script: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if client
+            .execute(script, vec![])
+            .await
+            .ok()
+            .and_then(|value| value.as_bool())
+            == Some(true)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = client
+        .execute("return document.body.innerText", vec![])
+        .await
+        .unwrap_or_default();
+    panic!("timed out waiting for {what}; the page says:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
+    let config = test_config();
+    let cleanup = Cleanup {
+        instance: config.instance.clone(),
+    };
+    let fake = FakeLlm::start().await;
+    fake.set_delay(Duration::from_millis(1500));
+    let nonce = format!("Streak-{}", uuid::Uuid::now_v7().simple());
+    let page = format!(
+        "import {{ Button }} from \"@/components/ui/button\";\nimport {{ Card, CardContent, CardHeader, CardTitle }} from \"@/components/ui/card\";\n\nexport default function Page() {{\n  return (\n    <main className=\"mx-auto max-w-md p-8\">\n      <Card>\n        <CardHeader><CardTitle>{nonce}</CardTitle></CardHeader>\n        <CardContent className=\"flex gap-2\"><Button>Done today</Button><Button variant=\"outline\">Skip</Button></CardContent>\n      </Card>\n    </main>\n  );\n}}\n"
+    );
+    fake.push_all([
+        Reply::terminal("ls components/ui | wc -l"),
+        Reply::tool(
+            "createOrUpdateFiles",
+            json!({ "files": [{ "path": "app/page.tsx", "content": page }] }),
+        ),
+        Reply::summary("A habit tracker card with streak buttons."),
+        Reply::tool("readFiles", json!({ "files": ["app/page.tsx"] })),
+        Reply::write(
+            "app/page.tsx",
+            &page.replace("max-w-md p-8", "max-w-md p-8 bg-blue-50"),
+        ),
+        Reply::summary("Made the background blue."),
+    ]);
+
+    let (listen, preview_port) = (free_port(), free_port());
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codeflux"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--preview-listen",
+            &format!("127.0.0.1:{preview_port}"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("CODEFLUX_LLM_BASE_URL", &fake.base_url)
+        .env("CODEFLUX_MODEL", "fake-model")
+        .env("CODEFLUX_SANDBOX", "docker")
+        .env("CODEFLUX_SANDBOX_BASE_IMAGE", &config.base_image)
+        .env("CODEFLUX_SANDBOX_INSTANCE", &config.instance)
+        .env(
+            "CODEFLUX_PREVIEW_URL",
+            format!("http://{{project}}.localhost:{preview_port}"),
+        )
+        .env("RUST_LOG", "warn");
+    if let Some(ca) = &config.ca_cert {
+        command.env("CODEFLUX_SANDBOX_CA_CERT", ca);
+    }
+    let _server = Guard(command.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{listen}");
+    wait_until_answering(&format!("{base}/healthz")).await;
+
+    let (client, _driver) = browser().await;
+    client.goto(&format!("{base}/")).await.unwrap();
+    wait_for(
+        &client,
+        "the home page",
+        "return !!window.htmx && !!document.querySelector('#prompt')",
+    )
+    .await;
+    screenshot(&client, "home").await;
+
+    // An example chip fills the box; the person writes their own prompt instead.
+    client
+        .find(Locator::Css("[data-example]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let prompt = client.find(Locator::Css("#prompt")).await.unwrap();
+    assert!(
+        prompt
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("Build a habit tracker")
+    );
+    prompt.clear().await.unwrap();
+    prompt.send_keys("build me a habit tracker").await.unwrap();
+    client
+        .find(Locator::Css("#prompt-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    wait_for(
+        &client,
+        "the project page",
+        "return location.pathname.startsWith('/projects/')",
+    )
+    .await;
+    wait_for(
+        &client,
+        "progress items",
+        "return document.querySelectorAll('#progress-list li').length >= 3",
+    )
+    .await;
+    wait_for(
+        &client,
+        "a tool call in the progress",
+        "return document.querySelector('#progress-list').innerText.includes('ls components/ui')",
+    )
+    .await;
+    screenshot(&client, "running").await;
+
+    wait_for(
+        &client,
+        "the preview",
+        "return !!document.querySelector('iframe#preview-frame')",
+    )
+    .await;
+    wait_for(
+        &client,
+        "the answer",
+        "return document.querySelectorAll('.message.assistant').length === 1",
+    )
+    .await;
+    let preview = client
+        .find(Locator::Css("iframe#preview-frame"))
+        .await
+        .unwrap();
+    let src = preview.attr("src").await.unwrap().unwrap();
+    assert_eq!(
+        src,
+        format!(
+            "http://{}.localhost:{preview_port}",
+            client
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .trim_start_matches("/projects/")
+        )
+    );
+    preview.enter_frame().await.unwrap();
+    wait_for(
+        &client,
+        "the generated page inside the preview",
+        &format!("return document.body && document.body.innerText.includes('{nonce}')"),
+    )
+    .await;
+    client.enter_parent_frame().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    screenshot(&client, "finished").await;
+
+    client
+        .find(Locator::Css("#tab-code"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "the code view", &format!("return !!document.querySelector('#file-content') && document.querySelector('#file-content').innerText.includes('{nonce}')")).await;
+    let crumbs = client
+        .find(Locator::Css(".crumbs"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        crumbs.contains("app") && crumbs.contains("page.tsx"),
+        "{crumbs}"
+    );
+    screenshot(&client, "code").await;
+
+    // A follow-up, sent with Ctrl+Enter, streams and answers without a reload.
+    let follow_up = client
+        .find(Locator::Css("#follow-up-prompt"))
+        .await
+        .unwrap();
+    follow_up
+        .send_keys("make the background blue")
+        .await
+        .unwrap();
+    follow_up
+        .send_keys(&format!(
+            "{}{}",
+            fantoccini::key::Key::Control,
+            fantoccini::key::Key::Enter
+        ))
+        .await
+        .unwrap();
+    wait_for(&client, "the follow-up in the conversation", "return document.querySelector('#conversation').innerText.includes('make the background blue')").await;
+    wait_for(
+        &client,
+        "the second answer",
+        "return document.querySelectorAll('.message.assistant').length === 2",
+    )
+    .await;
+    wait_for(
+        &client,
+        "two versions",
+        "return document.querySelectorAll('.fragment-card').length === 2",
+    )
+    .await;
+
+    client.close().await.unwrap();
+    drop(_server);
+    drop(cleanup);
+    assert_eq!(containers_of(&config.instance), 0);
+}
