@@ -309,3 +309,93 @@ async fn a_prompt_becomes_a_live_preview_that_survives_a_replaced_sandbox() {
     provider.release(project.parse().unwrap()).await.unwrap();
     assert_eq!(containers_of(&cleanup.instance), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_template_type_checks_and_renders_every_kit_component() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let project = Uuid::now_v7();
+    let sandbox = provider.acquire(project).await.unwrap().sandbox;
+    let write = |path: &str, content: &str| FileWrite {
+        path: WorkspacePath::parse(path).unwrap(),
+        content: content.as_bytes().to_vec(),
+    };
+
+    // The type check is real: a missing component fails it.
+    sandbox
+        .write_files(&[write("app/broken/page.tsx", "import { Nope } from \"@/components/ui/nope\";\nexport default function P() { return <Nope />; }\n")])
+        .await
+        .unwrap();
+    let broken = sandbox
+        .run("npx tsc --noEmit", Duration::from_secs(240))
+        .await
+        .unwrap();
+    assert_ne!(
+        broken.exit_code, 0,
+        "tsc accepted a missing component: {broken:?}"
+    );
+    sandbox
+        .run("rm -rf app/broken", Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    sandbox
+        .write_files(&[write(
+            "app/kit/page.tsx",
+            include_str!("fixtures/kit-page.tsx"),
+        )])
+        .await
+        .unwrap();
+    let checked = sandbox
+        .run("npx tsc --noEmit", Duration::from_secs(240))
+        .await
+        .unwrap();
+    assert!(
+        checked.success(),
+        "the template does not type-check:\n{}\n{}",
+        checked.stdout,
+        checked.stderr
+    );
+
+    let upstream = provider
+        .preview_upstream(project)
+        .await
+        .unwrap()
+        .expect("running");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let html = wait_for_text(
+        &client,
+        &format!("{}/kit", upstream.base_url),
+        None,
+        "Kit card title",
+    )
+    .await;
+    for text in [
+        "Kit card description",
+        "Kit badge",
+        "Kit label",
+        "Kit checkbox",
+        "data-slot=\"select-trigger\"",
+        "Kit radio",
+        "Kit button",
+        "Kit tab content",
+        "Kit alert title",
+        "Kit accordion",
+        "Kit cell",
+        "Kit scroll area",
+        "KA",
+        "Kit tooltip",
+        "Kit popover",
+        "Kit menu",
+        "Kit dialog",
+        "Kit sheet",
+    ] {
+        assert!(html.contains(text), "{text:?} did not render");
+    }
+    assert!(
+        !html.contains("fonts.googleapis"),
+        "the template must not fetch fonts at run time"
+    );
+
+    provider.release(project).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
