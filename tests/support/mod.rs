@@ -5,3 +5,4 @@ pub mod docker_env;
 pub mod fake_llm;
 pub mod harness;
 pub mod host_sandbox;
+pub mod fake_e2b;
