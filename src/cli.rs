@@ -158,7 +158,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| instance_name(&args.data_dir));
-    let sandbox = crate::sandbox::select::from_env(&instance).await;
+    // The store is opened once here; its tree for E2B sandbox ids goes to the backend.
+    let store = crate::store::Store::open(&args.data_dir)
+        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let sandbox = crate::sandbox::select::from_env(&instance, store.tree("e2b_sandboxes")?).await;
     let setup = setup_for(&settings, &sandbox);
     if let Some(problem) = &setup.sandbox_problem {
         tracing::warn!("{problem}");
@@ -166,7 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(problem) = &setup.model_problem {
         tracing::warn!("{problem}");
     }
-    let services = Services::build(&settings, sandbox.provider, setup).await?;
+    let services = Services::build_on(store, &settings, sandbox.provider, setup).await?;
     if let Some(docker) = sandbox.docker {
         let live = services
             .state
@@ -212,12 +215,13 @@ fn instance_name(data_dir: &Path) -> String {
 
 async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.agent.settings(None, 1);
-    let sandbox = crate::sandbox::select::from_env("generate").await;
+    let store = crate::store::Store::temporary()?;
+    let sandbox = crate::sandbox::select::from_env("generate", store.tree("e2b_sandboxes")?).await;
     if let Some(problem) = &sandbox.problem {
         bail!("{problem}");
     }
     let setup = setup_for(&settings, &sandbox);
-    let services = Services::build(&settings, sandbox.provider, setup).await?;
+    let services = Services::build_on(store, &settings, sandbox.provider, setup).await?;
     let store = &services.state.store;
     let (project, _, mut job) = store.create_project(args.prompt.trim())?;
     eprintln!("Building {} …", project.name);

@@ -59,6 +59,17 @@ impl Services {
         Self::build_with_llm(settings, llm, sandboxes, setup).await
     }
 
+    /// Like [`Services::build`], on a store the caller already opened.
+    pub async fn build_on(
+        store: Store,
+        settings: &Settings,
+        sandboxes: Option<Arc<dyn SandboxProvider>>,
+        setup: Setup,
+    ) -> Result<Self, ServerError> {
+        let llm: Arc<dyn Llm> = Arc::new(OpenAiClient::new(settings.llm.clone())?);
+        Self::assemble(store, settings, llm, sandboxes, setup).await
+    }
+
     pub async fn build_with_llm(
         settings: &Settings,
         llm: Arc<dyn Llm>,
@@ -72,6 +83,16 @@ impl Services {
             })?,
             None => Store::temporary()?,
         };
+        Self::assemble(store, settings, llm, sandboxes, setup).await
+    }
+
+    async fn assemble(
+        store: Store,
+        settings: &Settings,
+        llm: Arc<dyn Llm>,
+        sandboxes: Option<Arc<dyn SandboxProvider>>,
+        setup: Setup,
+    ) -> Result<Self, ServerError> {
         let events = EventHub::new(store.clone());
         let preview = PreviewAddress {
             template: settings.preview_url_template.clone(),

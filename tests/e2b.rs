@@ -19,7 +19,255 @@ async fn the_fake_speaks_the_protocol_the_official_e2b_sdk_expects() {
         .expect("python3 must be installed (see .ci/run)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "e2b SDK check failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "e2b SDK check failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("e2b SDK check passed"), "{stdout}");
     assert!(fake.sandbox_ids().is_empty(), "the SDK killed its sandbox");
+}
+
+mod backend {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use codeflux::sandbox::e2b::{E2bConfig, E2bProvider};
+    use codeflux::sandbox::{FileWrite, SandboxError, SandboxProvider, WorkspacePath, conformance};
+    use uuid::Uuid;
+
+    use super::support::fake_e2b::{API_KEY, FakeE2b};
+
+    pub fn config(fake: &FakeE2b, key: &str) -> E2bConfig {
+        E2bConfig {
+            api_key: key.to_string(),
+            domain: "e2b.test".into(),
+            api_url: fake.url.clone(),
+            sandbox_url: Some(fake.url.clone()),
+            template: "codeflux-nextjs".into(),
+            lifetime: Duration::from_secs(600),
+            max_attempts: 3,
+        }
+    }
+
+    fn tree() -> sled::Tree {
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("e2b")
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_conformance_suite_passes_on_e2b() {
+        let fake = FakeE2b::start().await;
+        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let acquired = provider.acquire(Uuid::now_v7()).await.unwrap();
+        assert!(acquired.created);
+        conformance::all(acquired.sandbox.as_ref()).await;
+        let id = acquired.sandbox.id().to_string();
+        assert_eq!(
+            acquired.sandbox.native_url(3000),
+            format!("https://3000-{id}.e2b.test")
+        );
+        acquired
+            .sandbox
+            .extend(Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert!(
+            fake.calls()
+                .iter()
+                .any(|call| call == &format!("POST timeout {id}"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restarted_codeflux_reconnects_instead_of_creating() {
+        let fake = FakeE2b::start().await;
+        let ids = tree();
+        let project = Uuid::now_v7();
+        let first = E2bProvider::new(config(&fake, API_KEY), ids.clone()).unwrap();
+        let sandbox = first.acquire(project).await.unwrap().sandbox;
+        sandbox
+            .write_files(&[FileWrite {
+                path: WorkspacePath::parse("app/page.tsx").unwrap(),
+                content: b"kept".to_vec(),
+            }])
+            .await
+            .unwrap();
+        drop(first);
+
+        let second = E2bProvider::new(config(&fake, API_KEY), ids).unwrap();
+        let again = second.acquire(project).await.unwrap();
+        assert!(!again.created, "the running sandbox is reused");
+        assert_eq!(again.sandbox.id(), sandbox.id());
+        let content = again
+            .sandbox
+            .read_file(&WorkspacePath::parse("app/page.tsx").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            content, b"kept",
+            "the recovered access token works for envd"
+        );
+        assert_eq!(fake.sandbox_ids().len(), 1);
+
+        // Even without our record, E2B's metadata finds the project's sandbox.
+        let third = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        assert!(!third.acquire(project).await.unwrap().created);
+        assert_eq!(fake.sandbox_ids().len(), 1);
+
+        third.release(project).await.unwrap();
+        assert!(fake.sandbox_ids().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_vanished_sandbox_is_reported_gone_then_recreated() {
+        let fake = FakeE2b::start().await;
+        let provider = Arc::new(E2bProvider::new(config(&fake, API_KEY), tree()).unwrap());
+        let project = Uuid::now_v7();
+        let sandbox = provider.acquire(project).await.unwrap().sandbox;
+        fake.vanish(sandbox.id());
+        let error = sandbox
+            .run("true", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, SandboxError::Gone(_)), "{error:?}");
+        assert!(
+            provider.preview_upstream(project).await.unwrap().is_some(),
+            "cached as alive for a moment"
+        );
+
+        let fresh = provider.acquire(project).await.unwrap();
+        assert!(
+            fresh.created,
+            "the core restores files into a fresh sandbox"
+        );
+        assert_ne!(fresh.sandbox.id(), sandbox.id());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_bad_key_and_rate_limits_get_clear_answers() {
+        let fake = FakeE2b::start().await;
+        let refused = E2bProvider::new(config(&fake, "e2b_wrong"), tree()).unwrap();
+        match refused.acquire(Uuid::now_v7()).await {
+            Err(SandboxError::Unauthorized(message)) => {
+                assert!(message.contains("E2B_API_KEY"), "{message}")
+            }
+            other => panic!("expected Unauthorized, got {:?}", other.map(|a| a.created)),
+        }
+
+        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        fake.fail_next(429, 2);
+        assert!(
+            provider.acquire(Uuid::now_v7()).await.unwrap().created,
+            "429s are retried"
+        );
+        fake.fail_next(429, 5);
+        match provider.acquire(Uuid::now_v7()).await {
+            Err(SandboxError::Backend(message)) => {
+                assert!(message.contains("rate limiting"), "{message}")
+            }
+            other => panic!(
+                "expected a rate-limit error, got {:?}",
+                other.map(|a| a.created)
+            ),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn output_split_across_chunks_and_timeouts_are_handled() {
+        let fake = FakeE2b::start().await;
+        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let sandbox = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
+        let output = sandbox
+            .run(
+                "printf 'h\\303'; sleep 0.2; printf '\\251llo'; exit 4",
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(output.stdout, "héllo");
+        assert_eq!(output.exit_code, 4);
+        let started = std::time::Instant::now();
+        let timed_out = sandbox.run("sleep 30", Duration::from_secs(1)).await;
+        assert!(
+            matches!(timed_out, Err(SandboxError::Timeout(_))),
+            "{timed_out:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_is_built_in_an_e2b_sandbox() {
+    use std::sync::Arc;
+
+    use codeflux::sandbox::SandboxProvider;
+    use codeflux::sandbox::e2b::E2bProvider;
+    use support::fake_llm::{FakeLlm, Reply};
+    use support::harness::Harness;
+
+    let fake = FakeE2b::start().await;
+    let ids = sled::Config::new()
+        .temporary(true)
+        .open()
+        .unwrap()
+        .open_tree("e2b")
+        .unwrap();
+    let provider = Arc::new(E2bProvider::new(backend::config(&fake, API_KEY), ids).unwrap());
+    let model = FakeLlm::start().await;
+    model.push_all([
+        Reply::write(
+            "app/page.tsx",
+            "export default function Page() { return <main>e2b-built</main>; }\n",
+        ),
+        Reply::terminal("grep -c e2b-built app/page.tsx"),
+        Reply::summary("Built on E2B."),
+    ]);
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = preview_listener.local_addr().unwrap().port();
+    let server = Harness::start_with_provider(
+        model.clone(),
+        provider.clone(),
+        preview_listener,
+        |settings| {
+            settings.preview_url_template = format!("http://{{project}}.localhost:{port}");
+        },
+    )
+    .await;
+
+    let project = server.create("build it on e2b").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    assert_eq!(
+        answer["fragment"]["sandbox_url"],
+        format!("http://{project}.localhost:{port}")
+    );
+    let tool_results: Vec<String> = model.agent_requests()[2]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["role"] == "tool")
+        .map(|message| message["content"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        tool_results[1].contains("exit code 0") && tool_results[1].contains('1'),
+        "{tool_results:?}"
+    );
+
+    let sandbox_id = fake.sandbox_ids().pop().expect("one sandbox");
+    let written =
+        std::fs::read_to_string(fake.root_of(&sandbox_id).unwrap().join("app/page.tsx")).unwrap();
+    assert!(written.contains("e2b-built"), "the file went through envd");
+    let upstream = provider
+        .preview_upstream(project.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        upstream.base_url,
+        format!("https://3000-{sandbox_id}.e2b.test")
+    );
 }

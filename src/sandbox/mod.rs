@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod docker;
+pub mod e2b;
 pub mod select;
 pub mod template;
 pub mod workspace;

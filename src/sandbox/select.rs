@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::SandboxProvider;
 use super::docker::{DockerConfig, DockerProvider};
+use super::e2b::{E2bConfig, E2bProvider};
 
 /// The chosen backend, or why there is none.
 pub struct Selected {
@@ -23,6 +24,14 @@ impl Selected {
         }
     }
 
+    fn e2b(provider: E2bProvider) -> Self {
+        Self {
+            provider: Some(Arc::new(provider)),
+            docker: None,
+            problem: None,
+        }
+    }
+
     fn docker(provider: DockerProvider) -> Self {
         let provider = Arc::new(provider);
         Self {
@@ -33,27 +42,46 @@ impl Selected {
     }
 }
 
-/// `instance` names this installation on a shared Docker engine.
-pub async fn from_env(instance: &str) -> Selected {
+/// `instance` names this installation on a shared Docker engine; `e2b_ids` is where the
+/// E2B backend remembers each project's sandbox.
+pub async fn from_env(instance: &str, e2b_ids: sled::Tree) -> Selected {
     let choice = std::env::var("CODEFLUX_SANDBOX")
         .unwrap_or_default()
         .trim()
         .to_lowercase();
     match choice.as_str() {
+        "e2b" => match e2b(e2b_ids) {
+            Ok(provider) => Selected::e2b(provider),
+            Err(problem) => Selected::none(format!("CODEFLUX_SANDBOX=e2b, but {problem}")),
+        },
         "docker" => match docker(instance).await {
             Ok(provider) => Selected::docker(provider),
             Err(problem) => Selected::none(format!("CODEFLUX_SANDBOX=docker, but {problem}")),
         },
         "" | "auto" => match docker(instance).await {
             Ok(provider) => Selected::docker(provider),
+            Err(docker_problem) if std::env::var_os("E2B_API_KEY").is_some() => {
+                match e2b(e2b_ids) {
+                    Ok(provider) => {
+                        tracing::info!("Docker is not available ({docker_problem}); using E2B");
+                        Selected::e2b(provider)
+                    }
+                    Err(problem) => Selected::none(problem),
+                }
+            }
             Err(problem) => Selected::none(format!(
-                "No sandbox backend: {problem}. Start Docker (or set DOCKER_HOST), or set CODEFLUX_SANDBOX=e2b with E2B_API_KEY."
+                "No sandbox backend: {problem}. Start Docker (or set DOCKER_HOST), or set E2B_API_KEY to use E2B."
             )),
         },
         other => Selected::none(format!(
             "CODEFLUX_SANDBOX must be `docker`, `e2b` or `auto`, not {other:?}"
         )),
     }
+}
+
+fn e2b(ids: sled::Tree) -> Result<E2bProvider, String> {
+    let config = E2bConfig::from_env().map_err(|error| error.to_string())?;
+    E2bProvider::new(config, ids).map_err(|error| error.to_string())
 }
 
 async fn docker(instance: &str) -> Result<DockerProvider, String> {

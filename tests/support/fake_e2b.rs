@@ -5,6 +5,9 @@
 //! the fake tells sandboxes apart by the `E2b-Sandbox-Id` header, as E2B's edge does.
 //! `tests/sdk_checks/e2b_check.py` drives it with the official `e2b` SDK.
 
+// Handlers here return ready responses as errors; their size does not matter in a test fake.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,6 +31,8 @@ use tokio::sync::mpsc;
 pub const API_KEY: &str = "e2b_test_key";
 pub const ENVD_VERSION: &str = "0.5.7";
 const HOME: &str = "/home/user";
+/// Commands run as this unprivileged uid/gid (`nobody`), like E2B's `user`.
+const SANDBOX_UID: u32 = 65534;
 
 struct FakeSandbox {
     template: String,
@@ -86,7 +91,13 @@ impl FakeE2b {
     }
 
     pub fn sandbox_ids(&self) -> Vec<String> {
-        self.world.lock().unwrap().sandboxes.keys().cloned().collect()
+        self.world
+            .lock()
+            .unwrap()
+            .sandboxes
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -95,21 +106,37 @@ impl FakeE2b {
 
     /// The folder standing for a sandbox's `/home/user`.
     pub fn root_of(&self, sandbox_id: &str) -> Option<PathBuf> {
-        self.world.lock().unwrap().sandboxes.get(sandbox_id).map(|sandbox| sandbox.root.path().to_path_buf())
+        self.world
+            .lock()
+            .unwrap()
+            .sandboxes
+            .get(sandbox_id)
+            .map(|sandbox| sandbox.root.path().to_path_buf())
     }
 }
 
 type Shared = State<Arc<Mutex<World>>>;
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "code": status.as_u16(), "message": message }))).into_response()
+    (
+        status,
+        Json(json!({ "code": status.as_u16(), "message": message })),
+    )
+        .into_response()
 }
 
 /// API-key check, scripted failures and expiry, shared by every control-API call.
 fn control(world: &mut World, headers: &HeaderMap, call: String) -> Result<(), Response> {
     world.calls.push(call);
-    if headers.get("x-api-key").and_then(|value| value.to_str().ok()) != Some(API_KEY) {
-        return Err(error(StatusCode::UNAUTHORIZED, "Invalid API key, it must start with 'e2b_'"));
+    if headers
+        .get("x-api-key")
+        .and_then(|value| value.to_str().ok())
+        != Some(API_KEY)
+    {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API key, it must start with 'e2b_'",
+        ));
     }
     if let Some((status, left)) = world.failures.as_mut() {
         let status = StatusCode::from_u16(*status).unwrap();
@@ -119,13 +146,22 @@ fn control(world: &mut World, headers: &HeaderMap, call: String) -> Result<(), R
         }
         let mut response = error(status, "scripted failure");
         if status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, "0".parse().unwrap());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, "0".parse().unwrap());
         }
         return Err(response);
     }
     let now = Utc::now();
     world.sandboxes.retain(|_, sandbox| sandbox.end_at > now);
     Ok(())
+}
+
+/// A workspace folder the unprivileged sandbox user owns.
+fn owned_tempdir() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(root.path(), Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+    root
 }
 
 fn sandbox_body(id: &str, sandbox: &FakeSandbox, with_token: bool) -> Value {
@@ -170,7 +206,7 @@ fn create(world: &mut World, body: CreateBody, with_token: bool) -> Response {
         template: body.template_id,
         metadata: body.metadata,
         access_token: format!("token-{}", uuid::Uuid::now_v7().simple()),
-        root: tempfile::tempdir().unwrap(),
+        root: owned_tempdir(),
         started_at: now,
         end_at: now + chrono::Duration::seconds(body.timeout.unwrap_or(300)),
     };
@@ -179,7 +215,11 @@ fn create(world: &mut World, body: CreateBody, with_token: bool) -> Response {
     (StatusCode::CREATED, Json(response)).into_response()
 }
 
-async fn create_v1(State(world): Shared, headers: HeaderMap, Json(body): Json<CreateBody>) -> Response {
+async fn create_v1(
+    State(world): Shared,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> Response {
     let mut world = world.lock().unwrap();
     if let Err(response) = control(&mut world, &headers, "POST /sandboxes".into()) {
         return response;
@@ -188,7 +228,11 @@ async fn create_v1(State(world): Shared, headers: HeaderMap, Json(body): Json<Cr
     create(&mut world, body, secure)
 }
 
-async fn create_v2(State(world): Shared, headers: HeaderMap, Json(body): Json<CreateBody>) -> Response {
+async fn create_v2(
+    State(world): Shared,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> Response {
     let mut world = world.lock().unwrap();
     if let Err(response) = control(&mut world, &headers, "POST /v2/sandboxes".into()) {
         return response;
@@ -206,16 +250,26 @@ struct ConnectBody {
     timeout: Option<i64>,
 }
 
-async fn connect(State(world): Shared, Path(id): Path<String>, headers: HeaderMap, body: Option<Json<ConnectBody>>) -> Response {
+async fn connect(
+    State(world): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<ConnectBody>>,
+) -> Response {
     let mut world = world.lock().unwrap();
     if let Err(response) = control(&mut world, &headers, format!("POST connect {id}")) {
         return response;
     }
     let Some(sandbox) = world.sandboxes.get_mut(&id) else {
-        return error(StatusCode::NOT_FOUND, &format!("sandbox \"{id}\" doesn't exist or you don't have access to it"));
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("sandbox \"{id}\" doesn't exist or you don't have access to it"),
+        );
     };
     if let Some(timeout) = body.and_then(|Json(body)| body.timeout) {
-        sandbox.end_at = sandbox.end_at.max(Utc::now() + chrono::Duration::seconds(timeout));
+        sandbox.end_at = sandbox
+            .end_at
+            .max(Utc::now() + chrono::Duration::seconds(timeout));
     }
     (StatusCode::OK, Json(sandbox_body(&id, sandbox, true))).into_response()
 }
@@ -231,7 +285,12 @@ async fn info(State(world): Shared, Path(id): Path<String>, headers: HeaderMap) 
     }
 }
 
-async fn set_timeout(State(world): Shared, Path(id): Path<String>, headers: HeaderMap, Json(body): Json<TimeoutBody>) -> Response {
+async fn set_timeout(
+    State(world): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<TimeoutBody>,
+) -> Response {
     let mut world = world.lock().unwrap();
     if let Err(response) = control(&mut world, &headers, format!("POST timeout {id}")) {
         return response;
@@ -267,22 +326,35 @@ struct ListQuery {
 
 fn list(world: &mut World, query: ListQuery) -> (Vec<Value>, Option<String>) {
     // `metadata` is itself a query string: k1=v1&k2=v2 (URL-encoded once more by clients).
-    let wanted: Vec<(String, String)> = query
-        .metadata
+    let wanted: Vec<(String, String)> =
+        query.metadata.as_deref().map(url_pairs).unwrap_or_default();
+    let running_wanted = query
+        .state
         .as_deref()
-        .map(|raw| url_pairs(raw))
-        .unwrap_or_default();
-    let running_wanted = query.state.as_deref().is_none_or(|state| state.split(',').any(|s| s == "running"));
+        .is_none_or(|state| state.split(',').any(|s| s == "running"));
     let mut ids: Vec<&String> = world
         .sandboxes
         .iter()
-        .filter(|(_, sandbox)| running_wanted && wanted.iter().all(|(k, v)| sandbox.metadata.get(k) == Some(v)))
+        .filter(|(_, sandbox)| {
+            running_wanted
+                && wanted
+                    .iter()
+                    .all(|(k, v)| sandbox.metadata.get(k) == Some(v))
+        })
         .map(|(id, _)| id)
         .collect();
     ids.sort();
-    let start = query.next_token.and_then(|token| ids.iter().position(|id| **id == token)).unwrap_or(0);
+    let start = query
+        .next_token
+        .and_then(|token| ids.iter().position(|id| **id == token))
+        .unwrap_or(0);
     let limit = query.limit.unwrap_or(100).max(1);
-    let page: Vec<Value> = ids.iter().skip(start).take(limit).map(|id| listed(id, &world.sandboxes[*id])).collect();
+    let page: Vec<Value> = ids
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|id| listed(id, &world.sandboxes[*id]))
+        .collect();
     let next = ids.get(start + limit).map(|id| id.to_string());
     (page, next)
 }
@@ -317,7 +389,11 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn list_v2(State(world): Shared, headers: HeaderMap, Query(query): Query<ListQuery>) -> Response {
+async fn list_v2(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let mut world = world.lock().unwrap();
     if let Err(response) = control(&mut world, &headers, "GET /v2/sandboxes".into()) {
         return response;
@@ -325,32 +401,72 @@ async fn list_v2(State(world): Shared, headers: HeaderMap, Query(query): Query<L
     let (page, next) = list(&mut world, query);
     let mut response = Json(page).into_response();
     if let Some(next) = next {
-        response.headers_mut().insert("x-next-token", next.parse().unwrap());
+        response
+            .headers_mut()
+            .insert("x-next-token", next.parse().unwrap());
     }
     response
 }
 
-async fn list_v1(State(world): Shared, headers: HeaderMap, Query(query): Query<ListQuery>) -> Response {
+async fn list_v1(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let mut world = world.lock().unwrap();
     if let Err(response) = control(&mut world, &headers, "GET /sandboxes".into()) {
         return response;
     }
-    Json(list(&mut world, ListQuery { limit: Some(usize::MAX), next_token: None, ..query }).0).into_response()
+    Json(
+        list(
+            &mut world,
+            ListQuery {
+                limit: Some(usize::MAX),
+                next_token: None,
+                ..query
+            },
+        )
+        .0,
+    )
+    .into_response()
 }
 
 // --- envd ---
 
 /// Finds the sandbox an envd call is for and checks its access token and user.
 fn envd_sandbox(world: &World, headers: &HeaderMap) -> Result<PathBuf, Response> {
-    let id = headers.get("e2b-sandbox-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
-    let Some(sandbox) = world.sandboxes.get(id).filter(|sandbox| sandbox.end_at > Utc::now()) else {
-        return Err((StatusCode::BAD_GATEWAY, Json(json!({ "code": 502, "message": "The sandbox was not found", "sandboxId": id }))).into_response());
+    let id = headers
+        .get("e2b-sandbox-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let Some(sandbox) = world
+        .sandboxes
+        .get(id)
+        .filter(|sandbox| sandbox.end_at > Utc::now())
+    else {
+        return Err((
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "code": 502, "message": "The sandbox was not found", "sandboxId": id })),
+        )
+            .into_response());
     };
-    if headers.get("x-access-token").and_then(|value| value.to_str().ok()) != Some(sandbox.access_token.as_str()) {
-        return Err(error(StatusCode::UNAUTHORIZED, "unauthorized access, please provide a valid access token"));
+    if headers
+        .get("x-access-token")
+        .and_then(|value| value.to_str().ok())
+        != Some(sandbox.access_token.as_str())
+    {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized access, please provide a valid access token",
+        ));
     }
-    if let Some(basic) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
-        let user = basic.strip_prefix("Basic ").and_then(|encoded| BASE64.decode(encoded).ok());
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    {
+        let user = basic
+            .strip_prefix("Basic ")
+            .and_then(|encoded| BASE64.decode(encoded).ok());
         if !matches!(user.as_deref(), Some(b"user:") | Some(b"root:")) {
             return Err(error(StatusCode::UNAUTHORIZED, "invalid user"));
         }
@@ -363,7 +479,12 @@ fn host_path(root: &std::path::Path, path: &str) -> Result<PathBuf, Response> {
     let relative = match path.strip_prefix(HOME) {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.trim_start_matches('/'),
         _ if !path.starts_with('/') => path,
-        _ => return Err(error(StatusCode::BAD_REQUEST, "the fake only serves /home/user")),
+        _ => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "the fake only serves /home/user",
+            ));
+        }
     };
     if relative.split('/').any(|part| part == "..") {
         return Err(error(StatusCode::BAD_REQUEST, "path escapes the workspace"));
@@ -380,7 +501,11 @@ struct FileQuery {
     path: Option<String>,
 }
 
-async fn read_file(State(world): Shared, headers: HeaderMap, Query(query): Query<FileQuery>) -> Response {
+async fn read_file(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<FileQuery>,
+) -> Response {
     let root = match envd_sandbox(&world.lock().unwrap(), &headers) {
         Ok(root) => root,
         Err(response) => return response,
@@ -394,36 +519,73 @@ async fn read_file(State(world): Shared, headers: HeaderMap, Query(query): Query
     }
     match std::fs::read(&path) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(_) => error(StatusCode::NOT_FOUND, &format!("path '{}' does not exist", query.path.unwrap_or_default())),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            &format!("path '{}' does not exist", query.path.unwrap_or_default()),
+        ),
     }
 }
 
 fn write_one(root: &std::path::Path, path: &str, data: &[u8]) -> Result<Value, Response> {
     let target = host_path(root, path)?;
-    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    // Create missing folders one by one so each belongs to the sandbox user, as envd does.
+    let mut folder = root.to_path_buf();
+    for part in target
+        .strip_prefix(root)
+        .unwrap()
+        .parent()
+        .into_iter()
+        .flat_map(|parent| parent.components())
+    {
+        folder.push(part);
+        if !folder.exists() {
+            std::fs::create_dir(&folder).unwrap();
+            std::os::unix::fs::chown(&folder, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+        }
+    }
     std::fs::write(&target, data).unwrap();
-    let absolute = if path.starts_with('/') { path.to_string() } else { format!("{HOME}/{path}") };
-    Ok(json!({ "name": absolute.rsplit('/').next().unwrap_or_default(), "type": "file", "path": absolute }))
+    std::os::unix::fs::chown(&target, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+    let absolute = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{HOME}/{path}")
+    };
+    Ok(
+        json!({ "name": absolute.rsplit('/').next().unwrap_or_default(), "type": "file", "path": absolute }),
+    )
 }
 
-async fn write_files(State(world): Shared, Query(query): Query<FileQuery>, request: Request) -> Response {
+async fn write_files(
+    State(world): Shared,
+    Query(query): Query<FileQuery>,
+    request: Request,
+) -> Response {
     let headers = request.headers().clone();
     let root = match envd_sandbox(&world.lock().unwrap(), &headers) {
         Ok(root) => root,
         Err(response) => return response,
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let mut written = Vec::new();
     if content_type.starts_with("multipart/form-data") {
-        let mut multipart = match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
-            Ok(multipart) => multipart,
-            Err(rejection) => return rejection.into_response(),
-        };
+        let mut multipart =
+            match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
+                Ok(multipart) => multipart,
+                Err(rejection) => return rejection.into_response(),
+            };
         while let Ok(Some(field)) = multipart.next_field().await {
             if field.name() != Some("file") {
                 continue;
             }
-            let path = query.path.clone().or_else(|| field.file_name().map(str::to_owned)).unwrap_or_default();
+            let path = query
+                .path
+                .clone()
+                .or_else(|| field.file_name().map(str::to_owned))
+                .unwrap_or_default();
             let data = field.bytes().await.unwrap_or_default();
             match write_one(&root, &path, &data) {
                 Ok(info) => written.push(info),
@@ -434,7 +596,9 @@ async fn write_files(State(world): Shared, Query(query): Query<FileQuery>, reque
         let Some(path) = query.path else {
             return error(StatusCode::BAD_REQUEST, "path is required");
         };
-        let data: Bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
+        let data: Bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
         match write_one(&root, &path, &data) {
             Ok(info) => written.push(info),
             Err(response) => return response,
@@ -456,7 +620,9 @@ fn envelope(flags: u8, message: &Value) -> Vec<u8> {
 }
 
 fn kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pid}")])
+        .status();
 }
 
 async fn start_process(State(world): Shared, headers: HeaderMap, body: Bytes) -> Response {
@@ -464,16 +630,33 @@ async fn start_process(State(world): Shared, headers: HeaderMap, body: Bytes) ->
         Ok(root) => root,
         Err(response) => return response,
     };
-    if headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) != Some("application/connect+json") {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected application/connect+json");
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        != Some("application/connect+json")
+    {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected application/connect+json",
+        );
     }
-    let request: Value = match body.get(5..).and_then(|json| serde_json::from_slice(json).ok()) {
+    let request: Value = match body
+        .get(5..)
+        .and_then(|json| serde_json::from_slice(json).ok())
+    {
         Some(request) => request,
         None => return error(StatusCode::BAD_REQUEST, "malformed envelope"),
     };
     let process = &request["process"];
     let program = process["cmd"].as_str().unwrap_or("/bin/bash").to_string();
-    let args: Vec<String> = process["args"].as_array().map(|args| args.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let args: Vec<String> = process["args"]
+        .as_array()
+        .map(|args| {
+            args.iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     let cwd = match process["cwd"].as_str() {
         Some(cwd) => match host_path(&root, cwd) {
             Ok(path) => path,
@@ -487,8 +670,24 @@ async fn start_process(State(world): Shared, headers: HeaderMap, body: Bytes) ->
         .and_then(|value| value.parse::<u64>().ok())
         .map(Duration::from_millis);
 
-    let mut command = tokio::process::Command::new(program);
-    command.args(&args).current_dir(&cwd).env("HOME", &root).process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut command = tokio::process::Command::new("setpriv");
+    command
+        .args([
+            "--reuid",
+            &SANDBOX_UID.to_string(),
+            "--regid",
+            &SANDBOX_UID.to_string(),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program)
+        .args(&args)
+        .current_dir(&cwd)
+        .env("HOME", &root)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(envs) = process["envs"].as_object() {
         for (key, value) in envs {
             command.env(key, value.as_str().unwrap_or_default());
@@ -504,16 +703,23 @@ async fn start_process(State(world): Shared, headers: HeaderMap, body: Bytes) ->
         first.extend(envelope(0, &json!({ "event": { "keepalive": {} } })));
         let _ = sender.send(first).await;
         let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let pump = |mut stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>, name: &'static str, sender: mpsc::Sender<Vec<u8>>| async move {
+        let pump = |mut stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    name: &'static str,
+                    sender: mpsc::Sender<Vec<u8>>| async move {
             let mut buffer = vec![0u8; 4096];
             while let Ok(read) = stream.read(&mut buffer).await {
                 if read == 0 {
                     break;
                 }
-                let frame = envelope(0, &json!({ "event": { "data": { name: BASE64.encode(&buffer[..read]) } } }));
+                let frame = envelope(
+                    0,
+                    &json!({ "event": { "data": { name: BASE64.encode(&buffer[..read]) } } }),
+                );
                 // Split every envelope across two chunks, so clients must buffer.
                 let (head, tail) = frame.split_at(3);
-                if sender.send(head.to_vec()).await.is_err() || sender.send(tail.to_vec()).await.is_err() {
+                if sender.send(head.to_vec()).await.is_err()
+                    || sender.send(tail.to_vec()).await.is_err()
+                {
                     break;
                 }
             }
@@ -539,21 +745,37 @@ async fn start_process(State(world): Shared, headers: HeaderMap, body: Bytes) ->
         if code != 0 {
             end["exitCode"] = json!(code);
         }
-        let _ = sender.send(envelope(0, &json!({ "event": { "end": end } }))).await;
+        let _ = sender
+            .send(envelope(0, &json!({ "event": { "end": end } })))
+            .await;
         let _ = sender.send(envelope(2, &json!({}))).await;
     });
 
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), receiver))
+        receiver
+            .recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), receiver))
     });
-    ([(header::CONTENT_TYPE, "application/connect+json")], Body::from_stream(stream)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/connect+json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
-async fn send_signal(State(world): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn send_signal(
+    State(world): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     if let Err(response) = envd_sandbox(&world.lock().unwrap(), &headers) {
         return response;
     }
-    if let Some(pid) = body.pointer("/process/selector/pid").and_then(Value::as_u64) {
+    if let Some(pid) = body
+        .pointer("/process/selector/pid")
+        .and_then(Value::as_u64)
+    {
         kill_group(pid as u32);
     }
     Json(json!({})).into_response()

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 pub mod docker_env;
+pub mod fake_e2b;
 pub mod fake_llm;
 pub mod harness;
 pub mod host_sandbox;
-pub mod fake_e2b;
