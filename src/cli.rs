@@ -216,7 +216,9 @@ fn instance_name(data_dir: &Path) -> String {
 async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.agent.settings(None, 1);
     let store = crate::store::Store::temporary()?;
-    let sandbox = crate::sandbox::select::from_env("generate", store.tree("e2b_sandboxes")?).await;
+    let instance =
+        std::env::var("CODEFLUX_SANDBOX_INSTANCE").unwrap_or_else(|_| "generate".to_string());
+    let sandbox = crate::sandbox::select::from_env(&instance, store.tree("e2b_sandboxes")?).await;
     if let Some(problem) = &sandbox.problem {
         bail!("{problem}");
     }

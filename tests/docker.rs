@@ -399,3 +399,52 @@ async fn the_template_type_checks_and_renders_every_kit_component() {
     provider.release(project).await.unwrap();
     assert_eq!(containers_of(&cleanup.instance), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_builds_one_app_headless_and_writes_its_files() {
+    let config = test_config();
+    let cleanup = support::docker_env::Cleanup {
+        instance: config.instance.clone(),
+    };
+    let fake = FakeLlm::start().await;
+    fake.push_all([
+        Reply::tool(
+            "createOrUpdateFiles",
+            json!({ "files": [
+                { "path": "app/page.tsx", "content": "export default function Page() { return <main>headless</main>; }\n" },
+                { "path": "components/timer.tsx", "content": "export const Timer = () => null;\n" }
+            ] }),
+        ),
+        Reply::summary("A timer."),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_codeflux"));
+    command
+        .args(["generate", "a pomodoro timer", "--out"])
+        .arg(out.path())
+        .env("CODEFLUX_LLM_BASE_URL", &fake.base_url)
+        .env("CODEFLUX_SANDBOX", "docker")
+        .env("CODEFLUX_SANDBOX_BASE_IMAGE", &config.base_image)
+        .env("CODEFLUX_SANDBOX_INSTANCE", &config.instance);
+    if let Some(ca) = &config.ca_cert {
+        command.env("CODEFLUX_SANDBOX_CA_CERT", ca);
+    }
+    let output = command.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("wrote app/page.tsx (1 line), components/timer.tsx (1 line)"),
+        "progress is printed: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("app/page.tsx")).unwrap(),
+        "export default function Page() { return <main>headless</main>; }\n"
+    );
+    assert!(out.path().join("components/timer.tsx").exists());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Wrote 2 files"));
+    assert_eq!(
+        containers_of(&cleanup.instance),
+        0,
+        "generate removes its sandbox"
+    );
+}

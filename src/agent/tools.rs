@@ -231,7 +231,14 @@ impl Toolbox<'_> {
         let described: Vec<String> = writes
             .iter()
             .zip(&files)
-            .map(|(write, file)| format!("{} ({} lines)", write.path, file.content.lines().count()))
+            .map(|(write, file)| {
+                let lines = file.content.lines().count();
+                format!(
+                    "{} ({lines} line{})",
+                    write.path,
+                    if lines == 1 { "" } else { "s" }
+                )
+            })
             .collect();
         for (write, file) in writes.into_iter().zip(files) {
             self.written
