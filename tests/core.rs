@@ -596,20 +596,14 @@ async fn the_fake_model_speaks_the_protocol_the_official_openai_client_expects()
         },
         Reply::summary("all done"),
     ]);
-    // The fake runs on this test's runtime, so the SDK must be awaited, not blocked on.
-    let output = tokio::process::Command::new("python3")
-        .arg("tests/sdk_checks/openai_check.py")
-        .env("OPENAI_BASE_URL", &fake.base_url)
-        .env("OPENAI_API_KEY", "sk-test")
-        .output()
-        .await
-        .expect("python3 must be installed (see .ci/run)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "openai SDK check failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = support::run_sdk_check(
+        "openai_check.py",
+        &[
+            ("OPENAI_BASE_URL", fake.base_url.as_str()),
+            ("OPENAI_API_KEY", "sk-test"),
+        ],
+    )
+    .await;
     assert!(stdout.contains("openai SDK check passed"), "{stdout}");
     assert_eq!(fake.remaining(), 0);
 }

@@ -6,3 +6,22 @@ pub mod fake_e2b;
 pub mod fake_llm;
 pub mod harness;
 pub mod host_sandbox;
+
+/// Runs one of `tests/sdk_checks/*.py` (an official SDK against a fake) and returns what it
+/// printed; fails with the output when the check fails or Python is missing.
+pub async fn run_sdk_check(script: &str, envs: &[(&str, &str)]) -> String {
+    // The fake runs on the calling test's runtime, so the check is awaited, not blocked on.
+    let output = tokio::process::Command::new("python3")
+        .arg(format!("tests/sdk_checks/{script}"))
+        .envs(envs.iter().copied())
+        .output()
+        .await
+        .expect("python3 must be installed (see .ci/run)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}

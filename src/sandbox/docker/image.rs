@@ -19,10 +19,7 @@ pub async fn ensure_image(
     config: &DockerConfig,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, SandboxError> {
-    let ca = config.ca_pem()?;
-    let context = template::build_context(&config.base_image, ca.as_deref()).map_err(|error| {
-        SandboxError::Backend(format!("cannot pack the sandbox template: {error}"))
-    })?;
+    let context = pack(config)?;
     if docker.inspect_image(&context.tag).await.is_ok() {
         return Ok(context.tag);
     }
@@ -39,11 +36,15 @@ pub async fn build_image(
     config: &DockerConfig,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, SandboxError> {
-    let ca = config.ca_pem()?;
-    let context = template::build_context(&config.base_image, ca.as_deref()).map_err(|error| {
-        SandboxError::Backend(format!("cannot pack the sandbox template: {error}"))
-    })?;
+    let context = pack(config)?;
     build(docker, config, context, progress).await
+}
+
+fn pack(config: &DockerConfig) -> Result<template::BuildContext, SandboxError> {
+    let ca = config.ca_pem()?;
+    template::build_context(&config.base_image, ca.as_deref()).map_err(|error| {
+        SandboxError::Backend(format!("cannot pack the sandbox template: {error}"))
+    })
 }
 
 async fn build(

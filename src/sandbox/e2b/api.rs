@@ -53,7 +53,8 @@ impl ControlApi {
     ) -> Result<(StatusCode, String), SandboxError> {
         let url = format!("{}{path}", self.config.api_url);
         let mut backoff = Duration::from_millis(500);
-        for attempt in 1..=self.config.max_attempts {
+        let mut attempt = 1;
+        loop {
             let mut request = self
                 .http
                 .request(method.clone(), &url)
@@ -81,22 +82,15 @@ impl ControlApi {
                 tracing::warn!(%status, attempt, "E2B asked us to slow down; retrying");
                 tokio::time::sleep(wait.unwrap_or(backoff)).await;
                 backoff *= 2;
+                attempt += 1;
                 continue;
             }
             return Ok((status, text));
         }
-        unreachable!("the loop returns on its last attempt")
     }
 
     fn failure(status: StatusCode, text: &str, what: &str) -> SandboxError {
-        let message = serde_json::from_str::<Value>(text)
-            .ok()
-            .and_then(|body| {
-                body.get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| text.chars().take(300).collect());
+        let message = super::error_message(text);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SandboxError::Unauthorized(
                 format!("E2B refused the API key ({message}); check E2B_API_KEY"),

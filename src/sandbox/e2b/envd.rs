@@ -56,14 +56,7 @@ impl Envd {
     }
 
     fn failure(&self, status: StatusCode, text: &str) -> SandboxError {
-        let message: String = serde_json::from_str::<Value>(text)
-            .ok()
-            .and_then(|body| {
-                body.get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| text.chars().take(300).collect());
+        let message = super::error_message(text);
         match status {
             // E2B's edge answers 502/503 (and envd 404 on some versions) for sandboxes that are gone.
             StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => {

@@ -21,6 +21,18 @@ use super::{
     SandboxProvider, WorkspacePath,
 };
 
+/// E2B's `{"message": …}` error text, or the start of whatever else came back.
+fn error_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|body| {
+            body.get("message")
+                .and_then(|message| message.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| text.chars().take(300).collect())
+}
+
 /// How long a sandbox we just talked to counts as alive without asking E2B again.
 const ALIVE_FOR: Duration = Duration::from_secs(30);
 
