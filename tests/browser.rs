@@ -237,6 +237,29 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     .await;
     screenshot(&client, "running").await;
 
+    // Reloading mid-run shows what happened so far and keeps streaming.
+    let before_reload: u64 = client
+        .execute(
+            "return document.querySelectorAll('#progress-list li').length",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    client.refresh().await.unwrap();
+    wait_for(
+        &client,
+        "the replayed progress after a reload",
+        &format!("return !!document.querySelector('#progress-list') && document.querySelectorAll('#progress-list li').length >= {before_reload} || document.querySelectorAll('.message.assistant').length === 1"),
+    )
+    .await;
+    let ids_unique = client
+        .execute("const ids = [...document.querySelectorAll('#progress-list li')].map(li => li.id); return ids.length === new Set(ids).size;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(ids_unique, json!(true), "no progress line is shown twice");
+
     wait_for(
         &client,
         "the preview",
@@ -328,6 +351,23 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return document.querySelectorAll('.fragment-card').length === 2",
     )
     .await;
+
+    // The same page on a phone.
+    client.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow,
+        json!(true),
+        "no sideways scrolling at phone width"
+    );
+    screenshot(&client, "phone").await;
 
     client.close().await.unwrap();
     drop(_server);
