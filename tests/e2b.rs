@@ -172,6 +172,48 @@ mod backend {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn files_use_octet_stream_on_new_envd_and_multipart_on_old() {
+        let fake = FakeE2b::start().await;
+        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let path = WorkspacePath::parse("app/page.tsx").unwrap();
+        let new = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
+        new.write_files(&[FileWrite {
+            path: path.clone(),
+            content: b"new".to_vec(),
+        }])
+        .await
+        .unwrap();
+        assert_eq!(new.read_file(&path).await.unwrap(), b"new");
+
+        fake.set_envd_version("0.4.2");
+        let old = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
+        old.write_files(&[FileWrite {
+            path: path.clone(),
+            content: b"old \xF0\x9F\x8C\x8D".to_vec(),
+        }])
+        .await
+        .unwrap();
+        assert_eq!(old.read_file(&path).await.unwrap(), "old 🌍".as_bytes());
+        let uploads: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|call| call.starts_with("UPLOAD"))
+            .collect();
+        assert_eq!(
+            uploads,
+            [
+                "UPLOAD application/octet-stream",
+                "UPLOAD multipart/form-data"
+            ]
+        );
+        assert!(matches!(
+            old.read_file(&WorkspacePath::parse("missing.txt").unwrap())
+                .await,
+            Err(SandboxError::FileNotFound(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn output_split_across_chunks_and_timeouts_are_handled() {
         let fake = FakeE2b::start().await;
         let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();

@@ -48,8 +48,10 @@ struct World {
     sandboxes: HashMap<String, FakeSandbox>,
     /// Scripted failures for the next control-API calls: (status, how many left).
     failures: Option<(u16, u32)>,
-    /// Every control-API call, as "METHOD path", for tests to inspect.
+    /// Every control-API call, as "METHOD path", and every upload's form, for tests to inspect.
     calls: Vec<String>,
+    /// The envd version sandboxes report (older ones take only multipart uploads).
+    envd_version: Option<String>,
 }
 
 #[derive(Clone)]
@@ -83,6 +85,11 @@ impl FakeE2b {
     /// The next `count` control-API calls fail with `status`.
     pub fn fail_next(&self, status: u16, count: u32) {
         self.world.lock().unwrap().failures = Some((status, count));
+    }
+
+    /// New sandboxes report this envd version.
+    pub fn set_envd_version(&self, version: &str) {
+        self.world.lock().unwrap().envd_version = Some(version.to_string());
     }
 
     /// The sandbox disappears, as when it expires.
@@ -164,12 +171,12 @@ fn owned_tempdir() -> tempfile::TempDir {
     root
 }
 
-fn sandbox_body(id: &str, sandbox: &FakeSandbox, with_token: bool) -> Value {
+fn sandbox_body(id: &str, sandbox: &FakeSandbox, with_token: bool, envd_version: &str) -> Value {
     let mut body = json!({
         "templateID": sandbox.template,
         "sandboxID": id,
         "clientID": "fake-client",
-        "envdVersion": ENVD_VERSION,
+        "envdVersion": envd_version,
         "alias": sandbox.template,
         "domain": null,
     });
@@ -210,7 +217,11 @@ fn create(world: &mut World, body: CreateBody, with_token: bool) -> Response {
         started_at: now,
         end_at: now + chrono::Duration::seconds(body.timeout.unwrap_or(300)),
     };
-    let response = sandbox_body(&id, &sandbox, with_token);
+    let version = world
+        .envd_version
+        .clone()
+        .unwrap_or_else(|| ENVD_VERSION.to_string());
+    let response = sandbox_body(&id, &sandbox, with_token, &version);
     world.sandboxes.insert(id, sandbox);
     (StatusCode::CREATED, Json(response)).into_response()
 }
@@ -271,7 +282,16 @@ async fn connect(
             .end_at
             .max(Utc::now() + chrono::Duration::seconds(timeout));
     }
-    (StatusCode::OK, Json(sandbox_body(&id, sandbox, true))).into_response()
+    let version = world
+        .envd_version
+        .clone()
+        .unwrap_or_else(|| ENVD_VERSION.to_string());
+    let sandbox = &world.sandboxes[&id];
+    (
+        StatusCode::OK,
+        Json(sandbox_body(&id, sandbox, true, &version)),
+    )
+        .into_response()
 }
 
 async fn info(State(world): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -571,6 +591,12 @@ async fn write_files(
         .unwrap_or_default()
         .to_string();
     let mut written = Vec::new();
+    let form = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    world.lock().unwrap().calls.push(format!("UPLOAD {form}"));
     if content_type.starts_with("multipart/form-data") {
         let mut multipart =
             match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
