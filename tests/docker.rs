@@ -448,3 +448,177 @@ async fn generate_builds_one_app_headless_and_writes_its_files() {
         "generate removes its sandbox"
     );
 }
+
+/// Runs `docker` and returns its trimmed stdout, failing the test on an error.
+fn docker_cli(args: &[&str]) -> String {
+    let output = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_ports() {
+    let config = test_config();
+    let cleanup = support::docker_env::Cleanup {
+        instance: config.instance.clone(),
+    };
+    let fake = FakeLlm::start_on("0.0.0.0:0").await;
+    let model_port = fake
+        .base_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/v1")
+        .to_string();
+    let nonce = format!("boxed-{}", Uuid::now_v7().simple());
+    fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            &format!("export default function Page() {{ return <main>{nonce}</main>; }}\n"),
+        ),
+        Reply::summary("done"),
+    ]);
+
+    let binary = env!("CARGO_BIN_EXE_codeflux");
+    let mut args = vec![
+        "run".to_string(),
+        "-d".into(),
+        "--label".into(),
+        format!("codeflux.instance={}", config.instance),
+        "-v".into(),
+        "/var/run/docker.sock:/var/run/docker.sock".into(),
+        // The model server runs on this machine; the container reaches it through the gateway.
+        "--add-host".into(),
+        "host.docker.internal:host-gateway".into(),
+        "-v".into(),
+        format!("{binary}:/usr/local/bin/codeflux:ro"),
+        "-p".into(),
+        "127.0.0.1::3000".into(),
+        "-p".into(),
+        "127.0.0.1::3001".into(),
+        "-e".into(),
+        format!("CODEFLUX_LLM_BASE_URL=http://host.docker.internal:{model_port}/v1"),
+        "-e".into(),
+        "CODEFLUX_SANDBOX=docker".into(),
+        "-e".into(),
+        format!("CODEFLUX_SANDBOX_BASE_IMAGE={}", config.base_image),
+        "-e".into(),
+        format!("CODEFLUX_SANDBOX_INSTANCE={}", config.instance),
+        "-e".into(),
+        "CODEFLUX_PREVIEW_URL=http://{project}.localhost:3001".into(),
+    ];
+    if let Some(ca) = &config.ca_cert {
+        args.extend([
+            "-v".into(),
+            format!("{}:/run/extra-ca.pem:ro", ca.display()),
+        ]);
+        args.extend([
+            "-e".into(),
+            "CODEFLUX_SANDBOX_CA_CERT=/run/extra-ca.pem".into(),
+        ]);
+    }
+    args.extend([
+        config.base_image.clone(),
+        "codeflux".into(),
+        "serve".into(),
+        "--listen".into(),
+        "0.0.0.0:3000".into(),
+        "--preview-listen".into(),
+        "0.0.0.0:3001".into(),
+        "--data-dir".into(),
+        "/tmp/codeflux-data".into(),
+    ]);
+    let container = docker_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let published = |port: &str| {
+        docker_cli(&["port", &container, port])
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (api, previews) = (format!("http://{}", published("3000")), published("3001"));
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut healthy = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{api}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        healthy,
+        "codeflux in a container did not start:\n{}",
+        docker_cli(&["logs", &container])
+    );
+
+    let created: serde_json::Value = client
+        .post(format!("{api}/api/projects"))
+        .json(&json!({ "prompt": "a page" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project = created["id"].as_str().unwrap().to_string();
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..600 {
+        let detail: serde_json::Value = client
+            .get(format!("{api}/api/projects/{project}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["status"] == "idle" {
+            answer = detail["messages"][1].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        answer["type"],
+        "result",
+        "{answer}\n{}",
+        docker_cli(&["logs", &container])
+    );
+
+    // The sandbox publishes nothing; the preview still answers through CodeFlux's proxy.
+    let sandbox = docker_cli(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=codeflux.project={project}"),
+    ]);
+    assert!(!sandbox.is_empty());
+    assert_eq!(
+        docker_cli(&["port", &sandbox]),
+        "",
+        "the sandbox must not publish ports"
+    );
+    wait_for_text(
+        &client,
+        &format!("http://{previews}/"),
+        Some(&format!("{project}.localhost:3001")),
+        &nonce,
+    )
+    .await;
+
+    drop(cleanup);
+    assert_eq!(containers_of(&config.instance), 0);
+}

@@ -74,16 +74,22 @@ pub struct FakeLlm {
 
 impl FakeLlm {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Listens on `address` (e.g. `0.0.0.0:0` so that containers on this machine can call it);
+    /// `base_url` still names 127.0.0.1.
+    pub async fn start_on(address: &str) -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
             .with_state(script.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let listener = TcpListener::bind(address).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
-            base_url: format!("http://{address}/v1"),
+            base_url: format!("http://127.0.0.1:{port}/v1"),
             script,
         }
     }
