@@ -90,9 +90,8 @@ impl Store {
 
     // --- projects ---
 
-    /// Creates a project with its first user message and a queued job, atomically enough
-    /// that a crash leaves either nothing or all three (the job is written last and the
-    /// start-up recovery ignores projects without one).
+    /// Creates a project with its first user message and a queued job. The job is written
+    /// last; the API flushes before it answers, so an acknowledged prompt is never lost.
     pub fn create_project(&self, prompt: &str) -> StoreResult<(Project, Message, Job)> {
         let now = Utc::now();
         let project = Project {
