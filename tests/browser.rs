@@ -369,6 +369,23 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     );
     screenshot(&client, "phone").await;
 
+    // Deleting the project asks first, then goes home and removes its sandbox.
+    client
+        .find(Locator::Css("button.danger"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.accept_alert().await.unwrap();
+    wait_for(
+        &client,
+        "the home page after deleting",
+        "return location.pathname === '/' && !!document.querySelector('.empty')",
+    )
+    .await;
+
     client.close().await.unwrap();
     drop(_server);
     drop(cleanup);

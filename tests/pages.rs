@@ -407,3 +407,39 @@ async fn missing_configuration_is_explained_in_a_banner() {
     assert!(body.contains("No model configured") && body.contains("CODEFLUX_LLM_API_KEY"));
     assert!(body.contains("No sandbox backend") && body.contains("DOCKER_HOST"));
 }
+
+#[tokio::test]
+async fn a_project_can_be_deleted_from_its_page() {
+    let state = state().await;
+    let (project, _) = finished_project(&state, "build a tracker");
+    let (_, _, body) = get(&state, &format!("/projects/{project}")).await;
+    assert!(body.contains(&format!("hx-delete=\"/projects/{project}\"")));
+    assert!(body.contains("hx-confirm="));
+    let request = Request::delete(format!("/projects/{project}"))
+        .header("host", "localhost:3000")
+        .header("origin", "http://localhost:3000")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = send(&state, request).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["hx-redirect"], "/");
+    let (status, _, _) = get(&state, &format!("/projects/{project}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn answers_show_what_they_cost() {
+    let state = state().await;
+    let (project, _, _) = state.store.create_project("x").unwrap();
+    let usage = codeflux::store::TokenUsage {
+        prompt_tokens: 11_000,
+        completion_tokens: 1_300,
+        model_calls: 6,
+    };
+    state
+        .store
+        .add_assistant_message(project.id, MessageType::Result, "done", Some(usage), None)
+        .unwrap();
+    let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
+    assert!(body.contains("6 model calls · 12.3k tokens"), "{body}");
+}

@@ -73,6 +73,9 @@ pub fn page(view: &ProjectPage) -> Markup {
                 header {
                     h1 { (view.name) }
                     (status(view.status, false))
+                    span.spacer {}
+                    button.danger type="button" hx-delete={ "/projects/" (view.id) }
+                        hx-confirm={ "Delete " (view.name) " with all its versions and its sandbox?" } { "Delete" }
                 }
                 (conversation(view.id, view.messages, selected, false))
                 (progress::panel(view.id, view.events, busy, false))
@@ -122,7 +125,21 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
                     span aria-hidden="true" { "→" }
                 }
             }
+            @if let Some(usage) = &message.usage {
+                small.usage title="Tokens spent on this answer" {
+                    (usage.model_calls) " model calls · " (tokens(usage.prompt_tokens + usage.completion_tokens)) " tokens"
+                }
+            }
         }
+    }
+}
+
+/// 950 → "950", 12_345 → "12.3k".
+fn tokens(count: u64) -> String {
+    if count < 1000 {
+        count.to_string()
+    } else {
+        format!("{:.1}k", count as f64 / 1000.0)
     }
 }
 

@@ -73,7 +73,10 @@ pub fn app(state: AppState) -> Router {
             "/projects",
             get(pages::more_projects).post(pages::create_project),
         )
-        .route("/projects/{id}", get(pages::project_page))
+        .route(
+            "/projects/{id}",
+            get(pages::project_page).delete(pages::delete_project),
+        )
         .route("/projects/{id}/messages", post(pages::add_message))
         .route("/projects/{id}/workspace", get(pages::workspace))
         .route(

@@ -282,3 +282,18 @@ pub async fn download(
     )
         .into_response())
 }
+
+/// Deletes a project from its page and sends the browser home.
+pub async fn delete_project(
+    State(state): State<AppState>,
+    Path(project_id): Path<Uuid>,
+) -> Result<Response, AppError> {
+    state.store.delete_project(project_id)?;
+    state.store.flush().await?;
+    state.jobs.release_sandbox(project_id);
+    let mut response = StatusCode::OK.into_response();
+    response
+        .headers_mut()
+        .insert("hx-redirect", HeaderValue::from_static("/"));
+    Ok(response)
+}
