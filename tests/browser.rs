@@ -385,6 +385,15 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return location.pathname === '/' && !!document.querySelector('.empty')",
     )
     .await;
+    let mut removed = false;
+    for _ in 0..150 {
+        if containers_of(&config.instance) == 0 {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(removed, "deleting the project removes its sandbox");
 
     client.close().await.unwrap();
     drop(_server);

@@ -83,8 +83,8 @@ impl JobQueue {
                     &job,
                     "CodeFlux stopped twice while working on this request, so it was given up. Send the prompt again to retry.",
                 )?;
-                finish(&self.inner, &mut job, JobStatus::Failed)?;
                 announce(&self.inner, &job, &message);
+                finish(&self.inner, &mut job, JobStatus::Failed)?;
                 recovery.failed += 1;
             }
         }
@@ -190,14 +190,16 @@ impl JobQueue {
             Some(message) if message.kind == MessageType::Result => JobStatus::Done,
             _ => JobStatus::Failed,
         };
+        // Announced before the status changes, so whoever sees the project idle also finds
+        // the job's last event stored.
+        if let Some(message) = &message {
+            announce(&self.inner, &job, message);
+        }
         if let Err(error) = finish(&self.inner, &mut job, status) {
             tracing::error!(job = %job.id, %error, "could not record the job's end");
         }
         if let Err(error) = self.inner.generation.store.flush().await {
             tracing::error!(%error, "could not flush storage");
-        }
-        if let Some(message) = &message {
-            announce(&self.inner, &job, message);
         }
         self.set_busy(job.project_id, false);
     }

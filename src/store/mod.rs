@@ -305,9 +305,23 @@ impl Store {
     }
 
     pub fn project_status(&self, project_id: Uuid) -> StoreResult<ProjectStatus> {
+        self.project_status_besides(project_id, None)
+    }
+
+    /// The project's status if the job `finishing` were already over (it announces its end
+    /// just before its status is stored).
+    pub fn project_status_besides(
+        &self,
+        project_id: Uuid,
+        finishing: Option<Uuid>,
+    ) -> StoreResult<ProjectStatus> {
         let mut status = ProjectStatus::Idle;
         for key in self.open_jobs.scan_prefix(project_id.as_bytes()).keys() {
-            match self.job(uuid_from(&key?[16..]))?.status {
+            let job_id = uuid_from(&key?[16..]);
+            if Some(job_id) == finishing {
+                continue;
+            }
+            match self.job(job_id)?.status {
                 JobStatus::Running => return Ok(ProjectStatus::Running),
                 JobStatus::Queued => status = ProjectStatus::Queued,
                 _ => {}

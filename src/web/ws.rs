@@ -128,10 +128,11 @@ async fn send_event(
         seen.clear();
     }
     let terminal = event.kind.is_terminal();
+    let job_id = event.job_id;
     seen.push(event);
     let mut markup = progress::push(seen.last().expect("just pushed"), seen).into_string();
     if terminal {
-        match finished(state, project_id) {
+        match finished(state, project_id, job_id) {
             Ok(extra) => markup.push_str(&extra.into_string()),
             Err(error) => tracing::warn!(%error, "could not render the finished job"),
         }
@@ -139,7 +140,13 @@ async fn send_event(
     if socket.send(Message::Text(markup.into())).await.is_err() {
         return std::ops::ControlFlow::Break(());
     }
-    if terminal && state.store.project_status(project_id).ok() == Some(ProjectStatus::Idle) {
+    if terminal
+        && state
+            .store
+            .project_status_besides(project_id, Some(job_id))
+            .ok()
+            == Some(ProjectStatus::Idle)
+    {
         let _ = socket.send(Message::Close(None)).await;
         return std::ops::ControlFlow::Break(());
     }
@@ -148,8 +155,11 @@ async fn send_event(
 
 /// After a job: the new messages, the newest version in the workspace, the status badge,
 /// and the panel put away unless another job is waiting.
-fn finished(state: &AppState, project_id: Uuid) -> Result<Markup, AppError> {
-    let detail = super::api::project_detail(state, project_id)?;
+fn finished(state: &AppState, project_id: Uuid, job_id: Uuid) -> Result<Markup, AppError> {
+    let mut detail = super::api::project_detail(state, project_id)?;
+    detail.status = state
+        .store
+        .project_status_besides(project_id, Some(job_id))?;
     let fragment = detail
         .messages
         .iter()
