@@ -9,26 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use codeflux::preview::{PreviewTargets, Wake};
+use codeflux::preview::RunningOnly;
 use codeflux::sandbox::docker::{DockerConfig, DockerProvider};
-use codeflux::sandbox::{FileWrite, PreviewUpstream, SandboxProvider, WorkspacePath};
+use codeflux::sandbox::{FileWrite, SandboxProvider, WorkspacePath};
 use uuid::Uuid;
-
-struct Targets(Arc<DockerProvider>);
-
-#[async_trait]
-impl PreviewTargets for Targets {
-    async fn upstream(&self, project_id: Uuid) -> Result<Option<PreviewUpstream>, String> {
-        self.0
-            .preview_upstream(project_id)
-            .await
-            .map_err(|error| error.to_string())
-    }
-    async fn wake(&self, _project_id: Uuid) -> Wake {
-        Wake::Unavailable("benchmark".into())
-    }
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -81,7 +65,7 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let router = codeflux::preview::router(Arc::new(Targets(provider.clone())));
+    let router = codeflux::preview::router(Arc::new(RunningOnly(provider.clone())));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/");

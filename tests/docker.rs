@@ -8,10 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use codeflux::preview::{PreviewTargets, Wake};
-use codeflux::sandbox::docker::{DockerProvider, NetworkMode};
-use codeflux::sandbox::{FileWrite, PreviewUpstream, SandboxProvider, WorkspacePath, conformance};
+use codeflux::preview::{PreviewTargets, RunningOnly};
+use codeflux::sandbox::docker::NetworkMode;
+use codeflux::sandbox::{FileWrite, SandboxProvider, WorkspacePath, conformance};
 use futures::StreamExt;
 use serde_json::json;
 use support::docker_env::{containers_of, provider, test_config, wait_for_text};
@@ -26,23 +25,6 @@ fn page(text: &str) -> FileWrite {
         path: WorkspacePath::parse("app/page.tsx").unwrap(),
         content: format!("export default function Page() {{\n  return <main>{text}</main>;\n}}\n")
             .into_bytes(),
-    }
-}
-
-/// Previews straight from a provider, without revival (that is tested with the pipeline).
-struct ProviderTargets(Arc<DockerProvider>);
-
-#[async_trait]
-impl PreviewTargets for ProviderTargets {
-    async fn upstream(&self, project_id: Uuid) -> Result<Option<PreviewUpstream>, String> {
-        self.0
-            .preview_upstream(project_id)
-            .await
-            .map_err(|error| error.to_string())
-    }
-
-    async fn wake(&self, _project_id: Uuid) -> Wake {
-        Wake::Unavailable("stopped for this test".into())
     }
 }
 
@@ -92,7 +74,7 @@ async fn the_preview_proxy_serves_pages_and_hot_reload() {
     let nonce = format!("nonce-{}", Uuid::now_v7().simple());
     sandbox.write_files(&[page(&nonce)]).await.unwrap();
 
-    let port = start_proxy(Arc::new(ProviderTargets(provider.clone()))).await;
+    let port = start_proxy(Arc::new(RunningOnly(provider.clone()))).await;
     let url = format!("http://127.0.0.1:{port}/");
     let host = format!("{project}.localhost:{port}");
     let client = reqwest::Client::new();
@@ -140,7 +122,7 @@ async fn the_preview_proxy_serves_pages_and_hot_reload() {
             .text()
             .await
             .unwrap()
-            .contains("stopped for this test")
+            .contains("The sandbox is not running")
     );
 
     provider.release(project).await.unwrap();

@@ -39,6 +39,24 @@ pub trait PreviewTargets: Send + Sync {
     async fn wake(&self, project_id: Uuid) -> Wake;
 }
 
+/// Previews of running sandboxes only: a stopped one is reported, not started. For tools
+/// and tests that drive a provider directly; `serve` uses the reviving targets of `jobs`.
+pub struct RunningOnly(pub Arc<dyn crate::sandbox::SandboxProvider>);
+
+#[async_trait]
+impl PreviewTargets for RunningOnly {
+    async fn upstream(&self, project_id: Uuid) -> Result<Option<PreviewUpstream>, String> {
+        self.0
+            .preview_upstream(project_id)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn wake(&self, _project_id: Uuid) -> Wake {
+        Wake::Unavailable("The sandbox is not running.".into())
+    }
+}
+
 #[derive(Clone)]
 struct Proxy {
     targets: Arc<dyn PreviewTargets>,

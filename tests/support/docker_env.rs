@@ -38,18 +38,7 @@ impl Drop for Cleanup {
 }
 
 fn remove_instance(instance: &str) -> std::io::Result<()> {
-    let listed = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=codeflux.instance={instance}"),
-        ])
-        .output()?;
-    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let ids = instance_containers(instance)?;
     if !ids.is_empty() {
         std::process::Command::new("docker")
             .arg("rm")
@@ -60,8 +49,8 @@ fn remove_instance(instance: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How many containers this test's instance has on the engine.
-pub fn containers_of(instance: &str) -> usize {
+/// Ids of every container (running or not) labelled with `instance`.
+fn instance_containers(instance: &str) -> std::io::Result<Vec<String>> {
     let listed = std::process::Command::new("docker")
         .args([
             "ps",
@@ -69,11 +58,18 @@ pub fn containers_of(instance: &str) -> usize {
             "--filter",
             &format!("label=codeflux.instance={instance}"),
         ])
-        .output()
-        .expect("the docker CLI runs");
-    String::from_utf8_lossy(&listed.stdout)
+        .output()?;
+    Ok(String::from_utf8_lossy(&listed.stdout)
         .split_whitespace()
-        .count()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// How many containers this test's instance has on the engine.
+pub fn containers_of(instance: &str) -> usize {
+    instance_containers(instance)
+        .expect("the docker CLI runs")
+        .len()
 }
 
 /// A connected provider for `config`, plus the guard that cleans up after it.
