@@ -68,7 +68,8 @@ impl JobQueue {
     pub async fn recover(&self) -> Result<Recovery, StoreError> {
         let store = &self.inner.generation.store;
         let mut recovery = Recovery::default();
-        for mut job in store.open_jobs()? {
+        let open: Vec<Job> = store.open_jobs().collect::<Result<_, _>>()?;
+        for mut job in open {
             if job.status != JobStatus::Running {
                 continue;
             }
@@ -136,13 +137,14 @@ impl JobQueue {
 
     async fn dispatch(&self) -> Result<(), StoreError> {
         let store = &self.inner.generation.store;
-        for mut job in store.open_jobs()? {
-            if job.status != JobStatus::Queued || self.is_busy(job.project_id) {
-                continue;
-            }
+        for job in store.open_jobs() {
             let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
                 break;
             };
+            let mut job = job?;
+            if job.status != JobStatus::Queued || self.is_busy(job.project_id) {
+                continue;
+            }
             job.status = JobStatus::Running;
             job.attempts += 1;
             store.put_job(&job)?;

@@ -18,6 +18,10 @@ use super::host_sandbox::HostSandboxes;
 
 pub const PREVIEW_TEMPLATE: &str = "http://{project}.preview.test";
 
+/// How long a job may take in tests before it counts as stuck: minutes, because a job may
+/// include a first sandbox start (image build, container, dev server) on a cold machine.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(300);
+
 pub struct Harness {
     pub base: String,
     pub http: reqwest::Client,
@@ -183,9 +187,16 @@ impl Harness {
         assert_eq!(status, 201, "{body}");
     }
 
-    /// Waits (bounded) until the project has no queued or running job and returns it.
+    /// Waits (bounded, but generously: the first sandbox start on a fresh machine is slow)
+    /// until the project has no queued or running job, and returns it. A timeout fails with
+    /// the job's progress events.
     pub async fn settled(&self, project: &str) -> Value {
-        for _ in 0..600 {
+        self.settled_within(project, SETTLE_LIMIT).await
+    }
+
+    pub async fn settled_within(&self, project: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
             let (status, body) = self.get(&format!("/api/projects/{project}")).await;
             assert_eq!(status, 200, "{body}");
             if body["status"] == "idle" {
@@ -193,7 +204,11 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("project {project} did not finish its job");
+        let (_, events) = self.get(&format!("/api/projects/{project}/events")).await;
+        panic!(
+            "project {project} did not finish its job within {limit:?}; its progress events:\n{}",
+            serde_json::to_string_pretty(&events).unwrap_or_default()
+        );
     }
 
     /// The project's last message, once its jobs are done.
