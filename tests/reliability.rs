@@ -51,3 +51,162 @@ async fn concurrent_creates_all_answer_and_every_job_ends() {
         assert_eq!(messages[1]["role"], "assistant");
     }
 }
+
+/// Sends a raw request and returns the status, the content type and the body.
+async fn send_raw(
+    server: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, String) {
+    let mut request = server
+        .http
+        .request(method, format!("{}{path}", server.base))
+        .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    use reqwest::Method;
+    let server = Harness::start().await;
+    let json = Some("application/json");
+    let form = Some("application/x-www-form-urlencoded");
+    let huge_prompt = "x".repeat(1_100_000);
+    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+        // Bodies: too large, not UTF-8, not JSON, wrong shape, wrong or no content type.
+        (
+            Method::POST,
+            "/api/projects",
+            json,
+            json!({ "prompt": huge_prompt }).to_string().into_bytes(),
+            413,
+        ),
+        (
+            Method::POST,
+            "/api/projects",
+            json,
+            b"{\"prompt\": \"\xff\xfe\"}".to_vec(),
+            400,
+        ),
+        (Method::POST, "/api/projects", json, b"{oops".to_vec(), 400),
+        (
+            Method::POST,
+            "/api/projects",
+            json,
+            br#"{"prompt": 5}"#.to_vec(),
+            422,
+        ),
+        (
+            Method::POST,
+            "/api/projects",
+            Some("text/plain"),
+            br#"{"prompt": "hi"}"#.to_vec(),
+            415,
+        ),
+        (
+            Method::POST,
+            "/api/projects",
+            None,
+            br#"{"prompt": "hi"}"#.to_vec(),
+            415,
+        ),
+        // Malformed ids and queries on every API route.
+        (Method::GET, "/api/projects/not-a-uuid", None, vec![], 400),
+        (
+            Method::DELETE,
+            "/api/projects/not-a-uuid",
+            None,
+            vec![],
+            400,
+        ),
+        (Method::GET, "/api/projects/12/events", None, vec![], 400),
+        (
+            Method::POST,
+            "/api/projects/zzz/messages",
+            json,
+            br#"{"prompt": "hi"}"#.to_vec(),
+            400,
+        ),
+        (Method::GET, "/api/projects?limit=lots", None, vec![], 400),
+        (
+            Method::GET,
+            "/api/projects?before=yesterday",
+            None,
+            vec![],
+            400,
+        ),
+        (Method::GET, "/api/nothing-here", None, vec![], 404),
+    ];
+    for (method, path, content_type, body, expected) in cases {
+        let (status, answered_type, text) =
+            send_raw(&server, method.clone(), path, content_type, body).await;
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(
+            answered_type.starts_with("application/json"),
+            "{method} {path} answers JSON, not {answered_type}: {text}"
+        );
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            !error["error"].as_str().unwrap().is_empty(),
+            "{method} {path}"
+        );
+    }
+
+    // Pages answer the same failures with an HTML error page.
+    let unknown_project = format!("/projects/{}", uuid::Uuid::now_v7());
+    let form_too_large = format!("prompt={}", "y".repeat(1_100_000)).into_bytes();
+    let pages: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+        (Method::POST, "/projects", form, form_too_large, 413),
+        (Method::GET, "/projects/not-a-uuid", None, vec![], 400),
+        (
+            Method::GET,
+            "/projects/not-a-uuid/workspace",
+            None,
+            vec![],
+            400,
+        ),
+        (
+            Method::GET,
+            "/projects/not-a-uuid/fragments/x/download",
+            None,
+            vec![],
+            400,
+        ),
+        (
+            Method::POST,
+            "/projects/not-a-uuid/messages",
+            form,
+            b"prompt=hi".to_vec(),
+            400,
+        ),
+        (Method::DELETE, "/projects/not-a-uuid", None, vec![], 400),
+        (Method::GET, "/projects?before=nope", None, vec![], 400),
+        (Method::GET, "/no/such/page", None, vec![], 404),
+        (Method::GET, &unknown_project, None, vec![], 404),
+    ];
+    for (method, path, content_type, body, expected) in pages {
+        let (status, answered_type, text) =
+            send_raw(&server, method.clone(), path, content_type, body).await;
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(
+            answered_type.starts_with("text/html"),
+            "{method} {path} answers HTML, not {answered_type}"
+        );
+        assert!(text.contains("error-page"), "{method} {path}: {text}");
+    }
+
+    let (_, list) = server.get("/api/projects").await;
+    assert_eq!(list["projects"], json!([]), "nothing was stored");
+}

@@ -2,6 +2,7 @@
 //! returns markup, so the full page and the htmx fragments render the same code.
 
 pub mod code;
+pub mod errors;
 pub mod home;
 pub mod layout;
 pub mod progress;

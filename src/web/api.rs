@@ -1,12 +1,12 @@
 //! The JSON API: the contract the UI and external tools build on.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::extract::{JsonOf, PathOf, QueryOf};
 use super::{AppError, AppState};
 use crate::events::EventKind;
 use crate::store::{Fragment, Message, Project, ProjectStatus, Store};
@@ -74,9 +74,8 @@ pub struct ListQuery {
 
 pub async fn create_project(
     State(state): State<AppState>,
-    body: Result<Json<PromptBody>, JsonRejection>,
+    JsonOf(body): JsonOf<PromptBody>,
 ) -> Result<(StatusCode, Json<ProjectDetail>), AppError> {
-    let Json(body) = body?;
     let prompt = validate_prompt(body.prompt.as_deref())?;
     let (project, _, job) = state.store.create_project(&prompt)?;
     state.job_submitted(&job)?;
@@ -90,10 +89,9 @@ pub async fn create_project(
 
 pub async fn add_message(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
-    body: Result<Json<PromptBody>, JsonRejection>,
+    PathOf(project_id): PathOf<Uuid>,
+    JsonOf(body): JsonOf<PromptBody>,
 ) -> Result<(StatusCode, Json<MessageView>), AppError> {
-    let Json(body) = body?;
     let prompt = validate_prompt(body.prompt.as_deref())?;
     let (message, job) = state.store.add_user_message(project_id, &prompt)?;
     state.job_submitted(&job)?;
@@ -110,7 +108,7 @@ pub async fn add_message(
 
 pub async fn list_projects(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    QueryOf(query): QueryOf<ListQuery>,
 ) -> Result<Json<ProjectList>, AppError> {
     let limit = query
         .limit
@@ -133,14 +131,14 @@ pub async fn list_projects(
 
 pub async fn get_project(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
+    PathOf(project_id): PathOf<Uuid>,
 ) -> Result<Json<ProjectDetail>, AppError> {
     Ok(Json(project_detail(&state, project_id)?))
 }
 
 pub async fn delete_project(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
+    PathOf(project_id): PathOf<Uuid>,
 ) -> Result<StatusCode, AppError> {
     state.store.delete_project(project_id)?;
     state.store.flush().await?;
@@ -151,7 +149,7 @@ pub async fn delete_project(
 /// The stored progress events of the project's latest job (what the WebSocket replays).
 pub async fn project_events(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
+    PathOf(project_id): PathOf<Uuid>,
 ) -> Result<Json<Vec<crate::events::Event>>, AppError> {
     state.store.project(project_id)?;
     Ok(Json(state.events.latest_job_events(project_id)?))

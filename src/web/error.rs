@@ -1,7 +1,7 @@
 //! One error type for every handler: domain errors become a status code and a JSON body.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -18,6 +18,9 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A request axum could not take apart (body, path, query), with the status it calls for.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
     #[error("storage failed: {0}")]
     Store(StoreError),
 }
@@ -33,10 +36,40 @@ impl From<StoreError> for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
-        AppError::BadRequest(format!(
-            "expected a JSON body like {{\"prompt\": \"...\"}}: {}",
-            rejection.body_text()
-        ))
+        AppError::Rejected {
+            status: rejection.status(),
+            message: format!(
+                "expected a JSON body like {{\"prompt\": \"...\"}} of at most 1 MiB: {}",
+                rejection.body_text()
+            ),
+        }
+    }
+}
+
+impl From<FormRejection> for AppError {
+    fn from(rejection: FormRejection) -> Self {
+        AppError::Rejected {
+            status: rejection.status(),
+            message: format!("unreadable form: {}", rejection.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        AppError::Rejected {
+            status: rejection.status(),
+            message: format!("malformed address: {}", rejection.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::Rejected {
+            status: rejection.status(),
+            message: format!("malformed query: {}", rejection.body_text()),
+        }
     }
 }
 
@@ -47,6 +80,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Rejected { status, .. } => *status,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -3,12 +3,14 @@
 pub mod api;
 pub mod assets;
 mod error;
+mod extract;
 mod pages;
 mod ws;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::middleware::{self, Next};
@@ -22,6 +24,9 @@ pub use error::AppError;
 use crate::events::EventHub;
 use crate::jobs::{JobQueue, PreviewAddress};
 use crate::store::Store;
+
+/// Largest request body accepted (JSON and forms); larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// What is (not) configured, so the UI can say exactly which variable to set.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +72,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/projects/{id}/events", get(api::project_events))
         .fallback(|| async { AppError::NotFound("API route") });
-    Router::new()
+    let pages = Router::new()
         .route("/", get(pages::home_page))
         .route(
             "/projects",
@@ -84,9 +89,17 @@ pub fn app(state: AppState) -> Router {
             get(pages::download),
         )
         .route("/projects/{id}/ws", get(ws::progress_socket))
+        .fallback(|| async { AppError::NotFound("page") })
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            pages::errors_as_html,
+        ));
+    Router::new()
+        .merge(pages)
         .route("/assets/{hash}/{*path}", get(assets::serve))
         .nest("/api", api)
         .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_cross_site_writes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

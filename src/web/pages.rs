@@ -3,8 +3,7 @@
 
 use std::io::Write;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::api::{MessageView, PromptBody, validate_prompt};
+use super::extract::{FormOf, PathOf, QueryOf};
 use super::{AppError, AppState};
 use crate::store::{Fragment, ProjectStatus};
 use crate::ui::project::{ProjectPage, Tab, Workspace};
@@ -87,7 +87,7 @@ pub async fn home_page(State(state): State<AppState>) -> Result<Response, AppErr
 /// The next page of the project list (the "show older projects" button).
 pub async fn more_projects(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    QueryOf(query): QueryOf<ListQuery>,
 ) -> Result<Response, AppError> {
     Ok(html_response(
         StatusCode::OK,
@@ -98,7 +98,7 @@ pub async fn more_projects(
 pub async fn create_project(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(body): Form<PromptBody>,
+    FormOf(body): FormOf<PromptBody>,
 ) -> Result<Response, AppError> {
     let raw = body.prompt.unwrap_or_default();
     let prompt = match validate_prompt(Some(&raw)) {
@@ -148,7 +148,7 @@ fn pick_fragment(messages: &[MessageView], wanted: Option<Uuid>) -> Option<&Frag
 
 pub async fn project_page(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
+    PathOf(project_id): PathOf<Uuid>,
 ) -> Result<Response, AppError> {
     let detail = super::api::project_detail(&state, project_id)?;
     let busy = detail.status != ProjectStatus::Idle;
@@ -181,8 +181,8 @@ pub async fn project_page(
 /// chosen version).
 pub async fn workspace(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
-    Query(query): Query<WorkspaceQuery>,
+    PathOf(project_id): PathOf<Uuid>,
+    QueryOf(query): QueryOf<WorkspaceQuery>,
 ) -> Result<Response, AppError> {
     let detail = super::api::project_detail(&state, project_id)?;
     let fragment = pick_fragment(&detail.messages, query.fragment);
@@ -213,9 +213,9 @@ pub async fn workspace(
 
 pub async fn add_message(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
+    PathOf(project_id): PathOf<Uuid>,
     headers: HeaderMap,
-    Form(body): Form<PromptBody>,
+    FormOf(body): FormOf<PromptBody>,
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
     let raw = body.prompt.unwrap_or_default();
@@ -251,7 +251,7 @@ pub async fn add_message(
 /// All files of one version as a zip archive.
 pub async fn download(
     State(state): State<AppState>,
-    Path((project_id, message_id)): Path<(Uuid, Uuid)>,
+    PathOf((project_id, message_id)): PathOf<(Uuid, Uuid)>,
 ) -> Result<Response, AppError> {
     let project = state.store.project(project_id)?;
     state.store.message(project_id, message_id)?;
@@ -286,7 +286,7 @@ pub async fn download(
 /// Deletes a project from its page and sends the browser home.
 pub async fn delete_project(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
+    PathOf(project_id): PathOf<Uuid>,
 ) -> Result<Response, AppError> {
     state.store.delete_project(project_id)?;
     state.store.flush().await?;
@@ -296,4 +296,32 @@ pub async fn delete_project(
         .headers_mut()
         .insert("hx-redirect", HeaderValue::from_static("/"));
     Ok(response)
+}
+
+/// Page routes answer failures with an error page rather than the API's JSON body.
+pub async fn errors_as_html(State(state): State<AppState>, response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|value| value["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "Something went wrong.".to_string());
+    let reason = status.canonical_reason().unwrap_or("Error");
+    html_response(
+        status,
+        layout::page(
+            reason,
+            &state.setup,
+            ui::errors::error_page(status.as_u16(), reason, &message),
+        ),
+    )
 }

@@ -2,9 +2,9 @@
 //! rest as rendered htmx out-of-band fragments, and on the job's end swaps in the new
 //! messages and version without a page reload.
 
+use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use super::extract::{PathOf, QueryOf};
 use super::{AppError, AppState};
 use crate::events::Event;
 use crate::store::ProjectStatus;
@@ -27,8 +28,8 @@ pub struct SocketQuery {
 
 pub async fn progress_socket(
     State(state): State<AppState>,
-    Path(project_id): Path<Uuid>,
-    Query(query): Query<SocketQuery>,
+    PathOf(project_id): PathOf<Uuid>,
+    QueryOf(query): QueryOf<SocketQuery>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
