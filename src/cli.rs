@@ -52,6 +52,9 @@ pub struct AgentArgs {
     /// Seconds a single terminal command may run before it is killed.
     #[arg(long, env = "CODEFLUX_COMMAND_TIMEOUT_SECS", default_value_t = 300)]
     pub command_timeout_secs: u64,
+    /// Seconds one whole job may take before it is stopped with an error.
+    #[arg(long, env = "CODEFLUX_JOB_TIMEOUT_SECS", default_value_t = 1800)]
+    pub job_timeout_secs: u64,
     /// Public URL of a project's preview; `{project}` becomes the project id.
     #[arg(
         long,
@@ -102,6 +105,7 @@ impl AgentArgs {
             agent: AgentSettings {
                 max_iterations: self.max_iterations,
                 command_timeout: Duration::from_secs(self.command_timeout_secs),
+                job_timeout: Duration::from_secs(self.job_timeout_secs.max(1)),
                 ..AgentSettings::default()
             },
             preview_url_template: self.preview_url.clone(),

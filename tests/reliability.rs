@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use support::fake_llm::Reply;
 use support::harness::Harness;
 
 /// 8 clients × 400 creates at once: every write answers, and the queue drains.
@@ -209,4 +210,144 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
 
     let (_, list) = server.get("/api/projects").await;
     assert_eq!(list["projects"], json!([]), "nothing was stored");
+}
+
+// --- model faults: bounded retries, then a clear error on the project ---
+
+fn raw_completion(message: serde_json::Value, finish_reason: &str) -> Reply {
+    Reply::Raw(json!({
+        "id": "chatcmpl-raw", "object": "chat.completion", "created": 0, "model": "fake-model",
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish_reason }],
+        "usage": { "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2 }
+    }))
+}
+
+fn content(message: &serde_json::Value) -> &str {
+    message["content"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn a_model_that_hangs_past_the_timeout_is_retried_then_reported() {
+    let server = Harness::start_with(|settings| {
+        settings.llm.request_timeout = Duration::from_secs(1);
+        settings.llm.max_attempts = 2;
+    })
+    .await;
+    server.fake.push_all([
+        Reply::Hang(Duration::from_secs(5)),
+        Reply::Hang(Duration::from_secs(5)),
+    ]);
+    let project = server.create("anything").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "error");
+    assert!(
+        content(&answer).contains("timed out") && content(&answer).contains("after 2 attempts"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_answer_is_retried() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::DropMidBody,
+        Reply::write("app/page.tsx", "ok"),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("anything").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    assert_eq!(server.fake.agent_requests().len(), 3);
+
+    // Dropped every time: a clear error once the attempts are spent.
+    server
+        .fake
+        .push_all([Reply::DropMidBody, Reply::DropMidBody, Reply::DropMidBody]);
+    server.follow_up(&project, "again").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "error");
+    assert!(content(&answer).contains("after 3 attempts"), "{answer}");
+}
+
+#[tokio::test]
+async fn empty_choices_are_retried_then_reported() {
+    let server = Harness::start().await;
+    let empty = Reply::Raw(json!({ "id": "x", "object": "chat.completion", "choices": [] }));
+    server.fake.push_all([
+        empty.clone(),
+        Reply::write("app/page.tsx", "ok"),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("anything").await;
+    assert_eq!(server.last_message(&project).await["type"], "result");
+
+    server
+        .fake
+        .push_all([empty.clone(), empty.clone(), empty.clone()]);
+    server.follow_up(&project, "again").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "error");
+    assert!(
+        content(&answer).contains("no choices") && content(&answer).contains("after 3 attempts"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_tool_gets_a_tool_error_and_the_job_goes_on() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::tool("deleteEverything", json!({ "really": true })),
+        Reply::write("app/page.tsx", "ok"),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("anything").await;
+    assert_eq!(server.last_message(&project).await["type"], "result");
+    let second = &server.fake.agent_requests()[1];
+    let tool_answer = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|message| message["role"] == "tool")
+        .unwrap();
+    assert!(
+        content(tool_answer).contains("no tool named \"deleteEverything\""),
+        "{tool_answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_cut_off_by_the_length_limit_is_asked_to_continue() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        raw_completion(
+            json!({ "role": "assistant", "content": "I will now write the whole app in one go: imp" }),
+            "length",
+        ),
+        Reply::write("app/page.tsx", "ok"),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("anything").await;
+    assert_eq!(server.last_message(&project).await["type"], "result");
+    let second = &server.fake.agent_requests()[1];
+    let last = second["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["role"], "user");
+    assert!(content(last).contains("cut off"), "{last}");
+}
+
+#[tokio::test]
+async fn a_job_that_runs_past_its_wall_clock_limit_is_stopped_with_a_message() {
+    let server = Harness::start_with(|settings| {
+        settings.agent.job_timeout = Duration::from_secs(1);
+    })
+    .await;
+    server.fake.set_delay(Duration::from_secs(3));
+    server.fake.push(Reply::write("app/page.tsx", "slow"));
+    let project = server.create("anything").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "error");
+    assert!(
+        content(&answer).contains("CODEFLUX_JOB_TIMEOUT_SECS"),
+        "{answer}"
+    );
 }

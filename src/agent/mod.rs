@@ -19,6 +19,8 @@ pub use tools::Toolbox;
 /// Low temperature: the agent should write code, not improvise.
 const AGENT_TEMPERATURE: f32 = 0.1;
 const NUDGE: &str = "Keep going: use the tools to build the app. When it is complete, reply with only the <task_summary> block.";
+/// After an answer cut off by the model's output limit (`finish_reason: "length"`).
+const CONTINUE: &str = "Your last answer was cut off by the output limit. Continue where you stopped; write large files in several smaller tool calls.";
 
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -26,6 +28,8 @@ pub struct AgentSettings {
     pub command_timeout: Duration,
     /// How long the sandbox should stay alive after each tool call.
     pub sandbox_lifetime: Duration,
+    /// Wall-clock limit of a whole job, so no job runs forever.
+    pub job_timeout: Duration,
 }
 
 impl Default for AgentSettings {
@@ -34,6 +38,7 @@ impl Default for AgentSettings {
             max_iterations: 30,
             command_timeout: Duration::from_secs(300),
             sandbox_lifetime: Duration::from_secs(1800),
+            job_timeout: Duration::from_secs(1800),
         }
     }
 }
@@ -112,6 +117,7 @@ impl Agent<'_> {
                 })
                 .await?;
             usage.add(response.usage);
+            let cut_off = response.finish_reason.as_deref() == Some("length");
             let reply = response.message;
             let text = reply.text_content().trim().to_string();
             summary = prompt::extract_summary(&text);
@@ -130,7 +136,7 @@ impl Agent<'_> {
                 messages.push(ChatMessage::tool_result(&call.id, outcome));
             }
             if calls.is_empty() && summary.is_none() {
-                messages.push(ChatMessage::user(NUDGE));
+                messages.push(ChatMessage::user(if cut_off { CONTINUE } else { NUDGE }));
             }
         }
 

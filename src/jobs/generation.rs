@@ -56,6 +56,10 @@ pub enum JobError {
     Agent(#[from] crate::agent::AgentError),
     #[error("Storage failed: {0}")]
     Store(#[from] StoreError),
+    #[error(
+        "The job took longer than its limit of {} s and was stopped (CODEFLUX_JOB_TIMEOUT_SECS).", .0.as_secs()
+    )]
+    TimedOut(std::time::Duration),
 }
 
 impl Generation {
@@ -69,7 +73,11 @@ impl Generation {
                 attempt: job.attempts,
             },
         );
-        match self.generate(job).await {
+        let limit = self.settings.job_timeout;
+        let outcome = tokio::time::timeout(limit, self.generate(job))
+            .await
+            .unwrap_or(Err(JobError::TimedOut(limit)));
+        match outcome {
             Ok(message) => Ok(message),
             Err(error) => {
                 tracing::warn!(job = %job.id, %error, "job failed");

@@ -142,6 +142,7 @@ impl OpenAiClient {
                     status: None,
                     wait: None,
                     message: describe_transport_error(&error),
+                    malformed: false,
                 }));
             }
         };
@@ -154,11 +155,22 @@ impl OpenAiClient {
                     status: Some(status),
                     wait: None,
                     message: describe_transport_error(&error),
+                    malformed: false,
                 }));
             }
         };
         if status.is_success() {
-            return parse_completion(&text).map(Ok);
+            // Gateways sometimes answer 200 with an error or with no choices when the model
+            // behind them failed: worth another try, like a 5xx.
+            return Ok(parse_completion(&text).map_err(|error| Retry {
+                status: None,
+                wait: None,
+                message: match error {
+                    LlmError::BadResponse(message) => message,
+                    other => other.to_string(),
+                },
+                malformed: true,
+            }));
         }
         let message = error_message(&text);
         match status {
@@ -170,11 +182,13 @@ impl OpenAiClient {
                 status: Some(status),
                 wait,
                 message,
+                malformed: false,
             })),
             status if status.is_server_error() => Ok(Err(Retry {
                 status: Some(status),
                 wait,
                 message,
+                malformed: false,
             })),
             status => Err(LlmError::Rejected {
                 status: status.as_u16(),
@@ -189,6 +203,8 @@ struct Retry {
     status: Option<StatusCode>,
     wait: Option<Duration>,
     message: String,
+    /// The server answered 200, but not with a usable chat completion.
+    malformed: bool,
 }
 
 #[async_trait]
@@ -207,6 +223,12 @@ impl Llm for OpenAiClient {
                 Err(retry) => retry,
             };
             if attempt >= self.config.max_attempts {
+                if retry.malformed {
+                    return Err(LlmError::BadResponse(format!(
+                        "{} (after {attempt} attempts)",
+                        retry.message
+                    )));
+                }
                 return Err(match retry.status {
                     Some(StatusCode::TOO_MANY_REQUESTS) => LlmError::RateLimited {
                         attempts: attempt,

@@ -29,6 +29,13 @@ pub enum Reply {
         status: u16,
         retry_after: Option<u32>,
     },
+    /// The server says nothing for this long before answering with an error (past the
+    /// client's timeout, normally).
+    Hang(std::time::Duration),
+    /// The server starts a 200 answer and drops the connection halfway through the body.
+    DropMidBody,
+    /// The server answers 200 with this body verbatim (odd shapes real servers send).
+    Raw(Value),
 }
 
 impl Reply {
@@ -184,6 +191,22 @@ async fn chat(
         .unwrap_or("fake-model")
         .to_string();
     match reply {
+        Reply::Hang(duration) => {
+            tokio::time::sleep(duration).await;
+            error(StatusCode::GATEWAY_TIMEOUT, "hung", "timeout", None)
+        }
+        Reply::DropMidBody => {
+            let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+                Ok(r#"{"id":"chatcmpl-x","object":"chat.completion","choices":[{"index":0,"#),
+                Err(std::io::Error::other("connection dropped")),
+            ];
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from_stream(futures::stream::iter(chunks)))
+                .unwrap()
+        }
+        Reply::Raw(body) => Json(body).into_response(),
         Reply::Fail {
             status,
             retry_after,
