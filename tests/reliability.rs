@@ -78,6 +78,9 @@ async fn send_raw(
     (status, content_type, response.text().await.unwrap())
 }
 
+/// A request (method, path, content type, body) and the status it must get.
+type Case<'a> = (reqwest::Method, &'a str, Option<&'a str>, Vec<u8>, u16);
+
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     use reqwest::Method;
@@ -85,7 +88,7 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     let json = Some("application/json");
     let form = Some("application/x-www-form-urlencoded");
     let huge_prompt = "x".repeat(1_100_000);
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         // Bodies: too large, not UTF-8, not JSON, wrong shape, wrong or no content type.
         (
             Method::POST,
@@ -168,7 +171,7 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     // Pages answer the same failures with an HTML error page.
     let unknown_project = format!("/projects/{}", uuid::Uuid::now_v7());
     let form_too_large = format!("prompt={}", "y".repeat(1_100_000)).into_bytes();
-    let pages: Vec<(Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    let pages: Vec<Case> = vec![
         (Method::POST, "/projects", form, form_too_large, 413),
         (Method::GET, "/projects/not-a-uuid", None, vec![], 400),
         (
