@@ -53,6 +53,9 @@ pub enum EventKind {
     },
     /// The agent's final `<task_summary>`.
     Summary { text: String },
+    /// CodeFlux is shutting down: the job was put back in the queue and runs again, from
+    /// the start, when the server is back.
+    Requeued { reason: String },
     /// The job ended and its assistant message is stored.
     Finished {
         message_id: Uuid,

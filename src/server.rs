@@ -1,6 +1,6 @@
 //! Wiring: builds the long-lived parts from configuration and serves them.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,19 +116,22 @@ impl Services {
             jobs: jobs.clone(),
             preview,
             setup: Arc::new(setup),
+            shutdown: CancellationToken::new(),
         };
         Ok(Self { state, jobs })
     }
 
     /// Serves the UI and API on `listener`, and previews on `preview_listener`, until
-    /// `shutdown` resolves.
+    /// `shutdown` resolves. Then it stops within [`SHUTDOWN_LIMIT`]: no new connections,
+    /// WebSockets closed, running jobs stopped and put back in the queue, sandboxes stopped
+    /// (files kept), storage flushed.
     pub async fn serve(
         self,
         listener: TcpListener,
         preview_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let stop = CancellationToken::new();
+        let stop = self.state.shutdown.clone();
         tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -154,15 +157,54 @@ impl Services {
         });
         let address: SocketAddr = listener.local_addr()?;
         tracing::info!("CodeFlux is listening on http://{address}");
-        axum::serve(listener, crate::web::app(self.state))
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await?;
-        self.jobs.shutdown();
-        if let Some(previews) = previews {
-            let _ = tokio::time::timeout(Duration::from_secs(2), previews).await;
+        let mut server = tokio::spawn(
+            axum::serve(listener, crate::web::app(self.state.clone()))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            result = &mut server => {
+                // The listener failed on its own; shut the rest down the same way.
+                stop.cancel();
+                result.map_err(std::io::Error::other)??;
+            }
         }
-        // Give the dispatcher a moment to notice; running jobs are recovered on next start.
-        let _ = tokio::time::timeout(Duration::from_secs(1), dispatcher).await;
+        let started = tokio::time::Instant::now();
+        if tokio::time::timeout(JOBS_LIMIT, self.jobs.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "running jobs did not stop in time; they are recovered on the next start"
+            );
+        }
+        if let Some(provider) = &self.jobs.generation().sandboxes {
+            match tokio::time::timeout(SANDBOXES_LIMIT, provider.shutdown()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(stopped)) => tracing::info!(stopped, "stopped the running sandboxes"),
+                Ok(Err(error)) => tracing::warn!(%error, "could not stop the sandboxes"),
+                Err(_) => tracing::warn!(
+                    "stopping the sandboxes took too long; `codeflux sandboxes` lists them"
+                ),
+            }
+        }
+        let rest = SHUTDOWN_LIMIT.saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(rest, async {
+            let _ = server.await;
+            if let Some(previews) = previews {
+                let _ = previews.await;
+            }
+            let _ = dispatcher.await;
+        })
+        .await;
+        tracing::info!(elapsed = ?started.elapsed(), "stopped");
         Ok(())
     }
 }
+
+/// How long shutting down may take in all: under the 10 s that `docker stop` and systemd
+/// give a service before they kill it.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
+const JOBS_LIMIT: Duration = Duration::from_secs(3);
+const SANDBOXES_LIMIT: Duration = Duration::from_secs(5);

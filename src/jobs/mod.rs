@@ -6,7 +6,7 @@
 mod generation;
 mod revival;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -33,6 +33,8 @@ struct Inner {
     generation: Arc<Generation>,
     workers: Arc<Semaphore>,
     busy_projects: Mutex<HashSet<Uuid>>,
+    /// The task of every running job, so a shutdown can stop it.
+    running: Mutex<HashMap<Uuid, tokio::task::AbortHandle>>,
     wake: Notify,
     /// Signalled whenever a job finishes (tests and `generate` wait on it).
     finished: Notify,
@@ -53,6 +55,7 @@ impl JobQueue {
                 generation,
                 workers: Arc::new(Semaphore::new(max_jobs.max(1))),
                 busy_projects: Mutex::default(),
+                running: Mutex::default(),
                 wake: Notify::new(),
                 finished: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -114,9 +117,25 @@ impl JobQueue {
         self.inner.wake.notify_one();
     }
 
-    /// Stops handing out jobs; running ones finish or are recovered at the next start.
-    pub fn shutdown(&self) {
+    /// Stops handing out jobs, stops the running ones and puts them back in the queue (a
+    /// clean shutdown does not count as an attempt), then makes that durable. Returns once
+    /// every running job is recorded.
+    pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        let running: Vec<_> = lock(&self.inner.running).values().cloned().collect();
+        for task in running {
+            task.abort();
+        }
+        loop {
+            let finished = self.inner.finished.notified();
+            if lock(&self.inner.busy_projects).is_empty() {
+                break;
+            }
+            finished.await;
+        }
+        if let Err(error) = self.inner.generation.store.flush().await {
+            tracing::error!(%error, "could not flush storage at shutdown");
+        }
     }
 
     /// Waits until some job finishes.
@@ -138,6 +157,9 @@ impl JobQueue {
     async fn dispatch(&self) -> Result<(), StoreError> {
         let store = &self.inner.generation.store;
         for job in store.open_jobs() {
+            if self.inner.shutdown.is_cancelled() {
+                break;
+            }
             let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
                 break;
             };
@@ -166,8 +188,19 @@ impl JobQueue {
         let generation = self.inner.generation.clone();
         let running = job.clone();
         let span = tracing::info_span!("job", job = %job.id, project = %job.project_id, attempt = job.attempts);
-        let outcome =
-            tokio::spawn(async move { generation.run(&running).await }.instrument(span)).await;
+        let task = tokio::spawn(async move { generation.run(&running).await }.instrument(span));
+        lock(&self.inner.running).insert(job.id, task.abort_handle());
+        // A shutdown that began while this job was being handed out stops it too.
+        if self.inner.shutdown.is_cancelled() {
+            task.abort();
+        }
+        let outcome = task.await;
+        lock(&self.inner.running).remove(&job.id);
+        if outcome.as_ref().is_err_and(|error| error.is_cancelled()) {
+            self.requeue(&mut job);
+            self.set_busy(job.project_id, false);
+            return;
+        }
         let message = match outcome {
             Ok(Ok(message)) => Some(message),
             Ok(Err(error)) => {
@@ -206,25 +239,40 @@ impl JobQueue {
         self.set_busy(job.project_id, false);
     }
 
+    /// Puts a job stopped by a shutdown back in the queue; it runs again from the start.
+    fn requeue(&self, job: &mut Job) {
+        tracing::info!(job = %job.id, "job stopped by the shutdown; it runs again on the next start");
+        job.status = JobStatus::Queued;
+        job.attempts = job.attempts.saturating_sub(1);
+        if let Err(error) = self.inner.generation.store.put_job(job) {
+            tracing::error!(job = %job.id, %error, "could not put the job back in the queue");
+        }
+        self.inner.generation.publish(
+            job,
+            EventKind::Requeued {
+                reason: "CodeFlux is restarting; this request starts again when it is back.".into(),
+            },
+        );
+    }
+
     fn is_busy(&self, project_id: Uuid) -> bool {
-        self.lock_busy().contains(&project_id)
+        lock(&self.inner.busy_projects).contains(&project_id)
     }
 
     fn set_busy(&self, project_id: Uuid, busy: bool) {
-        let mut projects = self.lock_busy();
+        let mut projects = lock(&self.inner.busy_projects);
         if busy {
             projects.insert(project_id);
         } else {
             projects.remove(&project_id);
         }
     }
+}
 
-    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
-        self.inner
-            .busy_projects
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Tells watchers the job ended, once its status is stored.

@@ -113,6 +113,14 @@ pub trait SandboxProvider: Send + Sync {
 
     /// Kills the project's sandbox if there is one (project deleted).
     async fn release(&self, project_id: Uuid) -> Result<(), SandboxError>;
+
+    /// CodeFlux is stopping: stop this installation's running sandboxes (their files are
+    /// kept and they are revived on next use), so nothing keeps running without a server.
+    /// Returns how many were stopped. Backends whose sandboxes expire by themselves keep
+    /// the default.
+    async fn shutdown(&self) -> Result<usize, SandboxError> {
+        Ok(0)
+    }
 }
 
 pub struct Acquired {

@@ -44,7 +44,11 @@ impl Selected {
 
 /// `instance` names this installation on a shared Docker engine; `e2b_ids` is where the
 /// E2B backend remembers each project's sandbox.
-pub async fn from_env(instance: &str, e2b_ids: sled::Tree) -> Selected {
+pub async fn from_env(
+    instance: &str,
+    data_dir: Option<&std::path::Path>,
+    e2b_ids: sled::Tree,
+) -> Selected {
     let choice = std::env::var("CODEFLUX_SANDBOX")
         .unwrap_or_default()
         .trim()
@@ -54,11 +58,11 @@ pub async fn from_env(instance: &str, e2b_ids: sled::Tree) -> Selected {
             Ok(provider) => Selected::e2b(provider),
             Err(problem) => Selected::none(format!("CODEFLUX_SANDBOX=e2b, but {problem}")),
         },
-        "docker" => match docker(instance).await {
+        "docker" => match docker(instance, data_dir).await {
             Ok(provider) => Selected::docker(provider),
             Err(problem) => Selected::none(format!("CODEFLUX_SANDBOX=docker, but {problem}")),
         },
-        "" | "auto" => match docker(instance).await {
+        "" | "auto" => match docker(instance, data_dir).await {
             Ok(provider) => Selected::docker(provider),
             Err(docker_problem) if std::env::var_os("E2B_API_KEY").is_some() => {
                 match e2b(e2b_ids) {
@@ -84,9 +88,13 @@ fn e2b(ids: sled::Tree) -> Result<E2bProvider, String> {
     E2bProvider::new(config, ids).map_err(|error| error.to_string())
 }
 
-async fn docker(instance: &str) -> Result<DockerProvider, String> {
+async fn docker(
+    instance: &str,
+    data_dir: Option<&std::path::Path>,
+) -> Result<DockerProvider, String> {
     let mut config = DockerConfig::from_env().map_err(|error| error.to_string())?;
     config.instance = instance.to_string();
+    config.data_dir = data_dir.map(std::path::Path::to_path_buf);
     DockerProvider::connect(config)
         .await
         .map_err(|error| error.to_string())

@@ -42,6 +42,7 @@ pub fn item(event: &Event) -> Option<Markup> {
             html! { code { (summary) } " · " (format!("{:.1} s", *elapsed_ms as f64 / 1000.0)) },
         ),
         EventKind::Summary { text } => ("", "📝", html! { (text) }),
+        EventKind::Requeued { reason } => ("", "↻", html! { (reason) }),
         EventKind::Finished {
             ok: true, detail, ..
         } => ("ok", "✓", html! { "Done, " (detail) }),
@@ -68,6 +69,7 @@ fn step_label(events: &[Event]) -> String {
         Some(EventKind::Started { .. }) => "Preparing the sandbox".to_string(),
         Some(EventKind::ToolStarted { tool, summary }) => format!("{} {summary}", verb(tool)),
         Some(EventKind::Summary { .. }) => "Writing the reply".to_string(),
+        Some(EventKind::Requeued { .. }) => "Waiting for CodeFlux to restart".to_string(),
         Some(EventKind::Finished { ok: true, .. }) => "Done".to_string(),
         Some(EventKind::Finished { ok: false, .. }) => "Failed".to_string(),
         Some(_) => "Thinking".to_string(),

@@ -47,6 +47,8 @@ pub struct AppState {
     pub jobs: JobQueue,
     pub preview: PreviewAddress,
     pub setup: Arc<Setup>,
+    /// Cancelled when the server shuts down; long-lived connections (WebSockets) end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {

@@ -80,7 +80,15 @@ async fn stream(state: AppState, project_id: Uuid, after: u64, mut socket: WebSo
         }
     }
     loop {
-        let event = match live.recv().await {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            _ = state.shutdown.cancelled() => {
+                // The page's socket reconnects by itself once the server is back.
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        };
+        let event = match received {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => {
                 // Fell behind: catch up from storage.

@@ -23,6 +23,7 @@ pub fn test_config() -> DockerConfig {
         network: NetworkMode::Bridge,
         idle: Duration::from_secs(1800),
         instance: format!("test-{}", uuid::Uuid::now_v7().simple()),
+        data_dir: None,
     }
 }
 
@@ -63,6 +64,22 @@ fn instance_containers(instance: &str) -> std::io::Result<Vec<String>> {
         .split_whitespace()
         .map(str::to_owned)
         .collect())
+}
+
+/// Ids of the running containers labelled with `instance`.
+pub fn running_containers_of(instance: &str) -> usize {
+    let listed = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=codeflux.instance={instance}"),
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .count()
 }
 
 /// How many containers this test's instance has on the engine.

@@ -71,6 +71,8 @@ struct Script {
     api_key: Option<String>,
     /// How long each agent turn "thinks" before answering (to watch progress live).
     delay: std::time::Duration,
+    /// How long the title and reply calls take (to catch a job while it saves its answer).
+    side_delay: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -114,6 +116,23 @@ impl FakeLlm {
         self.script.lock().unwrap().delay = delay;
     }
 
+    pub fn set_side_delay(&self, delay: std::time::Duration) {
+        self.script.lock().unwrap().side_delay = delay;
+    }
+
+    /// Forgets the replies not yet given.
+    pub fn clear(&self) {
+        self.script.lock().unwrap().replies.clear();
+    }
+
+    /// How many title/reply calls (requests without tools) have arrived.
+    pub fn side_requests(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|request| request.get("tools").is_none())
+            .count()
+    }
+
     pub fn require_key(&self, key: &str) {
         self.script.lock().unwrap().api_key = Some(key.to_string());
     }
@@ -147,9 +166,24 @@ async fn chat(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let delay = script.lock().unwrap().delay;
+    let (delay, side_delay) = {
+        let script = script.lock().unwrap();
+        (script.delay, script.side_delay)
+    };
     if body.get("tools").is_some() && !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if body.get("tools").is_none() && !side_delay.is_zero() {
+        // Recorded on arrival, so a test can see the call is under way.
+        script.lock().unwrap().requests.push(body.clone());
+        tokio::time::sleep(side_delay).await;
+        return completion(
+            body.get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("fake-model"),
+            json!({ "role": "assistant", "content": side_reply(&body), "refusal": null }),
+            "stop",
+        );
     }
     let reply = {
         let mut script = script.lock().unwrap();

@@ -6,6 +6,7 @@ pub mod fake_e2b;
 pub mod fake_llm;
 pub mod harness;
 pub mod host_sandbox;
+pub mod process;
 
 /// Runs one of `tests/sdk_checks/*.py` (an official SDK against a fake) and returns what it
 /// printed; fails with the output when the check fails or Python is missing.

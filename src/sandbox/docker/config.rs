@@ -30,6 +30,9 @@ pub struct DockerConfig {
     /// Which CodeFlux installation owns the sandboxes, so that two of them sharing one
     /// engine never reap each other's containers (`serve` derives it from the data dir).
     pub instance: String,
+    /// The owning server's data directory, recorded on its sandboxes so that
+    /// `codeflux sandboxes prune --all-instances` can tell whether that server still runs.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for DockerConfig {
@@ -43,6 +46,7 @@ impl Default for DockerConfig {
             network: NetworkMode::Bridge,
             idle: Duration::from_secs(1800),
             instance: "default".to_string(),
+            data_dir: None,
         }
     }
 }
@@ -103,6 +107,7 @@ impl DockerConfig {
             idle: number("CODEFLUX_SANDBOX_IDLE_SECS")?
                 .map_or(defaults.idle, Duration::from_secs_f64),
             instance: defaults.instance,
+            data_dir: None,
         })
     }
 

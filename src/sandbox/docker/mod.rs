@@ -3,6 +3,7 @@
 
 mod config;
 mod image;
+mod inventory;
 mod sandbox;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
 pub use image::{build_image, ensure_image};
+pub use inventory::{Owner, SandboxInfo, data_dir_in_use, host_name, owner_of};
 pub use sandbox::{DockerSandbox, SANDBOX_USER};
 
 use super::{Acquired, PREVIEW_PORT, PreviewUpstream, Sandbox, SandboxError, SandboxProvider};
@@ -34,7 +36,10 @@ pub const PROJECT_LABEL: &str = "codeflux.project";
 /// Label holding the image tag the container was made from.
 const IMAGE_LABEL: &str = "codeflux.image";
 /// Label naming the CodeFlux installation that owns the container.
-const INSTANCE_LABEL: &str = "codeflux.instance";
+pub const INSTANCE_LABEL: &str = "codeflux.instance";
+/// Labels naming the owning server's data directory and host, to tell whether it still runs.
+const DATA_DIR_LABEL: &str = "codeflux.data_dir";
+const HOST_LABEL: &str = "codeflux.host";
 
 /// When each project's sandbox was last used; the reaper stops the ones idle too long.
 #[derive(Default)]
@@ -301,12 +306,16 @@ impl DockerProvider {
 
     async fn create(&self, project_id: Uuid, image: &str) -> Result<String, SandboxError> {
         let name = format!("codeflux-{}-{project_id}", self.config.instance);
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (SANDBOX_LABEL.to_string(), "1".to_string()),
             (PROJECT_LABEL.to_string(), project_id.to_string()),
             (IMAGE_LABEL.to_string(), image.to_string()),
             (INSTANCE_LABEL.to_string(), self.config.instance.clone()),
+            (HOST_LABEL.to_string(), host_name()),
         ]);
+        if let Some(data_dir) = &self.config.data_dir {
+            labels.insert(DATA_DIR_LABEL.to_string(), data_dir.display().to_string());
+        }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             labels: Some(labels),
@@ -463,6 +472,10 @@ impl SandboxProvider for DockerProvider {
             self.remove(&found.id).await?;
         }
         Ok(())
+    }
+
+    async fn shutdown(&self) -> Result<usize, SandboxError> {
+        self.stop_all().await
     }
 }
 

@@ -1,4 +1,6 @@
-//! The command line: `serve`, `generate`, `template build`.
+//! The command line: `serve`, `generate`, `template build`, `sandboxes`.
+
+mod sandboxes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub enum Command {
     /// Manage the sandbox template image.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// List this installation's Docker sandboxes with their state, age and memory; prune them.
+    Sandboxes(sandboxes::SandboxesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Generate(args) => generate(args).await,
         Command::Template(TemplateCommand::Build) => build_template().await,
+        Command::Sandboxes(args) => sandboxes::run(args).await,
     }
 }
 
@@ -158,14 +163,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
-    let instance = std::env::var("CODEFLUX_SANDBOX_INSTANCE")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| instance_name(&args.data_dir));
+    let (instance, data_dir) = installation(&args.data_dir);
     // The store is opened once here; its tree for E2B sandbox ids goes to the backend.
     let store = crate::store::Store::open(&args.data_dir)
         .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
-    let sandbox = crate::sandbox::select::from_env(&instance, store.tree("e2b_sandboxes")?).await;
+    let sandbox =
+        crate::sandbox::select::from_env(&instance, Some(&data_dir), store.tree("e2b_sandboxes")?)
+            .await;
     let setup = setup_for(&settings, &sandbox);
     if let Some(problem) = &setup.sandbox_problem {
         tracing::warn!("{problem}");
@@ -207,14 +211,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Names this installation's sandboxes after its data directory, so two CodeFlux servers
-/// on one Docker engine keep their hands off each other's containers.
-fn instance_name(data_dir: &Path) -> String {
+/// Names this installation's sandboxes after its data directory (unless
+/// `CODEFLUX_SANDBOX_INSTANCE` says otherwise), so two CodeFlux servers on one Docker engine
+/// keep their hands off each other's containers. Also returns the directory's full path.
+fn installation(data_dir: &Path) -> (String, PathBuf) {
     use sha2::Digest;
     let path = data_dir
         .canonicalize()
         .unwrap_or_else(|_| data_dir.to_path_buf());
-    hex::encode(sha2::Sha256::digest(path.display().to_string().as_bytes()))[..10].to_string()
+    let instance = std::env::var("CODEFLUX_SANDBOX_INSTANCE")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| {
+            hex::encode(sha2::Sha256::digest(path.display().to_string().as_bytes()))[..10]
+                .to_string()
+        });
+    (instance, path)
 }
 
 async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
@@ -222,7 +234,8 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let store = crate::store::Store::temporary()?;
     let instance =
         std::env::var("CODEFLUX_SANDBOX_INSTANCE").unwrap_or_else(|_| "generate".to_string());
-    let sandbox = crate::sandbox::select::from_env(&instance, store.tree("e2b_sandboxes")?).await;
+    let sandbox =
+        crate::sandbox::select::from_env(&instance, None, store.tree("e2b_sandboxes")?).await;
     if let Some(problem) = &sandbox.problem {
         bail!("{problem}");
     }

@@ -1,0 +1,305 @@
+//! The real `codeflux serve` process on the real Docker engine with the scripted model:
+//! graceful shutdown with jobs running, `codeflux sandboxes`, and `kill -9` at varied points
+//! followed by a restart on the same data directory.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use support::docker_env::{Cleanup, containers_of, running_containers_of};
+use support::fake_llm::{FakeLlm, Reply};
+use support::process::{ServerProcess, docker_env};
+use uuid::Uuid;
+
+const PAGE: &str = "export default function Page() {\n  return <main>Lifecycle</main>;\n}\n";
+
+fn new_instance() -> (String, Cleanup) {
+    let instance = format!("test-{}", Uuid::now_v7().simple());
+    (
+        instance.clone(),
+        Cleanup {
+            instance: instance.clone(),
+        },
+    )
+}
+
+/// Runs `codeflux sandboxes …` for the installation at `data_dir`; returns its stdout.
+fn sandboxes_command(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+        .arg("sandboxes")
+        .args(args)
+        .env("CODEFLUX_DATA_DIR", data_dir)
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "codeflux sandboxes {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn is_event(event: &Value, kind: &str) -> bool {
+    event["event"] == kind
+}
+
+/// The one-assistant-message-per-prompt invariant: the user's prompt once, then exactly one
+/// answer (a result or an error), nothing lost or doubled.
+fn assert_answered_once(project: &Value, prompt: &str) {
+    let messages = project["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{project:#}");
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[0]["content"], prompt);
+    assert_eq!(messages[1]["role"], "assistant");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_promptly_requeues_the_job_and_stops_the_sandboxes() {
+    let fake = FakeLlm::start().await;
+    let (instance, _cleanup) = new_instance();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let env = docker_env(&instance, &fake.base_url);
+    fake.push_all([
+        Reply::write("app/page.tsx", PAGE),
+        Reply::terminal("sleep 300"),
+    ]);
+
+    let mut server = ServerProcess::start(&data_dir, &env).await;
+    let (status, body) = server
+        .post("/api/projects", json!({ "prompt": "a page" }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let project = body["id"].as_str().unwrap().to_string();
+    server
+        .wait_for_event(&project, "long command started", |event| {
+            is_event(event, "tool_started") && event["tool"] == "terminal"
+        })
+        .await;
+    let (mut viewer, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/projects/{project}/ws",
+        server.base.rsplit(':').next().unwrap()
+    ))
+    .await
+    .expect("a progress viewer connects");
+
+    server.signal("TERM");
+    let (status, took) = server.wait_exit(Duration::from_secs(60)).await;
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    // `docker stop` and systemd wait 10 s before they kill a service.
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown took {took:?}:\n{}",
+        server.log_text()
+    );
+    let viewer_closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = viewer.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(viewer_closed.is_ok(), "the WebSocket viewer was closed");
+    assert_eq!(running_containers_of(&instance), 0, "sandboxes are stopped");
+    assert_eq!(containers_of(&instance), 1, "and kept, with their files");
+    let listed = sandboxes_command(&data_dir, &env, &[]);
+    assert!(
+        listed.contains(&project) && listed.contains("stopped"),
+        "{listed}"
+    );
+
+    // Back up: the job runs again from the start and is answered exactly once.
+    fake.clear();
+    fake.push_all([Reply::write("app/page.tsx", PAGE), Reply::summary("done")]);
+    let mut server = ServerProcess::start(&data_dir, &env).await;
+    let done = server.settled(&project).await;
+    assert_answered_once(&done, "a page");
+    assert_eq!(done["messages"][1]["type"], "result", "{done:#}");
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    let events = events.as_array().unwrap();
+    assert!(events.iter().any(|event| is_event(event, "requeued")));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|event| is_event(event, "started"))
+            .map(|event| event["attempt"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 1],
+        "a clean shutdown does not count as an attempt"
+    );
+    let listed = sandboxes_command(&data_dir, &env, &[]);
+    assert!(
+        listed.contains(&project) && listed.contains("running") && listed.contains("MB"),
+        "running sandboxes show their memory: {listed}"
+    );
+
+    // A second installation whose server is running keeps its sandboxes through
+    // `prune --all-instances`; the stopped first one loses its own.
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(60)).await;
+    let (other_instance, _other_cleanup) = new_instance();
+    let other_env = docker_env(&other_instance, &fake.base_url);
+    let other_dir = dir.path().join("other");
+    fake.push_all([Reply::write("app/page.tsx", PAGE), Reply::summary("done")]);
+    let mut other = ServerProcess::start(&other_dir, &other_env).await;
+    let (_, body) = other
+        .post("/api/projects", json!({ "prompt": "another" }))
+        .await;
+    other.settled(body["id"].as_str().unwrap()).await;
+    let pruned = sandboxes_command(&other_dir, &other_env, &["prune", "--all-instances"]);
+    assert!(pruned.contains("removed"), "{pruned}");
+    assert_eq!(
+        containers_of(&instance),
+        0,
+        "the stopped server's sandbox went"
+    );
+    assert_eq!(
+        running_containers_of(&other_instance),
+        1,
+        "the running server's sandbox stayed"
+    );
+
+    // `prune` removes this installation's stopped sandboxes.
+    other.signal("TERM");
+    other.wait_exit(Duration::from_secs(60)).await;
+    let pruned = sandboxes_command(&other_dir, &other_env, &["prune"]);
+    assert!(pruned.contains("removed 1"), "{pruned}");
+    assert_eq!(containers_of(&other_instance), 0);
+}
+
+/// Where a trial kills the server.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// Right after the prompt is acknowledged, before the model is asked anything.
+    BeforeTheFirstModelCall,
+    /// While a tool call runs in the sandbox.
+    MidToolLoop,
+    /// While the answer is being put together (title and reply calls) and stored.
+    WhileSavingTheAnswer,
+}
+
+const KILL_POINTS: [KillPoint; 3] = [
+    KillPoint::BeforeTheFirstModelCall,
+    KillPoint::MidToolLoop,
+    KillPoint::WhileSavingTheAnswer,
+];
+
+/// `kill -9` at each point, then a restart on the same data directory: every prompt ends with
+/// exactly one answer and no sandbox is left behind. `CODEFLUX_SOAK_TRIALS` runs more trials
+/// (`scripts/crash-soak.sh` runs 20 and records the result in docs/).
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_any_point_loses_nothing_and_answers_once() {
+    let trials: usize = std::env::var("CODEFLUX_SOAK_TRIALS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(KILL_POINTS.len());
+    let fake = FakeLlm::start().await;
+    let (instance, _cleanup) = new_instance();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let env = docker_env(&instance, &fake.base_url);
+    let mut server = ServerProcess::start(&data_dir, &env).await;
+    let mut projects = Vec::new();
+    for trial in 0..trials {
+        let point = KILL_POINTS[trial % KILL_POINTS.len()];
+        let started = std::time::Instant::now();
+        fake.clear();
+        fake.set_side_delay(Duration::ZERO);
+        match point {
+            KillPoint::BeforeTheFirstModelCall => {
+                fake.push_all([Reply::write("app/page.tsx", PAGE), Reply::summary("done")])
+            }
+            KillPoint::MidToolLoop => fake.push_all([
+                Reply::write("app/page.tsx", PAGE),
+                Reply::terminal("sleep 300"),
+            ]),
+            KillPoint::WhileSavingTheAnswer => {
+                fake.set_side_delay(Duration::from_secs(300));
+                fake.push_all([Reply::write("app/page.tsx", PAGE), Reply::summary("done")]);
+            }
+        }
+        let side_calls_before = fake.side_requests();
+        let prompt = format!("trial {trial}");
+        let (status, body) = server
+            .post("/api/projects", json!({ "prompt": prompt }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let project = body["id"].as_str().unwrap().to_string();
+        match point {
+            KillPoint::BeforeTheFirstModelCall => {}
+            KillPoint::MidToolLoop => {
+                server
+                    .wait_for_event(&project, "long command started", |event| {
+                        is_event(event, "tool_started") && event["tool"] == "terminal"
+                    })
+                    .await
+            }
+            KillPoint::WhileSavingTheAnswer => {
+                server
+                    .wait_for_event(&project, "summary", |event| is_event(event, "summary"))
+                    .await;
+                while fake.side_requests() == side_calls_before {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        server.kill_hard().await;
+
+        fake.clear();
+        fake.set_side_delay(Duration::ZERO);
+        fake.push_all([Reply::write("app/page.tsx", PAGE), Reply::summary("done")]);
+        server = ServerProcess::start(&data_dir, &env).await;
+        let done = server.settled(&project).await;
+        assert_answered_once(&done, &prompt);
+        let answer = &done["messages"][1];
+        assert_eq!(
+            answer["type"], "result",
+            "trial {trial} ({point:?}): {done:#}"
+        );
+        let sandboxes = sandboxes_command(&data_dir, &env, &[]);
+        assert_eq!(
+            sandboxes.matches(&project).count(),
+            1,
+            "one sandbox for the project: {sandboxes}"
+        );
+        println!(
+            "trial {trial}: killed {point:?}; after restart: {} ({:.1} s)",
+            answer["type"],
+            started.elapsed().as_secs_f64()
+        );
+        projects.push((project, prompt));
+    }
+
+    // Nothing was lost or doubled across all the restarts.
+    for (project, prompt) in &projects {
+        let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+        assert_answered_once(&detail, prompt);
+    }
+    let (_, list) = server.get("/api/projects?limit=100").await;
+    assert_eq!(list["projects"].as_array().unwrap().len(), trials);
+
+    // Deleting the projects removes every sandbox: nothing leaked.
+    for (project, _) in &projects {
+        let response = reqwest::Client::new()
+            .delete(format!("{}/api/projects/{project}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    for _ in 0..600 {
+        if containers_of(&instance) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(containers_of(&instance), 0, "no sandbox leaked");
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(60)).await;
+}

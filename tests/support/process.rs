@@ -1,0 +1,196 @@
+//! The real `codeflux serve` binary as a child process: for what only a process shows —
+//! signals, `kill -9`, start-up checks, what ends up in its log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    pub preview_port: u16,
+    pub log: PathBuf,
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The environment of a server on the test Docker engine and the scripted model.
+pub fn docker_env(instance: &str, llm_base_url: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CODEFLUX_SANDBOX".into(), "docker".into()),
+        ("CODEFLUX_SANDBOX_INSTANCE".into(), instance.into()),
+        (
+            "CODEFLUX_SANDBOX_BASE_IMAGE".into(),
+            std::env::var("CODEFLUX_TEST_BASE_IMAGE").expect(
+                "CODEFLUX_TEST_BASE_IMAGE is not set: run ../shared/ci/docker-up.sh (see .ci/run)",
+            ),
+        ),
+        ("CODEFLUX_LLM_BASE_URL".into(), llm_base_url.into()),
+        ("CODEFLUX_MODEL".into(), "fake-model".into()),
+        ("CODEFLUX_LLM_MAX_ATTEMPTS".into(), "2".into()),
+        ("RUST_LOG".into(), "info,sled=warn".into()),
+    ];
+    if let Ok(ca) = std::env::var("CODEFLUX_TEST_CA_CERT") {
+        env.push(("CODEFLUX_SANDBOX_CA_CERT".into(), ca));
+    }
+    env
+}
+
+impl ServerProcess {
+    /// Starts `codeflux serve` on free loopback ports with `data_dir`, and waits until it
+    /// answers. Its log (stderr and stdout) goes to `<data_dir>.log`, appended across restarts.
+    pub async fn start(data_dir: &Path, env: &[(String, String)]) -> Self {
+        let (port, preview_port) = (free_port(), free_port());
+        let log = data_dir.with_extension("log");
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_codeflux"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("CODEFLUX_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "CODEFLUX_PREVIEW_LISTEN",
+                format!("127.0.0.1:{preview_port}"),
+            )
+            .env("CODEFLUX_DATA_DIR", data_dir)
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdout(Stdio::from(output.try_clone().unwrap()))
+            .stderr(Stdio::from(output))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the codeflux binary starts");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            preview_port,
+            log,
+        };
+        server.wait_until_answering().await;
+        server
+    }
+
+    async fn wait_until_answering(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(response) = http.get(format!("{}/healthz", self.base)).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "codeflux serve did not answer; its log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("the server is running") as i32
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit and returns how long that took.
+    pub async fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => (status.unwrap(), started.elapsed()),
+            Err(_) => panic!(
+                "codeflux did not exit within {limit:?}; its log:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub async fn kill_hard(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait().await;
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits (generously: it may include a first sandbox start) until the project is idle.
+    pub async fn settled(&self, project: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + super::harness::SETTLE_LIMIT;
+        while tokio::time::Instant::now() < deadline {
+            let (_, body) = self.get(&format!("/api/projects/{project}")).await;
+            if body["status"] == "idle" {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, events) = self.get(&format!("/api/projects/{project}/events")).await;
+        panic!(
+            "project {project} did not finish; events:\n{events:#}\nlog:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Waits (bounded) until the project's latest job has published an event that `matches`.
+    pub async fn wait_for_event(
+        &self,
+        project: &str,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + super::harness::SETTLE_LIMIT;
+        while tokio::time::Instant::now() < deadline {
+            let (_, events) = self.get(&format!("/api/projects/{project}/events")).await;
+            if events
+                .as_array()
+                .is_some_and(|events| events.iter().any(&matches))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, events) = self.get(&format!("/api/projects/{project}/events")).await;
+        panic!(
+            "no {what} event; events:\n{events:#}\nlog:\n{}",
+            self.log_text()
+        );
+    }
+}
