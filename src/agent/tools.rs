@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::llm::ToolSpec;
-use crate::sandbox::{FileWrite, Sandbox, SandboxError, WorkspacePath};
+use crate::sandbox::{FileWrite, MAX_FILE_BYTES, Sandbox, SandboxError, WorkspacePath};
 
 pub const TERMINAL: &str = "terminal";
 pub const WRITE_FILES: &str = "createOrUpdateFiles";
@@ -207,6 +207,16 @@ impl Toolbox<'_> {
         // Check every path before writing anything, so a bad path leaves the workspace untouched.
         let mut writes = Vec::with_capacity(files.len());
         for file in &files {
+            if file.content.len() > MAX_FILE_BYTES {
+                return ToolOutcome::failed(
+                    format!("refused to write {}: too large", shorten(&file.path, 80)),
+                    format!(
+                        "Error: {} has {} bytes; files may have at most {MAX_FILE_BYTES}. Nothing was written. Split it into smaller modules.",
+                        file.path,
+                        file.content.len()
+                    ),
+                );
+            }
             match WorkspacePath::parse(&file.path) {
                 Ok(path) => writes.push(FileWrite {
                     path,

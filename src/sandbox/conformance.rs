@@ -145,6 +145,99 @@ pub async fn timeout_kills(sandbox: &dyn Sandbox) {
     );
 }
 
+/// A symbolic link inside the workspace that points out of it carries no write or read
+/// outside `/home/user`.
+pub async fn path_escape_refused(sandbox: &dyn Sandbox) {
+    let setup = sandbox
+        .run(
+            "rm -rf escape && mkdir -p escape && ln -s / escape/root && ln -s /tmp escape/tmp",
+            QUICK,
+        )
+        .await
+        .expect("links are made");
+    assert!(setup.success(), "{setup:?}");
+    let marker = format!("codeflux-escape-{}", rand::random_range(0..1_000_000u32));
+    for target in [
+        format!("escape/root/tmp/{marker}"),
+        format!("escape/tmp/{marker}"),
+    ] {
+        let written = sandbox
+            .write_files(&[FileWrite {
+                path: path(&target),
+                content: b"outside".to_vec(),
+            }])
+            .await;
+        assert!(
+            matches!(written, Err(SandboxError::PathEscape(_))),
+            "writing {target} through a link must be refused, got {written:?}"
+        );
+    }
+    let leaked = sandbox
+        .run(&format!("ls /tmp/{marker} 2>/dev/null || true"), QUICK)
+        .await
+        .unwrap();
+    assert_eq!(
+        leaked.stdout.trim(),
+        "",
+        "a file was written outside the workspace"
+    );
+    let read = sandbox.read_file(&path("escape/root/etc/hostname")).await;
+    assert!(
+        matches!(read, Err(SandboxError::PathEscape(_))),
+        "reading through a link must be refused, got {read:?}"
+    );
+    // Links that stay inside the workspace keep working.
+    sandbox
+        .run("mkdir -p inner && ln -s ../inner escape/inner", QUICK)
+        .await
+        .unwrap();
+    sandbox
+        .write_files(&[FileWrite {
+            path: path("escape/inner/ok.txt"),
+            content: b"inside".to_vec(),
+        }])
+        .await
+        .expect("a link inside the workspace is fine");
+    assert_eq!(
+        sandbox.read_file(&path("inner/ok.txt")).await.unwrap(),
+        b"inside"
+    );
+}
+
+/// A command that prints far more than anyone reads comes back cut to its head and tail,
+/// and a file over the size limit is refused rather than read into memory.
+pub async fn huge_output_and_files_are_bounded(sandbox: &dyn Sandbox) {
+    let output = sandbox
+        .run(
+            "echo first-line; head -c 100000000 /dev/zero | tr '\\0' x; echo; echo last-line",
+            Duration::from_secs(120),
+        )
+        .await
+        .expect("command runs");
+    assert!(output.success(), "exit code {}", output.exit_code);
+    assert!(
+        output.stdout.len() <= super::output::MAX_CAPTURED_BYTES + 200,
+        "stdout kept {} bytes",
+        output.stdout.len()
+    );
+    assert!(output.stdout.starts_with("first-line\n"));
+    assert!(output.stdout.trim_end().ends_with("last-line"));
+    assert!(output.stdout.contains("bytes of output left out"));
+
+    let made = sandbox
+        .run("head -c 52428800 /dev/zero > big.bin", QUICK)
+        .await
+        .unwrap();
+    assert!(made.success(), "{made:?}");
+    let read = sandbox.read_file(&path("big.bin")).await;
+    assert!(
+        matches!(read, Err(SandboxError::TooLarge { .. })),
+        "a 50 MB file must be refused, got {:?}",
+        read.map(|bytes| bytes.len())
+    );
+    sandbox.run("rm -f big.bin", QUICK).await.unwrap();
+}
+
 /// Runs every check above.
 pub async fn all(sandbox: &dyn Sandbox) {
     run_and_exit_codes(sandbox).await;
@@ -152,4 +245,6 @@ pub async fn all(sandbox: &dyn Sandbox) {
     write_read_files(sandbox).await;
     missing_file_is_not_found(sandbox).await;
     timeout_kills(sandbox).await;
+    path_escape_refused(sandbox).await;
+    huge_output_and_files_are_bounded(sandbox).await;
 }

@@ -7,6 +7,7 @@
 pub mod conformance;
 pub mod docker;
 pub mod e2b;
+pub mod output;
 pub mod select;
 pub mod template;
 pub mod workspace;
@@ -21,6 +22,10 @@ pub use workspace::{WORKSPACE_ROOT, WorkspacePath};
 
 /// The port the template's dev server listens on inside every sandbox.
 pub const PREVIEW_PORT: u16 = 3000;
+
+/// Largest file the agent may write or read in one piece. Source files are far smaller;
+/// anything bigger is data the model should not carry through its context.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
 /// What a finished command left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub enum SandboxError {
     Unauthorized(String),
     #[error("sandbox backend error: {0}")]
     Backend(String),
+    #[error("{path} is larger than the limit of {limit} bytes")]
+    TooLarge { path: String, limit: usize },
 }
 
 /// A running sandbox: one per project, holding the Next.js workspace at `/home/user`.

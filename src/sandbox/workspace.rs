@@ -57,6 +57,44 @@ impl WorkspacePath {
     }
 }
 
+/// The command (argv) that prints where each path really leads inside the sandbox, symlinks
+/// followed, one per line. Run as the sandbox user before a file is written or read, so a
+/// link such as `x -> /` cannot carry a write out of the workspace.
+pub fn resolve_argv(paths: &[&WorkspacePath]) -> Vec<String> {
+    let mut argv = vec!["realpath".to_string(), "-m".to_string(), "--".to_string()];
+    argv.extend(paths.iter().map(|path| path.absolute()));
+    argv
+}
+
+/// Checks the output of [`resolve_argv`]: every path must stay inside the workspace.
+/// Returns where each one really leads, so writes can go there without following links.
+pub fn check_resolved(
+    paths: &[&WorkspacePath],
+    resolved: &str,
+) -> Result<Vec<WorkspacePath>, SandboxError> {
+    let lines: Vec<&str> = resolved.lines().collect();
+    if lines.len() != paths.len() {
+        return Err(SandboxError::Backend(format!(
+            "could not resolve the paths in the sandbox: {resolved:?}"
+        )));
+    }
+    paths
+        .iter()
+        .zip(lines)
+        .map(|(path, real)| {
+            let inside = real
+                .strip_prefix(WORKSPACE_ROOT)
+                .is_some_and(|rest| rest.starts_with('/'));
+            if !inside {
+                return Err(SandboxError::PathEscape(format!(
+                    "{path} (a symbolic link leads it to {real})"
+                )));
+            }
+            WorkspacePath::parse(real)
+        })
+        .collect()
+}
+
 impl fmt::Display for WorkspacePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -66,6 +104,27 @@ impl fmt::Display for WorkspacePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_paths_must_stay_in_the_workspace() {
+        let page = WorkspacePath::parse("app/page.tsx").unwrap();
+        let linked = WorkspacePath::parse("x/etc/passwd").unwrap();
+        assert_eq!(
+            resolve_argv(&[&page]),
+            ["realpath", "-m", "--", "/home/user/app/page.tsx"]
+        );
+        assert_eq!(
+            check_resolved(&[&page], "/home/user/app/page.tsx\n").unwrap(),
+            [page.clone()]
+        );
+        assert!(matches!(
+            check_resolved(&[&page, &linked], "/home/user/app/page.tsx\n/etc/passwd\n"),
+            Err(SandboxError::PathEscape(message)) if message.contains("/etc/passwd")
+        ));
+        assert!(check_resolved(&[&page], "/home/username/x\n").is_err());
+        assert!(check_resolved(&[&page], "/home/user\n").is_err());
+        assert!(check_resolved(&[&page], "").is_err());
+    }
 
     #[test]
     fn accepts_relative_dotted_and_absolute_workspace_paths() {

@@ -509,7 +509,20 @@ fn host_path(root: &std::path::Path, path: &str) -> Result<PathBuf, Response> {
     if relative.split('/').any(|part| part == "..") {
         return Err(error(StatusCode::BAD_REQUEST, "path escapes the workspace"));
     }
-    Ok(root.join(relative))
+    let target = root.join(relative);
+    // The fake acts as root on the host, where a link in the workspace would lead out of
+    // it; real envd acts as `user` inside the sandbox, where such a write is refused.
+    let mut existing = target.as_path();
+    while !existing.exists() {
+        existing = existing.parent().unwrap_or(root);
+    }
+    let inside = existing
+        .canonicalize()
+        .is_ok_and(|real| real.starts_with(root.canonicalize().unwrap()));
+    if !inside {
+        return Err(error(StatusCode::FORBIDDEN, "permission denied"));
+    }
+    Ok(target)
 }
 
 async fn health() -> StatusCode {
@@ -683,33 +696,32 @@ async fn start_process(State(world): Shared, headers: HeaderMap, body: Bytes) ->
                 .collect()
         })
         .unwrap_or_default();
-    let cwd = match process["cwd"].as_str() {
-        Some(cwd) => match host_path(&root, cwd) {
-            Ok(path) => path,
-            Err(response) => return response,
-        },
-        None => root.clone(),
-    };
+    if let Some(cwd) = process["cwd"].as_str()
+        && let Err(response) = host_path(&root, cwd)
+    {
+        return response;
+    }
     let deadline = headers
         .get("connect-timeout-ms")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok())
         .map(Duration::from_millis);
 
-    let mut command = tokio::process::Command::new("setpriv");
+    // Like envd, the command sees its workspace at /home/user: it runs in a mount namespace
+    // of its own where the sandbox's folder is bound there, as the unprivileged user.
+    let _ = std::fs::create_dir_all(HOME);
+    let sandbox_cwd = process["cwd"].as_str().unwrap_or(HOME).to_string();
+    let mut command = tokio::process::Command::new("unshare");
     command
-        .args([
-            "--reuid",
-            &SANDBOX_UID.to_string(),
-            "--regid",
-            &SANDBOX_UID.to_string(),
-            "--clear-groups",
-            "--",
-        ])
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$1" /home/user && cd "$2" && shift 2 && exec setpriv --reuid "$UID_" --regid "$UID_" --clear-groups -- "$@""#)
+        .arg("sh")
+        .arg(&root)
+        .arg(&sandbox_cwd)
         .arg(program)
         .args(&args)
-        .current_dir(&cwd)
-        .env("HOME", &root)
+        .env("UID_", SANDBOX_UID.to_string())
+        .env("HOME", HOME)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

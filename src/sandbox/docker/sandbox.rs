@@ -15,8 +15,10 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use super::{Activity, docker_error};
+use crate::sandbox::output::BoundedOutput;
+use crate::sandbox::workspace::{check_resolved, resolve_argv};
 use crate::sandbox::{
-    CommandOutput, FileWrite, Sandbox, SandboxError, WORKSPACE_ROOT, WorkspacePath,
+    CommandOutput, FileWrite, MAX_FILE_BYTES, Sandbox, SandboxError, WORKSPACE_ROOT, WorkspacePath,
 };
 
 /// The unprivileged account the template creates and runs the dev server as.
@@ -54,8 +56,8 @@ impl DockerSandbox {
             )
             .await
             .map_err(|error| self.map_error(error))?;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
+        let mut stdout = BoundedOutput::default();
+        let mut stderr = BoundedOutput::default();
         let options = StartExecOptions {
             output_capacity: Some(1 << 20),
             ..Default::default()
@@ -69,9 +71,9 @@ impl DockerSandbox {
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|error| self.map_error(error))? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        stdout.extend_from_slice(&message)
+                        stdout.push(&message)
                     }
-                    LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    LogOutput::StdErr { message } => stderr.push(&message),
                     LogOutput::StdIn { .. } => {}
                 }
             }
@@ -82,10 +84,23 @@ impl DockerSandbox {
             .await
             .map_err(|error| self.map_error(error))?;
         Ok(CommandOutput {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: stdout.into_text(),
+            stderr: stderr.into_text(),
             exit_code: inspected.exit_code.unwrap_or(-1),
         })
+    }
+
+    /// Refuses paths that a symbolic link in the workspace leads outside it. Docker's archive
+    /// API acts as root and follows such links, so this is checked as the sandbox user first.
+    async fn confine(&self, paths: &[&WorkspacePath]) -> Result<Vec<WorkspacePath>, SandboxError> {
+        let resolved = self.exec(resolve_argv(paths)).await?;
+        if !resolved.success() {
+            return Err(SandboxError::Backend(format!(
+                "could not resolve paths in the sandbox: {}",
+                resolved.stderr.trim()
+            )));
+        }
+        check_resolved(paths, &resolved.stdout)
     }
 
     fn map_error(&self, error: bollard::errors::Error) -> SandboxError {
@@ -143,7 +158,19 @@ impl Sandbox for DockerSandbox {
 
     async fn write_files(&self, files: &[FileWrite]) -> Result<(), SandboxError> {
         self.touch();
-        let tar = workspace_tar(files, self.uid, self.gid)
+        let real = self
+            .confine(&files.iter().map(|file| &file.path).collect::<Vec<_>>())
+            .await?;
+        // Written where each path really leads: the archive then crosses no links.
+        let files: Vec<FileWrite> = files
+            .iter()
+            .zip(real)
+            .map(|(file, path)| FileWrite {
+                path,
+                content: file.content.clone(),
+            })
+            .collect();
+        let tar = workspace_tar(&files, self.uid, self.gid)
             .map_err(|error| SandboxError::Backend(format!("cannot pack files: {error}")))?;
         let options = UploadToContainerOptionsBuilder::new()
             .path(WORKSPACE_ROOT)
@@ -160,8 +187,9 @@ impl Sandbox for DockerSandbox {
 
     async fn read_file(&self, path: &WorkspacePath) -> Result<Vec<u8>, SandboxError> {
         self.touch();
+        let real = self.confine(&[path]).await?;
         let options = DownloadFromContainerOptionsBuilder::new()
-            .path(&path.absolute())
+            .path(&real[0].absolute())
             .build();
         let mut stream = self
             .docker
@@ -169,6 +197,13 @@ impl Sandbox for DockerSandbox {
         let mut tar = Vec::new();
         while let Some(chunk) = stream.next().await {
             match chunk {
+                // The archive carries one file plus headers; past the limit it is too big.
+                Ok(_) if tar.len() > MAX_FILE_BYTES + 64 * 1024 => {
+                    return Err(SandboxError::TooLarge {
+                        path: path.to_string(),
+                        limit: MAX_FILE_BYTES,
+                    });
+                }
                 Ok(bytes) => tar.extend_from_slice(&bytes),
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..

@@ -11,7 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::config::ENVD_PORT;
-use crate::sandbox::{CommandOutput, SandboxError, WorkspacePath};
+use crate::sandbox::output::BoundedOutput;
+use crate::sandbox::workspace::{check_resolved, resolve_argv};
+use crate::sandbox::{CommandOutput, MAX_FILE_BYTES, SandboxError, WorkspacePath};
 
 /// envd versions from this one on take raw octet-stream uploads.
 const OCTET_STREAM_SINCE: (u32, u32, u32) = (0, 5, 7);
@@ -75,8 +77,37 @@ impl Envd {
         command: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, SandboxError> {
+        let args = vec!["-l".to_string(), "-c".to_string(), command.to_string()];
+        self.run_process("/bin/bash", &args, timeout).await
+    }
+
+    /// Refuses paths that a symbolic link in the workspace leads outside it.
+    pub async fn confine(
+        &self,
+        paths: &[&WorkspacePath],
+    ) -> Result<Vec<WorkspacePath>, SandboxError> {
+        let argv = resolve_argv(paths);
+        let resolved = self
+            .run_process("/usr/bin/env", &argv, Duration::from_secs(30))
+            .await?;
+        if !resolved.success() {
+            return Err(SandboxError::Backend(format!(
+                "could not resolve paths in the sandbox: {}",
+                resolved.stderr.trim()
+            )));
+        }
+        check_resolved(paths, &resolved.stdout)
+    }
+
+    /// Runs a program with its arguments in `/home/user`, streaming its output until it ends.
+    async fn run_process(
+        &self,
+        program: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<CommandOutput, SandboxError> {
         let start = json!({
-            "process": { "cmd": "/bin/bash", "args": ["-l", "-c", command], "envs": {}, "cwd": crate::sandbox::WORKSPACE_ROOT },
+            "process": { "cmd": program, "args": args, "envs": {}, "cwd": crate::sandbox::WORKSPACE_ROOT },
             "stdin": false,
         });
         let response = self
@@ -164,11 +195,27 @@ impl Envd {
             .map_err(|error| SandboxError::Backend(format!("cannot reach envd: {error}")))?;
         let status = response.status();
         if status.is_success() {
-            return response
-                .bytes()
-                .await
-                .map(|bytes| bytes.to_vec())
-                .map_err(|error| SandboxError::Backend(error.to_string()));
+            let too_large = || SandboxError::TooLarge {
+                path: path.to_string(),
+                limit: MAX_FILE_BYTES,
+            };
+            if response
+                .content_length()
+                .is_some_and(|length| length > MAX_FILE_BYTES as u64)
+            {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            let mut chunks = response.bytes_stream();
+            while let Some(chunk) = chunks.next().await {
+                body.extend_from_slice(
+                    &chunk.map_err(|error| SandboxError::Backend(error.to_string()))?,
+                );
+                if body.len() > MAX_FILE_BYTES {
+                    return Err(too_large());
+                }
+            }
+            return Ok(body);
         }
         let text = response.text().await.unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
@@ -196,8 +243,8 @@ async fn read_stream(
 ) -> Result<CommandOutput, SandboxError> {
     let mut chunks = response.bytes_stream();
     let mut buffer = BytesMut::new();
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
+    let mut stdout = BoundedOutput::default();
+    let mut stderr = BoundedOutput::default();
     let mut exit_code = None;
     loop {
         while let Some((flags, message)) = next_envelope(&mut buffer)? {
@@ -218,9 +265,8 @@ async fn read_stream(
                     });
                 }
                 return Ok(CommandOutput {
-                    // Decoding once at the end keeps characters split across chunks whole.
-                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                    stdout: stdout.into_text(),
+                    stderr: stderr.into_text(),
                     exit_code: exit_code.ok_or_else(|| {
                         SandboxError::Backend("envd closed the stream without an end event".into())
                     })?,
@@ -232,7 +278,7 @@ async fn read_stream(
             } else if let Some(data) = event.get("data") {
                 for (name, sink) in [("stdout", &mut stdout), ("stderr", &mut stderr)] {
                     if let Some(encoded) = data.get(name).and_then(Value::as_str) {
-                        sink.extend(BASE64.decode(encoded).map_err(|error| {
+                        sink.push(&BASE64.decode(encoded).map_err(|error| {
                             SandboxError::Backend(format!("bad output from envd: {error}"))
                         })?);
                     }

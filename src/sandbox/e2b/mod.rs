@@ -56,14 +56,19 @@ impl Sandbox for E2bSandbox {
     }
 
     async fn write_files(&self, files: &[FileWrite]) -> Result<(), SandboxError> {
-        for file in files {
-            self.envd.write(&file.path, file.content.clone()).await?;
+        let real = self
+            .envd
+            .confine(&files.iter().map(|file| &file.path).collect::<Vec<_>>())
+            .await?;
+        for (file, path) in files.iter().zip(real) {
+            self.envd.write(&path, file.content.clone()).await?;
         }
         Ok(())
     }
 
     async fn read_file(&self, path: &WorkspacePath) -> Result<Vec<u8>, SandboxError> {
-        self.envd.read(path).await
+        let real = self.envd.confine(&[path]).await?;
+        self.envd.read(&real[0]).await
     }
 
     fn native_url(&self, port: u16) -> String {
