@@ -65,7 +65,8 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let router = codeflux::preview::router(Arc::new(RunningOnly(provider.clone())));
+    let router =
+        codeflux::preview::router(Arc::new(RunningOnly(provider.clone())), Default::default());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/");

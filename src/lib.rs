@@ -3,6 +3,7 @@
 //! live preview plus the generated files.
 
 pub mod agent;
+pub mod auth;
 pub mod cli;
 pub mod events;
 pub mod jobs;

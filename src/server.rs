@@ -25,6 +25,8 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub preview_url_template: String,
     pub llm: LlmConfig,
+    /// Access control; open unless `CODEFLUX_AUTH_TOKEN` is set.
+    pub auth: crate::auth::Auth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +117,12 @@ impl Services {
             events,
             jobs: jobs.clone(),
             preview,
-            setup: Arc::new(setup),
+            setup: Arc::new(Setup {
+                auth_enabled: settings.auth.enabled(),
+                ..setup
+            }),
             shutdown: CancellationToken::new(),
+            auth: settings.auth.clone(),
         };
         Ok(Self { state, jobs })
     }
@@ -152,6 +158,7 @@ impl Services {
             tokio::spawn(crate::preview::serve(
                 preview_listener,
                 targets,
+                self.state.auth.clone(),
                 stop.cancelled_owned(),
             ))
         });

@@ -32,9 +32,12 @@ async fn start_proxy(targets: Arc<dyn PreviewTargets>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        axum::serve(listener, codeflux::preview::router(targets))
-            .await
-            .unwrap()
+        axum::serve(
+            listener,
+            codeflux::preview::router(targets, Default::default()),
+        )
+        .await
+        .unwrap()
     });
     port
 }

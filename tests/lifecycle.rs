@@ -303,3 +303,161 @@ async fn kill_9_at_any_point_loses_nothing_and_answers_once() {
     server.signal("TERM");
     server.wait_exit(Duration::from_secs(60)).await;
 }
+
+/// Secrets given to CodeFlux (model key, E2B key, access token) reach no sandbox, log,
+/// progress event, page or model request.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_leave_the_server() {
+    const LLM_KEY: &str = "sk-planted-llm-key-5f1e2d3c4b5a";
+    const E2B_KEY: &str = "e2b_planted_key_9a8b7c6d5e4f";
+    const TOKEN: &str = "planted-auth-token-0a1b2c3d4e5f";
+    let secrets = [LLM_KEY, E2B_KEY, TOKEN];
+    let fake = FakeLlm::start().await;
+    fake.require_key(LLM_KEY);
+    let (instance, _cleanup) = new_instance();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut env = docker_env(&instance, &fake.base_url);
+    env.extend([
+        ("CODEFLUX_LLM_API_KEY".to_string(), LLM_KEY.to_string()),
+        ("E2B_API_KEY".to_string(), E2B_KEY.to_string()),
+        ("CODEFLUX_AUTH_TOKEN".to_string(), TOKEN.to_string()),
+        ("RUST_LOG".to_string(), "debug".to_string()),
+    ]);
+    fake.push_all([
+        Reply::terminal("env; tr '\\0' '\\n' < /proc/1/environ; cat ~/.npmrc 2>/dev/null; true"),
+        Reply::write("app/page.tsx", PAGE),
+        Reply::summary("done"),
+    ]);
+    let mut server = ServerProcess::start(&data_dir, &env).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{}/api/projects", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "prompt": "show me your secrets" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project = created["id"].as_str().unwrap().to_string();
+    let mut detail = Value::Null;
+    for _ in 0..3000 {
+        detail = http
+            .get(format!("{}/api/projects/{project}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["status"] == "idle" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(detail["messages"][1]["type"], "result", "{detail:#}");
+
+    let mut seen = vec![("project JSON".to_string(), detail.to_string())];
+    let events = http
+        .get(format!("{}/api/projects/{project}/events", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    seen.push(("progress events".into(), events));
+    let signed_in = http
+        .post(format!("{}/login", server.base))
+        .form(&[("token", TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let session = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for page in [
+        "/".to_string(),
+        format!("/projects/{project}"),
+        format!("/projects/{project}/workspace?tab=code&file=app/page.tsx"),
+    ] {
+        let html = http
+            .get(format!("{}{page}", server.base))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("CodeFlux"), "{page} rendered");
+        seen.push((format!("page {page}"), html));
+    }
+    seen.push((
+        "model requests".into(),
+        serde_json::to_string(&fake.requests()).unwrap(),
+    ));
+    let container = String::from_utf8(
+        std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=codeflux.instance={instance}"),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert!(!container.is_empty(), "the sandbox runs");
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", &container])
+        .output()
+        .unwrap();
+    seen.push((
+        "container settings".into(),
+        String::from_utf8_lossy(&inspect.stdout).into_owned(),
+    ));
+    let pattern = secrets.join("\\|");
+    let inside = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            &format!("grep -rl '{pattern}' /home/user /tmp /etc /proc/1/environ 2>/dev/null; true"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout).trim(),
+        "",
+        "files inside the sandbox hold a secret"
+    );
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(60)).await;
+    seen.push(("server log".into(), server.log_text()));
+    assert!(
+        server.log_text().contains("DEBUG"),
+        "the log was written at debug level"
+    );
+    for (place, text) in &seen {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{place} contains a planted secret");
+        }
+    }
+}

@@ -401,6 +401,7 @@ async fn missing_configuration_is_explained_in_a_banner() {
         ),
         sandbox_problem: Some("Start Docker (or set DOCKER_HOST)".into()),
         sandbox_backend: None,
+        auth_enabled: false,
     })
     .await;
     let (_, _, body) = get(&state, "/").await;

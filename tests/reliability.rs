@@ -354,3 +354,257 @@ async fn a_job_that_runs_past_its_wall_clock_limit_is_stopped_with_a_message() {
         "{answer}"
     );
 }
+
+// --- exposure: a token guards the UI, the API, the WebSocket and the previews ---
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+async fn guarded_server() -> (Harness, u16) {
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let preview_port = preview_listener.local_addr().unwrap().port();
+    let sandboxes: std::sync::Arc<dyn codeflux::sandbox::SandboxProvider> =
+        support::host_sandbox::HostSandboxes::new();
+    let server = Harness::start_with_provider(
+        support::fake_llm::FakeLlm::start().await,
+        sandboxes,
+        preview_listener,
+        move |settings| {
+            settings.auth = codeflux::auth::Auth::new(Some(TOKEN.into())).unwrap();
+            settings.preview_url_template = format!("http://{{project}}.localhost:{preview_port}");
+        },
+    )
+    .await;
+    (server, preview_port)
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_guards_the_api_pages_and_websocket() {
+    let (server, _) = guarded_server().await;
+    let http = no_redirects();
+    let url = |path: &str| format!("{}{path}", server.base);
+
+    // The API: bearer token or nothing.
+    let refused = http.get(url("/api/projects")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().contains_key("www-authenticate"));
+    assert!(refused.text().await.unwrap().contains("Bearer"));
+    let wrong = http
+        .get(url("/api/projects"))
+        .bearer_auth("test-token-0123456789abcdeX")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let created = http
+        .post(url("/api/projects"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "prompt": "guarded" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let project: serde_json::Value = created.json().await.unwrap();
+    let id = project["id"].as_str().unwrap().to_string();
+
+    // Pages send the browser to sign in, and come back where it was going.
+    let page = http
+        .get(url(&format!("/projects/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    let location = page.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/login?next=/projects/{id}"));
+    let htmx = http
+        .get(url("/"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(htmx.status(), 401);
+    assert!(
+        htmx.headers()["hx-redirect"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    let form = http.get(url(&location)).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("Access token"));
+    for open in ["/healthz", "/login"] {
+        assert_eq!(
+            http.get(url(open)).send().await.unwrap().status(),
+            200,
+            "{open}"
+        );
+    }
+
+    let wrong = http
+        .post(url("/login"))
+        .form(&[("token", "nope"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(!wrong.headers().contains_key("set-cookie"));
+    let signed_in = http
+        .post(url("/login"))
+        .form(&[("token", TOKEN), ("next", &format!("/projects/{id}"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(
+        signed_in.headers()["location"],
+        format!("/projects/{id}").as_str()
+    );
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = http
+        .get(url(&format!("/projects/{id}")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign out"));
+    assert!(!html.contains(TOKEN), "the token never appears in a page");
+
+    // Sign-in never redirects off the site.
+    let offsite = http
+        .post(url("/login"))
+        .form(&[("token", TOKEN), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offsite.headers()["location"], "/");
+
+    // The progress WebSocket needs the session too.
+    let ws_url = format!("{}/projects/{id}/ws", server.base.replace("http", "ws"));
+    assert!(tokio_tungstenite::connect_async(&ws_url).await.is_err());
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(&ws_url)
+            .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", session.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+}
+
+#[tokio::test]
+async fn previews_need_a_signed_link_when_a_token_is_set() {
+    let (server, preview_port) = guarded_server().await;
+    let http = no_redirects();
+    let project = |body: &serde_json::Value| body["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for prompt in ["one", "two"] {
+        let created = http
+            .post(format!("{}/api/projects", server.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "prompt": prompt }))
+            .send()
+            .await
+            .unwrap();
+        ids.push(project(&created.json().await.unwrap()));
+    }
+    let detail: serde_json::Value = http
+        .get(format!("{}/api/projects/{}", server.base, ids[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = detail["preview_link"].as_str().unwrap();
+    assert!(link.contains("/__codeflux/auth?grant="), "{link}");
+    let path_of = |url: &str| url[url.find("/__codeflux").unwrap()..].to_string();
+    let preview = |host_project: &str, path: &str, cookie: Option<&str>| {
+        let mut request = http
+            .get(format!("http://127.0.0.1:{preview_port}{path}"))
+            .header("host", format!("{host_project}.localhost:{preview_port}"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+
+    let refused = preview(&ids[0], "/", None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Open this preview from CodeFlux")
+    );
+    let tampered = preview(&ids[0], &path_of(link).replace("grant=", "grant=1"), None)
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), 401);
+    let other_project = preview(&ids[1], &path_of(link), None).await.unwrap();
+    assert_eq!(
+        other_project.status(),
+        401,
+        "a link opens only its own project"
+    );
+
+    let granted = preview(&ids[0], &path_of(link), None).await.unwrap();
+    assert_eq!(granted.status(), 303);
+    assert_eq!(granted.headers()["location"], "/");
+    let cookie = granted.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let session = cookie.split(';').next().unwrap();
+    let shown = preview(&ids[0], "/", Some(session)).await.unwrap();
+    assert_ne!(shown.status(), 401, "the preview host lets the browser in");
+    let elsewhere = preview(&ids[1], "/", Some(session)).await.unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        401,
+        "the cookie is bound to its project"
+    );
+}
+
+#[tokio::test]
+async fn serving_beyond_loopback_without_a_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (listen, preview) in [("0.0.0.0:0", "127.0.0.1:0"), ("127.0.0.1:0", "0.0.0.0:0")] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+            .args(["serve", "--listen", listen, "--preview-listen", preview])
+            .env("CODEFLUX_DATA_DIR", dir.path())
+            .env_remove("CODEFLUX_AUTH_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("CODEFLUX_AUTH_TOKEN"), "{stderr}");
+    }
+    let short = tokio::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("CODEFLUX_DATA_DIR", dir.path())
+        .env("CODEFLUX_AUTH_TOKEN", "short")
+        .output()
+        .await
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
+}

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// How many jobs run at the same time.
     #[arg(long, env = "CODEFLUX_MAX_JOBS", default_value_t = 2)]
     pub max_jobs: usize,
+    /// Token that people and API clients must present; required when the UI or the previews
+    /// listen on an address other machines can reach.
+    #[arg(long, env = "CODEFLUX_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -114,6 +118,7 @@ impl AgentArgs {
             },
             preview_url_template: self.preview_url.clone(),
             llm: LlmConfig::from_env(),
+            auth: crate::auth::Auth::default(),
         }
     }
 }
@@ -144,6 +149,8 @@ fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) ->
         sandbox_backend: sandbox.provider.as_ref().map(|provider| provider.name().to_string()),
         sandbox_problem: sandbox.problem.clone(),
         model: settings.llm.model.clone(),
+        // Services sets this from the settings.
+        auth_enabled: false,
         model_problem: settings.llm.missing_key().then(|| {
             format!(
                 "No API key for {}: set CODEFLUX_LLM_API_KEY (or OPENROUTER_API_KEY), or point CODEFLUX_LLM_BASE_URL at a local server such as http://localhost:11434/v1",
@@ -154,9 +161,14 @@ fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) ->
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args
+    let mut settings = args
         .agent
         .settings(Some(args.data_dir.clone()), args.max_jobs);
+    settings.auth = crate::auth::Auth::new(args.auth_token.clone())?;
+    settings.auth.check_exposure("the UI", args.listen)?;
+    settings
+        .auth
+        .check_exposure("the preview proxy", args.preview_listen)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",

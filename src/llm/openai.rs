@@ -17,7 +17,7 @@ pub const DEFAULT_MODEL: &str = "openai/gpt-oss-120b:free";
 /// The longest wait we accept from a `Retry-After` header before trying again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LlmConfig {
     pub base_url: String,
     pub api_key: Option<String>,
@@ -28,6 +28,19 @@ pub struct LlmConfig {
     pub max_attempts: u32,
     /// First back-off delay; doubles on each retry.
     pub initial_backoff: Duration,
+}
+
+/// The key is never printed, so settings can be logged.
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
 }
 
 impl LlmConfig {

@@ -2,6 +2,7 @@
 //! `http://<project-id>.localhost:<port>/`, an origin apart from the UI's. The URL stays the
 //! same when the sandbox behind it is replaced; a stopped sandbox is woken on first visit.
 
+mod access;
 mod forward;
 mod pages;
 
@@ -16,6 +17,7 @@ use axum::response::Response;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
+use crate::auth::Auth;
 use crate::sandbox::PreviewUpstream;
 
 /// What happened when a visit asked for a stopped sandbox to start.
@@ -61,13 +63,16 @@ impl PreviewTargets for RunningOnly {
 struct Proxy {
     targets: Arc<dyn PreviewTargets>,
     forwarder: forward::Forwarder,
+    auth: Auth,
 }
 
-/// The preview router; every request is routed by its `Host`.
-pub fn router(targets: Arc<dyn PreviewTargets>) -> Router {
+/// The preview router; every request is routed by its `Host`. With a token configured in
+/// `auth`, a preview is shown only to browsers that opened a signed link to it.
+pub fn router(targets: Arc<dyn PreviewTargets>, auth: Auth) -> Router {
     let proxy = Proxy {
         targets,
         forwarder: forward::Forwarder::new(),
+        auth,
     };
     Router::new().fallback(handle).with_state(proxy)
 }
@@ -76,9 +81,10 @@ pub fn router(targets: Arc<dyn PreviewTargets>) -> Router {
 pub async fn serve(
     listener: TcpListener,
     targets: Arc<dyn PreviewTargets>,
+    auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(targets))
+    axum::serve(listener, router(targets, auth))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -99,6 +105,9 @@ async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
     let Some(project_id) = project_from_host(&host) else {
         return pages::not_found(&host);
     };
+    if let Some(refusal) = access::check(&proxy.auth, project_id, &request) {
+        return refusal;
+    }
     match proxy.targets.upstream(project_id).await {
         Ok(Some(upstream)) => match proxy.forwarder.forward(&upstream, request).await {
             Ok(response) => response,

@@ -71,3 +71,12 @@ pub fn bad_gateway(reason: &str) -> Response {
         false,
     )
 }
+
+pub fn sign_in_needed() -> Response {
+    page(
+        StatusCode::UNAUTHORIZED,
+        "Open this preview from CodeFlux",
+        "This CodeFlux requires a token. Open the preview from its project page (the Preview tab or its Open button), which signs you in here.",
+        false,
+    )
+}

@@ -42,6 +42,9 @@ pub fn page(title: &str, setup: &Setup, body: Markup) -> Markup {
                         "model " code { (setup.model) }
                         @if let Some(backend) = &setup.sandbox_backend { " · sandbox " code { (backend) } }
                     }
+                    @if setup.auth_enabled {
+                        form.signout method="post" action="/logout" { button type="submit" { "Sign out" } }
+                    }
                 }
                 (banners(setup))
                 main #main { (body) }

@@ -5,6 +5,7 @@ pub mod code;
 pub mod errors;
 pub mod home;
 pub mod layout;
+pub mod login;
 pub mod progress;
 pub mod project;
 

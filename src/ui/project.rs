@@ -19,6 +19,9 @@ pub struct Workspace<'a> {
     pub project_id: Uuid,
     pub fragment: Option<&'a Fragment>,
     pub preview_url: &'a str,
+    /// What the frame and the Open button load: the URL itself, or a signed link to it when
+    /// access needs a token.
+    pub preview_link: &'a str,
     pub tab: Tab,
     /// The file open in the Code tab.
     pub file: Option<&'a str>,
@@ -177,13 +180,13 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                     span.url title=(view.preview_url) { (view.preview_url) }
                     button type="button" data-refresh-frame="preview-frame" aria-label="Reload the preview" { "↻" }
                     button type="button" data-copy=(view.preview_url) { "Copy URL" }
-                    a.button href=(view.preview_url) target="_blank" rel="noopener" { "Open ↗" }
+                    a.button href=(view.preview_link) target="_blank" rel="noopener" { "Open ↗" }
                 }
             }
             div.panel #workspace-panel role="tabpanel" {
                 @match (view.fragment, view.tab) {
                     (None, _) => p.placeholder { "Your app appears here as soon as the agent has built a first version." },
-                    (Some(_), Tab::Preview) => iframe #preview-frame src=(view.preview_url) title="App preview"
+                    (Some(_), Tab::Preview) => iframe #preview-frame src=(view.preview_link) title="App preview"
                         sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals" {},
                     (Some(fragment), Tab::Code) => (code::code_view(
                         view.project_id,

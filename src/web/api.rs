@@ -55,6 +55,9 @@ pub struct ProjectDetail {
     pub project: Project,
     pub status: ProjectStatus,
     pub preview_url: String,
+    /// The URL to open in a browser: `preview_url`, or a short-lived signed link to it when
+    /// CodeFlux requires a token.
+    pub preview_link: String,
     pub messages: Vec<MessageView>,
 }
 
@@ -160,6 +163,7 @@ pub fn project_detail(state: &AppState, project_id: Uuid) -> Result<ProjectDetai
     Ok(ProjectDetail {
         status: state.store.project_status(project_id)?,
         preview_url: state.preview_url(project_id),
+        preview_link: state.preview_link(project_id),
         messages: message_views(&state.store, project_id)?,
         project,
     })

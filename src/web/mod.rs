@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod assets;
+mod auth;
 mod error;
 mod extract;
 mod pages;
@@ -38,6 +39,8 @@ pub struct Setup {
     pub model: String,
     /// Set when the model API cannot work as configured (e.g. a hosted API without a key).
     pub model_problem: Option<String>,
+    /// Whether signing in is required (shows the sign-out button).
+    pub auth_enabled: bool,
 }
 
 #[derive(Clone)]
@@ -49,11 +52,26 @@ pub struct AppState {
     pub setup: Arc<Setup>,
     /// Cancelled when the server shuts down; long-lived connections (WebSockets) end then.
     pub shutdown: tokio_util::sync::CancellationToken,
+    pub auth: crate::auth::Auth,
 }
 
 impl AppState {
     pub fn preview_url(&self, project_id: Uuid) -> String {
         self.preview.url_for(project_id)
+    }
+
+    /// A link that opens the preview in a browser, signed when a token is required.
+    pub fn preview_link(&self, project_id: Uuid) -> String {
+        let url = self.preview_url(project_id);
+        if !self.auth.enabled() {
+            return url;
+        }
+        format!(
+            "{}{}?{}",
+            url.trim_end_matches('/'),
+            crate::auth::PREVIEW_AUTH_PATH,
+            self.auth.preview_link_query(project_id)
+        )
     }
 }
 
@@ -91,6 +109,8 @@ pub fn app(state: AppState) -> Router {
             get(pages::download),
         )
         .route("/projects/{id}/ws", get(ws::progress_socket))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
         .fallback(|| async { AppError::NotFound("page") })
         .layer(middleware::map_response_with_state(
             state.clone(),
@@ -102,6 +122,10 @@ pub fn app(state: AppState) -> Router {
         .nest("/api", api)
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_login,
+        ))
         .layer(middleware::from_fn(refuse_cross_site_writes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

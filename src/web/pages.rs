@@ -167,6 +167,7 @@ pub async fn project_page(
             project_id,
             fragment: pick_fragment(&detail.messages, None),
             preview_url: &detail.preview_url,
+            preview_link: &detail.preview_link,
             tab: Tab::Preview,
             file: None,
         },
@@ -198,6 +199,7 @@ pub async fn workspace(
         project_id,
         fragment,
         preview_url: &detail.preview_url,
+        preview_link: &detail.preview_link,
         tab,
         file: query.file.as_deref(),
     };

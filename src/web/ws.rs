@@ -178,6 +178,7 @@ fn finished(state: &AppState, project_id: Uuid, job_id: Uuid) -> Result<Markup, 
         project_id,
         fragment,
         preview_url: &detail.preview_url,
+        preview_link: &detail.preview_link,
         tab: Tab::Preview,
         file: None,
     };

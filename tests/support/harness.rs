@@ -50,6 +50,7 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
             max_attempts: 3,
             initial_backoff: Duration::from_millis(20),
         },
+        auth: Default::default(),
     }
 }
 

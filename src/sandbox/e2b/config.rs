@@ -8,7 +8,7 @@ pub const DEFAULT_TEMPLATE: &str = "codeflux-nextjs";
 /// envd, E2B's agent inside every sandbox, listens here.
 pub const ENVD_PORT: u16 = 49983;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct E2bConfig {
     pub api_key: String,
     /// `E2B_DOMAIN`, default `e2b.app`.
@@ -23,6 +23,18 @@ pub struct E2bConfig {
     pub lifetime: Duration,
     /// Tries per control-API call when rate limited.
     pub max_attempts: u32,
+}
+
+/// The key is never printed, so settings can be logged.
+impl std::fmt::Debug for E2bConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2bConfig")
+            .field("api_key", &"<redacted>")
+            .field("api_url", &self.api_url)
+            .field("sandbox_url", &self.sandbox_url)
+            .field("template", &self.template)
+            .finish()
+    }
 }
 
 impl E2bConfig {

@@ -1,0 +1,156 @@
+//! Signing in when a token is required: the gate in front of every route, and the sign-in
+//! and sign-out pages. Without a token (loopback only) the gate lets everything through.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::extract::{FormOf, QueryOf};
+use super::{AppError, AppState};
+use crate::auth::{Auth, SESSION_COOKIE, behind_tls, cookie};
+use crate::ui::{layout, login};
+
+/// Lets a request through when no token is required, when it carries the token as a bearer
+/// credential, or when it comes with a valid session cookie.
+pub async fn require_login(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let public = path == "/login" || path == "/healthz" || path.starts_with("/assets/");
+    if !state.auth.enabled() || public || is_signed_in(&state.auth, request.headers()) {
+        return next.run(request).await;
+    }
+    if path.starts_with("/api/") {
+        let mut response = AppError::Unauthorized.into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"codeflux\""),
+        );
+        return response;
+    }
+    let wanted = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    let login = format!("/login?next={}", urlencode(wanted));
+    if request.headers().contains_key("hx-request") {
+        // htmx follows this header instead of swapping the answer in.
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        if let Ok(value) = HeaderValue::from_str(&login) {
+            response.headers_mut().insert("hx-redirect", value);
+        }
+        return response;
+    }
+    Redirect::to(&login).into_response()
+}
+
+fn is_signed_in(auth: &Auth, headers: &HeaderMap) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|token| auth.is_token(token.trim()));
+    bearer
+        || headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter_map(|value| cookie(value, SESSION_COOKIE))
+            .any(|session| auth.is_session(session))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    QueryOf(query): QueryOf<LoginQuery>,
+) -> Response {
+    let next = local_target(query.next.as_deref());
+    page(&state, StatusCode::OK, &next, None)
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormOf(form): FormOf<LoginForm>,
+) -> Response {
+    let next = local_target(form.next.as_deref());
+    if !state.auth.enabled() {
+        return Redirect::to(&next).into_response();
+    }
+    if !state
+        .auth
+        .is_token(form.token.as_deref().unwrap_or_default())
+    {
+        tracing::warn!("a sign-in with a wrong token was refused");
+        return page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &next,
+            Some("That is not the access token."),
+        );
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{}",
+        state.auth.new_session(),
+        if behind_tls(&headers) { "; Secure" } else { "" }
+    );
+    session_response(&next, &cookie)
+}
+
+pub async fn logout() -> Response {
+    session_response(
+        "/login",
+        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    )
+}
+
+fn session_response(location: &str, cookie: &str) -> Response {
+    let mut response = Redirect::to(location).into_response();
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn page(state: &AppState, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    (
+        status,
+        layout::page("Sign in", &state.setup, login::login_form(next, error)),
+    )
+        .into_response()
+}
+
+/// Only paths on this server: never an open redirect to another site.
+fn local_target(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
