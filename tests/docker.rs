@@ -607,3 +607,119 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
     drop(cleanup);
     assert_eq!(containers_of(&config.instance), 0);
 }
+
+/// Waits (bounded, generously) until the project's latest job published an event of `kind`
+/// (and `tool`, when given).
+async fn wait_for_event(server: &Harness, project: &str, kind: &str, tool: Option<&str>) {
+    for _ in 0..3000 {
+        let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+        let found = events.as_array().is_some_and(|events| {
+            events.iter().any(|event| {
+                event["event"] == kind && tool.is_none_or(|tool| event["tool"] == tool)
+            })
+        });
+        if found {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    panic!("no {kind} event; events: {events:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_that_stops_during_or_before_a_job_ends_it_with_a_clear_error() {
+    let relay = support::engine_relay::EngineRelay::start();
+    let mut config = test_config();
+    config.socket = Some(relay.socket.clone());
+    let (provider, _cleanup) = provider(config).await;
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = FakeLlm::start().await;
+    fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            "export default function Page() { return <main/>; }\n",
+        ),
+        Reply::terminal("sleep 120"),
+    ]);
+    let server = Harness::start_with_provider(fake, provider, preview_listener, |_| {}).await;
+
+    // During: the engine stops while a command runs.
+    let project = server.create("a page").await;
+    wait_for_event(&server, &project, "tool_started", Some("terminal")).await;
+    relay.stop_engine();
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    let content = answer["content"].as_str().unwrap();
+    assert!(
+        content.contains("sandbox stopped working during `terminal sleep 120`")
+            && content.contains("does not answer"),
+        "{content}"
+    );
+
+    // Before: the next job cannot get a sandbox and says so.
+    server.fake.push(Reply::write("app/page.tsx", "again"));
+    server.follow_up(&project, "again").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap()
+            .contains("The sandbox could not be prepared"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_removed_mid_command_ends_the_job_and_the_next_visit_revives_it() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let preview_port = preview_listener.local_addr().unwrap().port();
+    let fake = FakeLlm::start().await;
+    let nonce = format!("kept-{}", Uuid::now_v7().simple());
+    fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            &format!("export default function Page() {{\n  return <main>{nonce}</main>;\n}}\n"),
+        ),
+        Reply::summary("v1"),
+    ]);
+    let server =
+        Harness::start_with_provider(fake, provider.clone(), preview_listener, |settings| {
+            settings.preview_url_template = format!("http://{{project}}.localhost:{preview_port}");
+        })
+        .await;
+    let project = server.create("a page").await;
+    assert_eq!(server.last_message(&project).await["type"], "result");
+
+    server.fake.push(Reply::terminal("sleep 120"));
+    server.follow_up(&project, "make it slower").await;
+    wait_for_event(&server, &project, "tool_started", Some("terminal")).await;
+    let removed = std::process::Command::new("docker")
+        .args([
+            "rm",
+            "-f",
+            &format!("codeflux-{}-{project}", cleanup.instance),
+        ])
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let answer = server.last_message(&project).await;
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    assert_eq!(answer["type"], "error", "{answer}\n{events:#}");
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox stopped working during `terminal sleep 120`"),
+        "{answer}\n{events:#}"
+    );
+
+    // The preview URL brings a new sandbox with the last version's files.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let proxy = format!("http://127.0.0.1:{preview_port}/");
+    let host = format!("{project}.localhost:{preview_port}");
+    wait_for_text(&client, &proxy, Some(&host), &nonce).await;
+    provider.release(project.parse().unwrap()).await.unwrap();
+}

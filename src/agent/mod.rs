@@ -75,6 +75,10 @@ pub enum AgentError {
     Model(#[from] LlmError),
     #[error("the agent used all {0} steps without writing any files")]
     NothingBuilt(u32),
+    #[error(
+        "the sandbox stopped working during `{doing}`: {reason}. The files of the last version are kept; send the prompt again to retry."
+    )]
+    SandboxLost { doing: String, reason: String },
 }
 
 pub struct Agent<'a> {
@@ -132,7 +136,7 @@ impl Agent<'_> {
             for call in &calls {
                 let outcome = self
                     .call_tool(&mut toolbox, &call.function.name, &call.function.arguments)
-                    .await;
+                    .await?;
                 messages.push(ChatMessage::tool_result(&call.id, outcome));
             }
             if calls.is_empty() && summary.is_none() {
@@ -179,7 +183,14 @@ impl Agent<'_> {
         })
     }
 
-    async fn call_tool(&self, toolbox: &mut Toolbox<'_>, name: &str, arguments: &str) -> String {
+    /// Runs one tool call; its answer for the model, or the end of the job when the sandbox
+    /// itself was lost.
+    async fn call_tool(
+        &self,
+        toolbox: &mut Toolbox<'_>,
+        name: &str,
+        arguments: &str,
+    ) -> Result<String, AgentError> {
         (self.on_event)(EventKind::ToolStarted {
             tool: name.to_string(),
             summary: Toolbox::describe(name, arguments),
@@ -190,16 +201,22 @@ impl Agent<'_> {
             .instrument(tracing::info_span!("tool", tool = name))
             .await;
         tracing::info!(tool = name, ok = outcome.ok, summary = %outcome.summary, "tool call finished");
-        if let Err(error) = self.sandbox.extend(self.settings.sandbox_lifetime).await {
-            tracing::warn!(%error, "could not extend the sandbox's lifetime");
-        }
         (self.on_event)(EventKind::ToolFinished {
             tool: name.to_string(),
-            summary: outcome.summary,
+            summary: outcome.summary.clone(),
             ok: outcome.ok,
             elapsed_ms: started.elapsed().as_millis() as u64,
         });
-        outcome.content
+        if let Some(reason) = outcome.lost {
+            return Err(AgentError::SandboxLost {
+                doing: format!("{name} {}", Toolbox::describe(name, arguments)),
+                reason,
+            });
+        }
+        if let Err(error) = self.sandbox.extend(self.settings.sandbox_lifetime).await {
+            tracing::warn!(%error, "could not extend the sandbox's lifetime");
+        }
+        Ok(outcome.content)
     }
 
     /// A small extra call (title, reply). Its failure must not sink a finished app, so it

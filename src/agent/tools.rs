@@ -69,6 +69,9 @@ pub struct ToolOutcome {
     pub content: String,
     /// One line for people: "wrote app/page.tsx (42 lines)".
     pub summary: String,
+    /// Set when the sandbox itself was lost during the call (removed, engine gone): the
+    /// job cannot go on, whatever the model would do next.
+    pub lost: Option<String>,
 }
 
 impl ToolOutcome {
@@ -77,6 +80,19 @@ impl ToolOutcome {
             ok: false,
             summary: summary.into(),
             content: content.into(),
+            lost: None,
+        }
+    }
+
+    /// A failure caused by `error`; a lost sandbox is marked so the job stops.
+    fn sandbox_failed(
+        summary: impl Into<String>,
+        content: impl Into<String>,
+        error: &SandboxError,
+    ) -> Self {
+        Self {
+            lost: error.is_lost().then(|| error.to_string()),
+            ..Self::failed(summary, content)
         }
     }
 }
@@ -179,6 +195,7 @@ impl Toolbox<'_> {
                         ok: true,
                         summary: format!("ran {short}"),
                         content: format!("Command succeeded (exit code 0)\n{streams}"),
+                        lost: None,
                     }
                 } else {
                     ToolOutcome::failed(
@@ -190,9 +207,10 @@ impl Toolbox<'_> {
                     )
                 }
             }
-            Err(error) => ToolOutcome::failed(
+            Err(error) => ToolOutcome::sandbox_failed(
                 format!("ran {short}: {error}"),
                 format!("Command failed: {error}"),
+                &error,
             ),
         }
     }
@@ -233,9 +251,10 @@ impl Toolbox<'_> {
             }
         }
         if let Err(error) = self.sandbox.write_files(&writes).await {
-            return ToolOutcome::failed(
+            return ToolOutcome::sandbox_failed(
                 "failed to write files",
                 format!("Error writing files: {error}"),
+                &error,
             );
         }
         let described: Vec<String> = writes
@@ -262,12 +281,14 @@ impl Toolbox<'_> {
                 described.len(),
                 described.join(", ")
             ),
+            lost: None,
         }
     }
 
     async fn read_files(&mut self, paths: &[String]) -> ToolOutcome {
         let mut results = Vec::with_capacity(paths.len());
         let mut failures = 0;
+        let mut lost = None;
         for raw in paths {
             let entry = match WorkspacePath::parse(raw) {
                 Ok(path) => match self.sandbox.read_file(&path).await {
@@ -278,6 +299,9 @@ impl Toolbox<'_> {
                     }
                     Err(error) => {
                         failures += 1;
+                        if error.is_lost() {
+                            lost = Some(error.to_string());
+                        }
                         json!({ "path": raw, "error": error.to_string() })
                     }
                 },
@@ -297,6 +321,7 @@ impl Toolbox<'_> {
                 format!("read {listed} ({failures} failed)")
             },
             content: serde_json::Value::Array(results).to_string(),
+            lost,
         }
     }
 }

@@ -63,6 +63,8 @@ pub enum SandboxError {
     NotConfigured(String),
     #[error("sandbox is gone (expired or removed): {0}")]
     Gone(String),
+    #[error("the sandbox backend does not answer: {0}")]
+    Unavailable(String),
     #[error("file not found: {0}")]
     FileNotFound(String),
     #[error("path is outside the workspace /home/user: {0}")]
@@ -127,6 +129,14 @@ pub trait SandboxProvider: Send + Sync {
     /// the default.
     async fn shutdown(&self) -> Result<usize, SandboxError> {
         Ok(0)
+    }
+}
+
+impl SandboxError {
+    /// The sandbox itself is lost (removed, or its engine unreachable): a job cannot go on
+    /// in it, unlike a failed command or a refused path, which the model can react to.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, SandboxError::Gone(_) | SandboxError::Unavailable(_))
     }
 }
 

@@ -24,6 +24,7 @@ pub fn test_config() -> DockerConfig {
         idle: Duration::from_secs(1800),
         instance: format!("test-{}", uuid::Uuid::now_v7().simple()),
         data_dir: None,
+        socket: None,
     }
 }
 
@@ -108,7 +109,7 @@ pub async fn wait_for_text(
     needle: &str,
 ) -> String {
     let mut last = String::new();
-    for _ in 0..240 {
+    for _ in 0..600 {
         let mut request = client.get(url);
         if let Some(host) = host {
             request = request.header("host", host);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod docker_env;
+pub mod engine_relay;
 pub mod fake_e2b;
 pub mod fake_llm;
 pub mod harness;

@@ -33,6 +33,8 @@ pub struct DockerConfig {
     /// The owning server's data directory, recorded on its sandboxes so that
     /// `codeflux sandboxes prune --all-instances` can tell whether that server still runs.
     pub data_dir: Option<PathBuf>,
+    /// The engine's Unix socket, when not the one `DOCKER_HOST` (or the default) names.
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for DockerConfig {
@@ -47,6 +49,7 @@ impl Default for DockerConfig {
             idle: Duration::from_secs(1800),
             instance: "default".to_string(),
             data_dir: None,
+            socket: None,
         }
     }
 }
@@ -108,6 +111,7 @@ impl DockerConfig {
                 .map_or(defaults.idle, Duration::from_secs_f64),
             instance: defaults.instance,
             data_dir: None,
+            socket: None,
         })
     }
 

@@ -88,7 +88,15 @@ impl DockerProvider {
     /// Connects to the engine named by `DOCKER_HOST` (or the local socket) and agrees on an
     /// API version, so old engines (20.10 speaks 1.41) and new ones both work.
     pub async fn connect(config: DockerConfig) -> Result<Self, SandboxError> {
-        let docker = Docker::connect_with_defaults().map_err(|error| {
+        let docker = match &config.socket {
+            Some(socket) => Docker::connect_with_unix(
+                &socket.display().to_string(),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(|error| {
             SandboxError::NotConfigured(format!("cannot connect to Docker: {error}"))
         })?;
         let docker = docker.negotiate_version().await.map_err(|error| {

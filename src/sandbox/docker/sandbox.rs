@@ -113,12 +113,40 @@ impl DockerSandbox {
                 short(&self.container_id),
                 docker_error(error)
             )),
-            _ => SandboxError::Backend(docker_error(error)),
+            bollard::errors::Error::DockerResponseServerError { .. } => {
+                SandboxError::Backend(docker_error(error))
+            }
+            // No answer at all: the engine stopped or its socket went away.
+            _ => SandboxError::Unavailable(docker_error(error)),
         }
     }
 
     fn touch(&self) {
         self.activity.touch(self.project_id);
+    }
+
+    /// After a command died of a signal: was it the whole container? The engine notices a
+    /// container's end a moment after its processes die, so it is asked more than once.
+    async fn ensure_running(&self) -> Result<(), SandboxError> {
+        for _ in 0..4 {
+            let inspected = self
+                .docker
+                .inspect_container(&self.container_id, None)
+                .await
+                .map_err(|error| self.map_error(error))?;
+            let running = inspected
+                .state
+                .and_then(|state| state.running)
+                .unwrap_or(false);
+            if !running {
+                return Err(SandboxError::Gone(format!(
+                    "container {} stopped while the command ran",
+                    short(&self.container_id)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +180,10 @@ impl Sandbox for DockerSandbox {
         // 124: `timeout` fired; 137: it had to KILL after the grace period.
         if matches!(output.exit_code, 124 | 137) && started.elapsed() >= timeout {
             return Err(SandboxError::Timeout(timeout));
+        }
+        // Killed by a signal: maybe the whole container went (stopped or removed from outside).
+        if output.exit_code >= 128 || output.exit_code < 0 {
+            self.ensure_running().await?;
         }
         Ok(output)
     }
