@@ -450,6 +450,7 @@ fn docker_cli(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_ports() {
+    const CONTAINER_TOKEN: &str = "container-test-token-0123456789";
     let config = test_config();
     let cleanup = support::docker_env::Cleanup {
         instance: config.instance.clone(),
@@ -498,6 +499,9 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
         format!("CODEFLUX_SANDBOX_INSTANCE={}", config.instance),
         "-e".into(),
         "CODEFLUX_PREVIEW_URL=http://{project}.localhost:3001".into(),
+        // Listening beyond loopback inside its container, CodeFlux requires a token.
+        "-e".into(),
+        format!("CODEFLUX_AUTH_TOKEN={CONTAINER_TOKEN}"),
     ];
     if let Some(ca) = &config.ca_cert {
         args.extend([
@@ -530,7 +534,18 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
     };
     let (api, previews) = (format!("http://{}", published("3000")), published("3001"));
 
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let bearer: reqwest::header::HeaderMap = [(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {CONTAINER_TOKEN}").parse().unwrap(),
+    )]
+    .into_iter()
+    .collect();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(bearer)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let mut healthy = false;
     for _ in 0..100 {
         if client
@@ -561,7 +576,8 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
         .unwrap();
     let project = created["id"].as_str().unwrap().to_string();
     let mut answer = serde_json::Value::Null;
-    for _ in 0..600 {
+    let mut preview_link = String::new();
+    for _ in 0..1500 {
         let detail: serde_json::Value = client
             .get(format!("{api}/api/projects/{project}"))
             .send()
@@ -572,6 +588,7 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
             .unwrap();
         if detail["status"] == "idle" {
             answer = detail["messages"][1].clone();
+            preview_link = detail["preview_link"].as_str().unwrap().to_string();
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -596,10 +613,36 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
         "",
         "the sandbox must not publish ports"
     );
+    // The preview opens through the signed link, which leaves a cookie for its host.
+    let preview_host = format!("{project}.localhost:3001");
+    let grant = &preview_link[preview_link.find("/__codeflux").unwrap()..];
+    let granted = client
+        .get(format!("http://{previews}{grant}"))
+        .header("host", &preview_host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 303);
+    let cookie = granted.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let viewer = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(
+            [(reqwest::header::COOKIE, cookie.parse().unwrap())]
+                .into_iter()
+                .collect(),
+        )
+        .build()
+        .unwrap();
     wait_for_text(
-        &client,
+        &viewer,
         &format!("http://{previews}/"),
-        Some(&format!("{project}.localhost:3001")),
+        Some(&preview_host),
         &nonce,
     )
     .await;
