@@ -461,3 +461,159 @@ async fn secrets_never_leave_the_server() {
         }
     }
 }
+
+/// Peak resident memory of a process, in MiB (`VmHWM` in /proc).
+fn peak_rss_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// Loopback load, bounded in count and time: 200 WebSocket viewers on 4 running jobs plus
+/// 50 API requests a second for `CODEFLUX_LOAD_SECS` (default 60). Nothing fails and the
+/// server's memory stays bounded; the figures printed go to docs/benchmarks.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_viewers_and_steady_api_traffic_cause_no_errors() {
+    const PROJECTS: usize = 4;
+    const VIEWERS_PER_PROJECT: usize = 50;
+    const REQUESTS_PER_SECOND: u64 = 50;
+    let seconds: u64 = std::env::var("CODEFLUX_LOAD_SECS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(60);
+    let fake = FakeLlm::start().await;
+    // Jobs that keep running for the whole test: a step every half second.
+    fake.set_delay(Duration::from_millis(500));
+    fake.push_all((0..PROJECTS * 400).map(|step| Reply::terminal(&format!("echo step {step}"))));
+    let (instance, _cleanup) = new_instance();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut env = docker_env(&instance, &fake.base_url);
+    env.push(("CODEFLUX_MAX_JOBS".into(), PROJECTS.to_string()));
+    env.push(("RUST_LOG".into(), "warn".into()));
+    let mut server = ServerProcess::start(&data_dir, &env).await;
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+
+    let mut projects = Vec::new();
+    for n in 0..PROJECTS {
+        let (status, body) = server
+            .post("/api/projects", json!({ "prompt": format!("load {n}") }))
+            .await;
+        assert_eq!(status, 201);
+        projects.push(body["id"].as_str().unwrap().to_string());
+    }
+    for project in &projects {
+        server
+            .wait_for_event(project, "first tool call", |event| {
+                is_event(event, "tool_finished")
+            })
+            .await;
+    }
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut viewers = Vec::new();
+    for project in &projects {
+        for _ in 0..VIEWERS_PER_PROJECT {
+            let url = format!("ws://127.0.0.1:{port}/projects/{project}/ws");
+            let stop = stop.clone();
+            viewers.push(tokio::spawn(async move {
+                let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+                    .await
+                    .expect("a viewer connects");
+                let mut messages = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(messages),
+                        message = socket.next() => match message {
+                            Some(Ok(_)) => messages += 1,
+                            Some(Err(error)) => return Err(format!("viewer broke: {error}")),
+                            None => return Err("viewer closed early".to_string()),
+                        },
+                    }
+                }
+            }));
+        }
+    }
+
+    let http = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1000 / REQUESTS_PER_SECOND));
+    let mut requests = Vec::new();
+    let started = std::time::Instant::now();
+    let total = seconds * REQUESTS_PER_SECOND;
+    for n in 0..total {
+        ticker.tick().await;
+        let project = &projects[n as usize % PROJECTS];
+        let path = match n % 3 {
+            0 => "/api/projects?limit=20".to_string(),
+            1 => format!("/api/projects/{project}"),
+            _ => format!("/api/projects/{project}/events"),
+        };
+        let url = format!("{}{path}", server.base);
+        let http = http.clone();
+        requests.push(tokio::spawn(async move {
+            let sent = std::time::Instant::now();
+            let response = http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            let status = response.status();
+            response.bytes().await.map_err(|error| error.to_string())?;
+            if status != 200 {
+                return Err(format!("{url}: {status}"));
+            }
+            Ok(sent.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(latency) => latencies.push(latency),
+            Err(error) => errors.push(error),
+        }
+    }
+    let elapsed = started.elapsed();
+    let peak_mib = peak_rss_mib(server.pid());
+    stop.cancel();
+    let mut messages = 0;
+    for viewer in viewers {
+        match viewer.await.unwrap() {
+            Ok(count) => messages += count,
+            Err(error) => errors.push(error),
+        }
+    }
+    latencies.sort();
+    let percentile = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "load: {} viewers, {total} API requests in {:.1} s, {} errors; API p50 {:?}, p99 {:?}; {messages} WebSocket messages; server peak RSS {peak_mib} MiB",
+        PROJECTS * VIEWERS_PER_PROJECT,
+        elapsed.as_secs_f64(),
+        errors.len(),
+        percentile(50),
+        percentile(99),
+    );
+    assert!(
+        errors.is_empty(),
+        "{} errors, e.g. {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(messages > 0, "viewers saw live progress");
+    assert!(
+        peak_mib < 512,
+        "the server's memory grew to {peak_mib} MiB under load"
+    );
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(60)).await;
+}
