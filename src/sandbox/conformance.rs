@@ -238,6 +238,31 @@ pub async fn huge_output_and_files_are_bounded(sandbox: &dyn Sandbox) {
     sandbox.run("rm -f big.bin", QUICK).await.unwrap();
 }
 
+/// A command whose caller stops waiting (a cancelled job, a shutdown) is killed, not left
+/// running in the sandbox.
+pub async fn abandoned_command_is_killed(sandbox: &dyn Sandbox) {
+    let tag = 1000 + rand::random_range(0..9000u32);
+    let command = format!("sleep {tag}7");
+    let abandoned = sandbox.run(&command, Duration::from_secs(600));
+    // Given up on after a moment, as a cancelled job does.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), abandoned)
+            .await
+            .is_err()
+    );
+    let find = format!(
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep '^sleep {tag}7' || true"
+    );
+    for _ in 0..60 {
+        let survivors = sandbox.run(&find, QUICK).await.unwrap();
+        if survivors.stdout.trim().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the abandoned command kept running");
+}
+
 /// Runs every check above.
 pub async fn all(sandbox: &dyn Sandbox) {
     run_and_exit_codes(sandbox).await;
@@ -247,4 +272,5 @@ pub async fn all(sandbox: &dyn Sandbox) {
     timeout_kills(sandbox).await;
     path_escape_refused(sandbox).await;
     huge_output_and_files_are_bounded(sandbox).await;
+    abandoned_command_is_killed(sandbox).await;
 }

@@ -160,23 +160,31 @@ impl Sandbox for DockerSandbox {
         self.touch();
         // coreutils `timeout` runs the command in its own process group and signals the whole
         // group, so children (npm's workers, a stray server) die with it. Docker's exec API
-        // has no way to kill an exec, so this is what makes the time limit real.
+        // has no way to kill an exec, so this is what makes the time limit real. The group's
+        // id is left in a file, so a caller that gives up early can kill it too.
         let seconds = timeout.as_secs_f64().max(0.1);
+        let marker = format!("/tmp/.codeflux-command-{}", uuid::Uuid::now_v7().simple());
         let argv = vec![
-            "timeout".to_string(),
-            "--kill-after".to_string(),
+            "sh".to_string(),
+            "-c".to_string(),
+            r#"timeout --kill-after "$1" "$2" bash -lc "$3" & echo $! > "$0"; wait $!; code=$?; rm -f "$0"; exit $code"#.to_string(),
+            marker.clone(),
             format!("{KILL_GRACE_SECS}s"),
             format!("{seconds:.1}s"),
-            "bash".to_string(),
-            "-lc".to_string(),
             command.to_string(),
         ];
+        let mut abandoned = KillOnDrop {
+            docker: self.docker.clone(),
+            container_id: self.container_id.clone(),
+            marker: Some(marker),
+        };
         let started = Instant::now();
         // The client-side limit is only a backstop in case the engine stops answering.
         let backstop = timeout + Duration::from_secs(KILL_GRACE_SECS + 10);
         let output = tokio::time::timeout(backstop, self.exec(argv))
             .await
             .map_err(|_| SandboxError::Timeout(timeout))??;
+        abandoned.marker = None;
         // 124: `timeout` fired; 137: it had to KILL after the grace period.
         if matches!(output.exit_code, 124 | 137) && started.elapsed() >= timeout {
             return Err(SandboxError::Timeout(timeout));
@@ -293,6 +301,42 @@ impl Sandbox for DockerSandbox {
             }) => Ok(()),
             Err(error) => Err(self.map_error(error)),
         }
+    }
+}
+
+/// Kills a command whose caller stopped waiting for it (a job cancelled or shut down):
+/// dropping an exec's stream leaves the process running in the container.
+struct KillOnDrop {
+    docker: Docker,
+    container_id: String,
+    /// The file holding the command's process group; `None` once the command ended.
+    marker: Option<String>,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let (Some(marker), Ok(runtime)) =
+            (self.marker.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let docker = self.docker.clone();
+        let container_id = self.container_id.clone();
+        runtime.spawn(async move {
+            let kill = ExecConfig {
+                user: Some(SANDBOX_USER.to_string()),
+                cmd: Some(vec![
+                    "sh".to_string(),
+                    "-c".to_string(),
+                    r#"kill -KILL "-$(cat "$0")" 2>/dev/null; rm -f "$0""#.to_string(),
+                    marker,
+                ]),
+                ..Default::default()
+            };
+            if let Ok(exec) = docker.create_exec(&container_id, kill).await {
+                let _ = docker.start_exec(&exec.id, None).await;
+            }
+        });
     }
 }
 

@@ -125,25 +125,27 @@ impl Envd {
             let text = response.text().await.unwrap_or_default();
             return Err(self.failure(status, &text));
         }
-        let mut pid = None;
+        // envd only stops a command when its deadline passes, not when we hang up: a caller
+        // that stops waiting (timeout here, a cancelled job) has it killed.
+        let mut running = KillOnDrop {
+            envd: self.clone(),
+            pid: None,
+        };
         // envd enforces the limit itself; this only guards against a stream that never ends.
         let outcome = tokio::time::timeout(
             timeout + Duration::from_secs(5),
-            read_stream(response, &mut pid),
+            read_stream(response, &mut running.pid),
         )
         .await;
         match outcome {
-            Ok(result) => result.map_err(|error| match error {
-                SandboxError::Timeout(_) => SandboxError::Timeout(timeout),
-                other => other,
-            }),
-            Err(_) => {
-                // envd only stops a command when its deadline passes, not when we hang up.
-                if let Some(pid) = pid {
-                    self.kill_process(pid).await;
-                }
-                Err(SandboxError::Timeout(timeout))
+            Ok(result) => {
+                running.pid = None;
+                result.map_err(|error| match error {
+                    SandboxError::Timeout(_) => SandboxError::Timeout(timeout),
+                    other => other,
+                })
             }
+            Err(_) => Err(SandboxError::Timeout(timeout)),
         }
     }
 
@@ -222,6 +224,23 @@ impl Envd {
             return Err(SandboxError::FileNotFound(path.to_string()));
         }
         Err(self.failure(status, &text))
+    }
+}
+
+/// Sends SIGKILL to a command that is still running when its caller lets go of it.
+struct KillOnDrop {
+    envd: Envd,
+    pid: Option<u64>,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let (Some(pid), Ok(runtime)) = (self.pid.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let envd = self.envd.clone();
+        runtime.spawn(async move { envd.kill_process(pid).await });
     }
 }
 
