@@ -500,6 +500,7 @@ async fn many_viewers_and_steady_api_traffic_cause_no_errors() {
     let data_dir = dir.path().join("data");
     let mut env = docker_env(&instance, &fake.base_url);
     env.push(("CODEFLUX_MAX_JOBS".into(), PROJECTS.to_string()));
+    env.push(("CODEFLUX_MAX_ITERATIONS".into(), "1000".into()));
     env.push(("RUST_LOG".into(), "warn".into()));
     let mut server = ServerProcess::start(&data_dir, &env).await;
     let port = server.base.rsplit(':').next().unwrap().to_string();

@@ -608,3 +608,64 @@ async fn serving_beyond_loopback_without_a_token_is_refused() {
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
 }
+
+/// Unmounts a file system the test mounted, however the test ends.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A workspace whose disk is full: the write fails with the system's own message, the model
+/// hears it as a tool error, and the job still ends with an answer.
+#[tokio::test]
+async fn a_full_workspace_disk_is_a_clear_tool_error_and_the_job_still_ends() {
+    let base = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(base.path())
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root (CI runs as root)"
+    );
+    let _unmount = Unmount(base.path().to_path_buf());
+    let sandboxes = support::host_sandbox::HostSandboxes::in_folder(base);
+    let fake = support::fake_llm::FakeLlm::start().await;
+    fake.push_all([
+        Reply::write("app/data.json", &"x".repeat(600 * 1024)),
+        Reply::summary("tried"),
+    ]);
+    let data_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let server = Harness::start_on(fake, data_dir, sandboxes, |_| {}).await;
+    let project = server.create("fill the disk").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["role"], "assistant");
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    let failed_write = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["event"] == "tool_finished")
+        .unwrap();
+    assert_eq!(failed_write["ok"], false, "{failed_write}");
+    let told = &server.fake.agent_requests()[1];
+    let tool_answer = told["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|message| message["role"] == "tool")
+        .unwrap();
+    assert!(
+        content(tool_answer).contains("No space left on device"),
+        "{tool_answer}"
+    );
+    // The server goes on answering.
+    server.create("next one").await;
+}

@@ -90,8 +90,13 @@ pub struct HostSandboxes {
 
 impl HostSandboxes {
     pub fn new() -> Arc<Self> {
+        Self::in_folder(tempfile::tempdir().unwrap())
+    }
+
+    /// Workspaces under `base` (e.g. a small file system, to see a full disk).
+    pub fn in_folder(base: tempfile::TempDir) -> Arc<Self> {
         Arc::new(Self {
-            base: tempfile::tempdir().unwrap(),
+            base,
             live: Mutex::default(),
             created: Mutex::new(0),
         })
