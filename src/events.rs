@@ -61,6 +61,9 @@ pub enum EventKind {
         message_id: Uuid,
         ok: bool,
         detail: String,
+        /// Stopped at the user's request rather than failed.
+        #[serde(default)]
+        stopped: bool,
     },
 }
 

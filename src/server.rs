@@ -101,6 +101,7 @@ impl Services {
         };
         let generation = Arc::new(Generation {
             store: store.clone(),
+            journals: Default::default(),
             events: events.clone(),
             llm,
             sandboxes,

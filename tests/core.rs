@@ -607,3 +607,112 @@ async fn the_fake_model_speaks_the_protocol_the_official_openai_client_expects()
     assert!(stdout.contains("openai SDK check passed"), "{stdout}");
     assert_eq!(fake.remaining(), 0);
 }
+
+async fn wait_for_tool(server: &Harness, project: &str, tool: &str) {
+    for _ in 0..3000 {
+        let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+        if events.as_array().is_some_and(|events| {
+            events
+                .iter()
+                .any(|event| event["event"] == "tool_started" && event["tool"] == tool)
+        }) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the {tool} call never started");
+}
+
+#[tokio::test]
+async fn stop_ends_a_running_job_and_its_files_join_the_next_version() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::write("app/page.tsx", "v1"),
+        Reply::summary("v1"),
+        Reply::write("app/extra.tsx", "written before the stop"),
+        Reply::terminal("sleep 30"),
+    ]);
+    let project = server.create("first").await;
+    server.settled(&project).await;
+    server.follow_up(&project, "more").await;
+    wait_for_tool(&server, &project, "terminal").await;
+
+    let (status, body) = server
+        .post(&format!("/api/projects/{project}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = server
+        .settled_within(&project, std::time::Duration::from_secs(10))
+        .await;
+    let last = done["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "stopped", "{last}");
+    assert!(last["fragment"].is_null(), "a stopped job makes no version");
+    assert!(
+        last["content"].as_str().unwrap().contains("1 file"),
+        "{last}"
+    );
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    let end = events.as_array().unwrap().last().unwrap();
+    assert_eq!(end["event"], "finished");
+    assert_eq!(end["stopped"], true);
+
+    // Nothing runs now.
+    let (status, _) = server
+        .post(&format!("/api/projects/{project}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = server
+        .post(
+            &format!("/api/projects/{}/cancel", uuid::Uuid::now_v7()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The next prompt builds on the last version plus what the stopped job wrote.
+    server
+        .fake
+        .push_all([Reply::write("app/more.tsx", "after"), Reply::summary("v2")]);
+    server.follow_up(&project, "go on").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let files = answer["fragment"]["files"].as_object().unwrap();
+    assert_eq!(files["app/page.tsx"], "v1");
+    assert_eq!(files["app/extra.tsx"], "written before the stop");
+    assert_eq!(files["app/more.tsx"], "after");
+    let last_request = server.fake.agent_requests().last().unwrap().clone();
+    assert!(
+        last_request.to_string().contains("app/extra.tsx"),
+        "the model is told about the kept file"
+    );
+}
+
+#[tokio::test]
+async fn stop_ends_a_queued_job_before_it_starts() {
+    let server = Harness::start_with(|settings| settings.max_jobs = 1).await;
+    server.fake.push(Reply::terminal("sleep 30"));
+    let busy = server.create("keeps the only worker busy").await;
+    wait_for_tool(&server, &busy, "terminal").await;
+    let waiting = server.create("waits in the queue").await;
+    let (status, _) = server
+        .post(&format!("/api/projects/{waiting}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let done = server
+        .settled_within(&waiting, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(done["messages"][1]["type"], "stopped");
+    assert_eq!(done["messages"].as_array().unwrap().len(), 2);
+    let (status, _) = server
+        .post(&format!("/api/projects/{busy}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    server
+        .settled_within(&busy, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        server.fake.agent_requests().len(),
+        1,
+        "the stopped queued job never asked the model"
+    );
+}

@@ -766,3 +766,60 @@ async fn a_sandbox_removed_mid_command_ends_the_job_and_the_next_visit_revives_i
     wait_for_text(&client, &proxy, Some(&host), &nonce).await;
     provider.release(project.parse().unwrap()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_kills_the_running_command_in_the_container() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = FakeLlm::start().await;
+    let tag = 1000 + rand::random_range(0..9000u32);
+    fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            "export default function Page() { return <main/>; }\n",
+        ),
+        Reply::terminal(&format!("sleep {tag}9")),
+    ]);
+    let server = Harness::start_with_provider(fake, provider, preview_listener, |_| {}).await;
+    let project = server.create("a page").await;
+    wait_for_event(&server, &project, "tool_started", Some("terminal")).await;
+    let container = format!("codeflux-{}-{project}", cleanup.instance);
+    let running = || {
+        let listed = std::process::Command::new("docker")
+            .args(["exec", &container, "sh", "-c"])
+            .arg(format!(
+                "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep {tag}9' || true"
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listed.stdout).trim().to_string()
+    };
+    for _ in 0..100 {
+        if running() != "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(running(), "1", "the command runs in the container");
+
+    let (status, _) = server
+        .post(&format!("/api/projects/{project}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let done = server
+        .settled_within(&project, Duration::from_secs(10))
+        .await;
+    assert_eq!(done["messages"][1]["type"], "stopped", "{done:#}");
+    let mut gone = false;
+    for _ in 0..100 {
+        if running() == "0" {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the stopped job's command was killed in the container"
+    );
+}

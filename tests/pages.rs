@@ -265,6 +265,10 @@ async fn errors_are_styled_as_errors_and_running_projects_stream_progress() {
     )));
     assert!(body.contains("Queued, waiting for a free worker"));
     assert!(body.contains("aria-live=\"polite\""));
+    assert!(
+        body.contains(&format!("hx-post=\"/projects/{}/cancel\"", project.id)),
+        "a running job has a Stop button"
+    );
 
     state
         .store
@@ -278,6 +282,19 @@ async fn errors_are_styled_as_errors_and_running_projects_stream_progress() {
         .unwrap();
     let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
     assert!(body.contains("message assistant error"));
+
+    state
+        .store
+        .add_assistant_message(
+            project.id,
+            MessageType::Stopped,
+            "Stopped at your request.",
+            None,
+            None,
+        )
+        .unwrap();
+    let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
+    assert!(body.contains("message assistant stopped"));
 }
 
 #[tokio::test]

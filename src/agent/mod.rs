@@ -14,7 +14,7 @@ use crate::llm::{ChatMessage, ChatRequest, Llm, LlmError};
 use crate::sandbox::Sandbox;
 use crate::store::TokenUsage;
 
-pub use tools::Toolbox;
+pub use tools::{Journal, Toolbox};
 
 /// Low temperature: the agent should write code, not improvise.
 const AGENT_TEMPERATURE: f32 = 0.1;
@@ -82,6 +82,8 @@ pub enum AgentError {
 }
 
 pub struct Agent<'a> {
+    /// Where every written file is also recorded as it is written (kept if the job stops).
+    pub journal: Option<Journal>,
     pub llm: &'a dyn Llm,
     pub sandbox: &'a dyn Sandbox,
     pub settings: &'a AgentSettings,
@@ -99,6 +101,7 @@ impl Agent<'_> {
             sandbox: self.sandbox,
             command_timeout: self.settings.command_timeout,
             written: BTreeMap::new(),
+            journal: self.journal.clone(),
         };
         let mut usage = TokenUsage::default();
         let max = self.settings.max_iterations.max(1);

@@ -118,12 +118,18 @@ struct ReadArgs {
     files: Vec<String>,
 }
 
+/// Files written so far, path → content, shared with whoever must keep them even if the run
+/// is stopped halfway.
+pub type Journal = std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>>;
+
 /// Runs tool calls against one sandbox and remembers every file written.
 pub struct Toolbox<'a> {
     pub sandbox: &'a dyn Sandbox,
     pub command_timeout: Duration,
     /// Files written during this job, path → content.
     pub written: BTreeMap<String, String>,
+    /// Also records each written file as soon as it is written.
+    pub journal: Option<Journal>,
 }
 
 impl Toolbox<'_> {
@@ -270,6 +276,12 @@ impl Toolbox<'_> {
             })
             .collect();
         for (write, file) in writes.into_iter().zip(files) {
+            if let Some(journal) = &self.journal {
+                journal
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(write.path.relative().to_string(), file.content.clone());
+            }
             self.written
                 .insert(write.path.relative().to_string(), file.content);
         }

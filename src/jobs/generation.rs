@@ -28,6 +28,8 @@ impl PreviewAddress {
 
 pub struct Generation {
     pub store: Store,
+    /// Files each running job has written so far, so a stopped job's work is not lost.
+    pub journals: Journals,
     pub events: EventHub,
     pub llm: Arc<dyn Llm>,
     /// `None` when no backend is configured: jobs then fail with a message saying what to set.
@@ -77,6 +79,7 @@ impl Generation {
         let outcome = tokio::time::timeout(limit, self.generate(job))
             .await
             .unwrap_or(Err(JobError::TimedOut(limit)));
+        self.journals.take(job.id);
         match outcome {
             Ok(message) => Ok(message),
             Err(error) => {
@@ -84,6 +87,32 @@ impl Generation {
                 self.fail(job, &error.to_string())
             }
         }
+    }
+
+    /// Ends a job the user stopped: the files it wrote stay in the sandbox and are kept for
+    /// the next version.
+    pub fn stopped(&self, job: &Job) -> Result<Message, StoreError> {
+        let written = self.journals.take(job.id);
+        let kept = written.len();
+        if kept > 0 {
+            self.store.add_unsaved_files(job.project_id, written)?;
+        }
+        let content = if kept == 0 {
+            "Stopped at your request.".to_string()
+        } else {
+            format!(
+                "Stopped at your request. The {kept} file{} written so far stay in the sandbox, and your next prompt continues from them.",
+                if kept == 1 { "" } else { "s" }
+            )
+        };
+        let (message, _) = self.store.add_assistant_message(
+            job.project_id,
+            MessageType::Stopped,
+            &content,
+            None,
+            None,
+        )?;
+        Ok(message)
     }
 
     /// Ends a job with an error message the user can act on.
@@ -100,7 +129,9 @@ impl Generation {
     }
 
     async fn generate(&self, job: &Job) -> Result<Message, JobError> {
-        let previous = self.store.latest_fragment(job.project_id)?;
+        let mut previous = self.store.latest_fragment(job.project_id)?;
+        // Files a stopped job wrote are part of the app from here on.
+        let unsaved = self.store.unsaved_files(job.project_id)?;
         let prepared = self.prepare_sandbox(job.project_id).await?;
         self.publish(
             job,
@@ -118,11 +149,17 @@ impl Generation {
             prompt,
             existing_files: previous
                 .as_ref()
-                .map(|fragment| fragment.files.keys().cloned().collect())
-                .unwrap_or_default(),
+                .map(|fragment| fragment.files.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(unsaved.keys().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
         };
         let on_event = |kind: EventKind| self.publish(job, kind);
         let agent = Agent {
+            journal: Some(self.journals.start(job.id)),
             llm: self.llm.as_ref(),
             sandbox: sandbox.as_ref(),
             settings: &self.settings,
@@ -130,7 +167,11 @@ impl Generation {
         };
         let result = agent.run(&task).await?;
 
-        let mut files = previous.map(|fragment| fragment.files).unwrap_or_default();
+        let mut files = previous
+            .take()
+            .map(|fragment| fragment.files)
+            .unwrap_or_default();
+        files.extend(unsaved);
         files.extend(result.written);
         let content = match &result.note {
             Some(note) => format!("{}\n\n{note}", result.reply),
@@ -147,6 +188,7 @@ impl Generation {
                 files,
             }),
         )?;
+        self.store.clear_unsaved_files(job.project_id)?;
         tracing::info!(steps = result.iterations, "job finished");
         Ok(message)
     }
@@ -203,5 +245,41 @@ impl Generation {
         if let Err(error) = self.events.publish(job.project_id, job.id, kind) {
             tracing::error!(%error, "could not record a progress event");
         }
+    }
+}
+
+/// What each running job has written so far, by job id.
+#[derive(Default)]
+pub struct Journals {
+    jobs: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Journal>>,
+}
+
+pub use crate::agent::Journal;
+
+impl Journals {
+    pub fn start(&self, job_id: uuid::Uuid) -> Journal {
+        let journal = Journal::default();
+        self.lock().insert(job_id, journal.clone());
+        journal
+    }
+
+    /// The files the job wrote, and forgets the job.
+    pub fn take(&self, job_id: uuid::Uuid) -> std::collections::BTreeMap<String, String> {
+        self.lock()
+            .remove(&job_id)
+            .map(|journal| {
+                std::mem::take(
+                    &mut *journal
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<uuid::Uuid, Journal>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

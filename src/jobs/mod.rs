@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use generation::{Generation, JobError, PreparedSandbox, PreviewAddress};
+pub use generation::{Generation, JobError, Journal, Journals, PreparedSandbox, PreviewAddress};
 pub use revival::Revival;
 
 use crate::events::EventKind;
@@ -35,6 +35,8 @@ struct Inner {
     busy_projects: Mutex<HashSet<Uuid>>,
     /// The task of every running job, so a shutdown can stop it.
     running: Mutex<HashMap<Uuid, tokio::task::AbortHandle>>,
+    /// Jobs the user asked to stop (as opposed to a shutdown, which requeues them).
+    cancelled: Mutex<HashSet<Uuid>>,
     wake: Notify,
     /// Signalled whenever a job finishes (tests and `generate` wait on it).
     finished: Notify,
@@ -56,6 +58,7 @@ impl JobQueue {
                 workers: Arc::new(Semaphore::new(max_jobs.max(1))),
                 busy_projects: Mutex::default(),
                 running: Mutex::default(),
+                cancelled: Mutex::default(),
                 wake: Notify::new(),
                 finished: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -163,15 +166,20 @@ impl JobQueue {
             let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
                 break;
             };
-            let mut job = job?;
-            if job.status != JobStatus::Queued || self.is_busy(job.project_id) {
+            let job = job?;
+            if job.status != JobStatus::Queued || !self.claim(&job) {
+                continue;
+            }
+            // Read again under the claim: a stop may have ended it since it was listed.
+            let mut job = store.job(job.id)?;
+            if job.status != JobStatus::Queued {
+                self.set_busy(job.project_id, false);
                 continue;
             }
             job.status = JobStatus::Running;
             job.attempts += 1;
             store.put_job(&job)?;
             store.flush().await?;
-            self.set_busy(job.project_id, true);
             let queue = self.clone();
             tokio::spawn(async move {
                 queue.execute(job).await;
@@ -190,18 +198,25 @@ impl JobQueue {
         let span = tracing::info_span!("job", job = %job.id, project = %job.project_id, attempt = job.attempts);
         let task = tokio::spawn(async move { generation.run(&running).await }.instrument(span));
         lock(&self.inner.running).insert(job.id, task.abort_handle());
-        // A shutdown that began while this job was being handed out stops it too.
-        if self.inner.shutdown.is_cancelled() {
+        // A shutdown or a stop that came while this job was being handed out stops it too.
+        if self.inner.shutdown.is_cancelled() || lock(&self.inner.cancelled).contains(&job.id) {
             task.abort();
         }
         let outcome = task.await;
         lock(&self.inner.running).remove(&job.id);
-        if outcome.as_ref().is_err_and(|error| error.is_cancelled()) {
+        let stopped_by_user = lock(&self.inner.cancelled).remove(&job.id);
+        if outcome.as_ref().is_err_and(|error| error.is_cancelled()) && !stopped_by_user {
             self.requeue(&mut job);
             self.set_busy(job.project_id, false);
             return;
         }
         let message = match outcome {
+            _ if stopped_by_user => self
+                .inner
+                .generation
+                .stopped(&job)
+                .inspect_err(|error| tracing::error!(%error, "could not store the stop"))
+                .ok(),
             Ok(Ok(message)) => Some(message),
             Ok(Err(error)) => {
                 tracing::error!(job = %job.id, %error, "could not store the job's answer");
@@ -221,8 +236,9 @@ impl JobQueue {
                     .ok()
             }
         };
-        let status = match &message {
-            Some(message) if message.kind == MessageType::Result => JobStatus::Done,
+        let status = match message.as_ref().map(|message| message.kind) {
+            Some(MessageType::Result) => JobStatus::Done,
+            Some(MessageType::Stopped) => JobStatus::Cancelled,
             _ => JobStatus::Failed,
         };
         // Announced before the status changes, so whoever sees the project idle also finds
@@ -237,6 +253,42 @@ impl JobQueue {
             tracing::error!(%error, "could not flush storage");
         }
         self.set_busy(job.project_id, false);
+    }
+
+    /// Stops the project's running or queued job at the user's request. Returns whether
+    /// there was one. The running job's task is aborted at once (its model call abandoned,
+    /// its sandbox command killed) and ends with a message saying it was stopped.
+    pub fn cancel(&self, project_id: Uuid) -> Result<bool, StoreError> {
+        let store = &self.inner.generation.store;
+        let mut found = false;
+        for job in store.open_jobs_of(project_id)? {
+            found = true;
+            match job.status {
+                JobStatus::Running => {
+                    lock(&self.inner.cancelled).insert(job.id);
+                    if let Some(task) = lock(&self.inner.running).get(&job.id) {
+                        task.abort();
+                    }
+                }
+                _ => {
+                    // Not started yet: it ends here, unless the dispatcher holds its project
+                    // (then it is stopped as soon as it is handed out).
+                    lock(&self.inner.cancelled).insert(job.id);
+                    if !self.claim(&job) {
+                        continue;
+                    }
+                    let mut job = job;
+                    let stopped = self.inner.generation.stopped(&job).and_then(|message| {
+                        announce(&self.inner, &job, &message);
+                        finish(&self.inner, &mut job, JobStatus::Cancelled)
+                    });
+                    lock(&self.inner.cancelled).remove(&job.id);
+                    self.set_busy(job.project_id, false);
+                    stopped?;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Puts a job stopped by a shutdown back in the queue; it runs again from the start.
@@ -255,8 +307,15 @@ impl JobQueue {
         );
     }
 
-    fn is_busy(&self, project_id: Uuid) -> bool {
-        lock(&self.inner.busy_projects).contains(&project_id)
+    /// Takes the job's project for this job unless another job holds it. Dispatching and
+    /// stopping a queued job both claim, so the two never act on one job at once.
+    fn claim(&self, job: &Job) -> bool {
+        let mut busy = lock(&self.inner.busy_projects);
+        if busy.contains(&job.project_id) {
+            return false;
+        }
+        busy.insert(job.project_id);
+        true
     }
 
     fn set_busy(&self, project_id: Uuid, busy: bool) {
@@ -292,6 +351,7 @@ fn announce(inner: &Inner, job: &Job, message: &Message) {
             message_id: message.id,
             ok,
             detail,
+            stopped: message.kind == MessageType::Stopped,
         },
     );
 }

@@ -56,6 +56,8 @@ pub struct Store {
     queue: sled::Tree,
     /// `project_id ++ seq` → stored progress event (owned by `events`)
     events: sled::Tree,
+    /// `project_id` → files written by a stopped job, not yet part of a version
+    unsaved: sled::Tree,
     flusher: Arc<flusher::Flusher>,
 }
 
@@ -79,6 +81,7 @@ impl Store {
             open_jobs: db.open_tree("open_jobs")?,
             queue: db.open_tree("queue")?,
             events: db.open_tree("events")?,
+            unsaved: db.open_tree("unsaved_files")?,
             flusher: Arc::new(flusher::Flusher::start(db.clone())),
             db,
         };
@@ -180,7 +183,31 @@ impl Store {
                 tree.remove(key?)?;
             }
         }
+        self.unsaved.remove(id.as_bytes())?;
         self.projects.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    // --- files written by stopped jobs ---
+
+    /// Keeps files a stopped job wrote (they are in the sandbox) so the next version
+    /// includes them.
+    pub fn add_unsaved_files(
+        &self,
+        project_id: Uuid,
+        files: BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        let mut all = self.unsaved_files(project_id)?;
+        all.extend(files);
+        put(&self.unsaved, project_id.as_bytes(), &all)
+    }
+
+    pub fn unsaved_files(&self, project_id: Uuid) -> StoreResult<BTreeMap<String, String>> {
+        Ok(get(&self.unsaved, project_id.as_bytes())?.unwrap_or_default())
+    }
+
+    pub fn clear_unsaved_files(&self, project_id: Uuid) -> StoreResult<()> {
+        self.unsaved.remove(project_id.as_bytes())?;
         Ok(())
     }
 
@@ -307,7 +334,7 @@ impl Store {
                 self.open_jobs.insert(index_key, &[])?;
                 self.queue.insert(job.id.as_bytes(), &[])?;
             }
-            JobStatus::Done | JobStatus::Failed => {
+            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled => {
                 self.open_jobs.remove(index_key)?;
                 self.queue.remove(job.id.as_bytes())?;
             }
@@ -322,6 +349,18 @@ impl Store {
             .iter()
             .keys()
             .map(|key| self.job(uuid_from(&key?)))
+    }
+
+    /// The project's queued or running jobs, oldest first.
+    pub fn open_jobs_of(&self, project_id: Uuid) -> StoreResult<Vec<Job>> {
+        let mut jobs = self
+            .open_jobs
+            .scan_prefix(project_id.as_bytes())
+            .keys()
+            .map(|key| self.job(uuid_from(&key?[16..])))
+            .collect::<StoreResult<Vec<Job>>>()?;
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
     }
 
     pub fn project_status(&self, project_id: Uuid) -> StoreResult<ProjectStatus> {

@@ -28,6 +28,8 @@ pub enum Role {
 pub enum MessageType {
     Result,
     Error,
+    /// The user stopped the job before it finished.
+    Stopped,
 }
 
 /// Tokens spent on the model calls behind one assistant message.
@@ -77,6 +79,8 @@ pub enum JobStatus {
     Running,
     Done,
     Failed,
+    /// Stopped at the user's request.
+    Cancelled,
 }
 
 /// One generation request, recorded before the API answers so that it survives a restart.

@@ -43,6 +43,7 @@ pub fn item(event: &Event) -> Option<Markup> {
         ),
         EventKind::Summary { text } => ("", "📝", html! { (text) }),
         EventKind::Requeued { reason } => ("", "↻", html! { (reason) }),
+        EventKind::Finished { stopped: true, .. } => ("", "■", html! { "Stopped" }),
         EventKind::Finished {
             ok: true, detail, ..
         } => ("ok", "✓", html! { "Done, " (detail) }),
@@ -70,6 +71,7 @@ fn step_label(events: &[Event]) -> String {
         Some(EventKind::ToolStarted { tool, summary }) => format!("{} {summary}", verb(tool)),
         Some(EventKind::Summary { .. }) => "Writing the reply".to_string(),
         Some(EventKind::Requeued { .. }) => "Waiting for CodeFlux to restart".to_string(),
+        Some(EventKind::Finished { stopped: true, .. }) => "Stopped".to_string(),
         Some(EventKind::Finished { ok: true, .. }) => "Done".to_string(),
         Some(EventKind::Finished { ok: false, .. }) => "Failed".to_string(),
         Some(_) => "Thinking".to_string(),
@@ -117,6 +119,10 @@ pub fn head(events: &[Event], out_of_band: bool) -> Markup {
             }
             @if let Some(started) = started {
                 @if finished { span.elapsed { "finished" } } @else { span.elapsed data-started=(started) title="Elapsed time" { "0:00" } }
+            }
+            @if let (false, Some(first)) = (finished, events.first()) {
+                button.stop type="button" hx-post={ "/projects/" (first.project_id) "/cancel" } hx-swap="none"
+                    title="Stop this request; files written so far are kept" { "Stop" }
             }
           }
           div.bar aria-hidden="true" { span style={ "width:" (progress_percent(events)) "%" } {} }

@@ -115,8 +115,9 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
         Role::Assistant => ("assistant", "CodeFlux"),
     };
     let error = message.kind == MessageType::Error;
+    let stopped = message.kind == MessageType::Stopped;
     html! {
-        article.message.(role_class).error[error] id={ "message-" (message.id) } {
+        article.message.(role_class).error[error].stopped[stopped] id={ "message-" (message.id) } {
             span.who { (who) }
             (message.content)
             @if let Some(fragment) = &view.fragment {

@@ -149,6 +149,18 @@ pub async fn delete_project(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Stops the project's running (or queued) job: 202, or 409 when nothing runs.
+pub async fn cancel(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    state.stop_job(project_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "status": "stopping" })),
+    ))
+}
+
 /// The stored progress events of the project's latest job (what the WebSocket replays).
 pub async fn project_events(
     State(state): State<AppState>,
@@ -181,6 +193,16 @@ fn message_views(store: &Store, project_id: Uuid) -> Result<Vec<MessageView>, Ap
 }
 
 impl AppState {
+    /// Stops the project's job, or says there is none.
+    pub(crate) async fn stop_job(&self, project_id: Uuid) -> Result<(), AppError> {
+        self.store.project(project_id)?;
+        if !self.jobs.cancel(project_id)? {
+            return Err(AppError::Conflict("nothing is running for this project"));
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
     /// Announces a freshly stored job on the project's progress stream.
     pub(crate) fn job_submitted(
         &self,

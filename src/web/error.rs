@@ -18,6 +18,8 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("sign in first: send `Authorization: Bearer <CODEFLUX_AUTH_TOKEN>`")]
     Unauthorized,
     /// A request axum could not take apart (body, path, query), with the status it calls for.
@@ -83,6 +85,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Rejected { status, .. } => *status,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

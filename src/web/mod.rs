@@ -91,6 +91,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(api::add_message),
         )
         .route("/projects/{id}/events", get(api::project_events))
+        .route("/projects/{id}/cancel", post(api::cancel))
         .fallback(|| async { AppError::NotFound("API route") });
     let pages = Router::new()
         .route("/", get(pages::home_page))
@@ -103,6 +104,7 @@ pub fn app(state: AppState) -> Router {
             get(pages::project_page).delete(pages::delete_project),
         )
         .route("/projects/{id}/messages", post(pages::add_message))
+        .route("/projects/{id}/cancel", post(pages::cancel))
         .route("/projects/{id}/workspace", get(pages::workspace))
         .route(
             "/projects/{id}/fragments/{message_id}/download",

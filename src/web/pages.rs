@@ -285,6 +285,15 @@ pub async fn download(
         .into_response())
 }
 
+/// The Stop button: the WebSocket then brings the stopped state to the page.
+pub async fn cancel(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+) -> Result<StatusCode, AppError> {
+    state.stop_job(project_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Deletes a project from its page and sends the browser home.
 pub async fn delete_project(
     State(state): State<AppState>,
