@@ -716,3 +716,107 @@ async fn stop_ends_a_queued_job_before_it_starts() {
         "the stopped queued job never asked the model"
     );
 }
+
+#[tokio::test]
+async fn versions_are_listed_and_restoring_makes_an_old_one_the_newest() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::write("app/page.tsx", "one"),
+        Reply::summary("v1"),
+        Reply::tool(
+            "createOrUpdateFiles",
+            json!({ "files": [
+                { "path": "app/page.tsx", "content": "two" },
+                { "path": "app/extra.tsx", "content": "only in two" }
+            ] }),
+        ),
+        Reply::summary("v2"),
+    ]);
+    let project = server.create("first").await;
+    server.settled(&project).await;
+    server.follow_up(&project, "second").await;
+    server.settled(&project).await;
+
+    let (status, versions) = server
+        .get(&format!("/api/projects/{project}/versions"))
+        .await;
+    assert_eq!(status, 200);
+    let versions = versions.as_array().unwrap().clone();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["version"], 1);
+    assert_eq!(versions[0]["files"], 1);
+    assert_eq!(versions[1]["version"], 2);
+    assert_eq!(versions[1]["files"], 2);
+
+    let v1 = versions[0]["id"].as_str().unwrap();
+    let (status, restored) = server
+        .post(
+            &format!("/api/projects/{project}/versions/{v1}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{restored}");
+    assert_eq!(restored["version"], 3);
+    assert_eq!(restored["files"], 1);
+
+    // The sandbox holds exactly v1's files again; v2 is still listed.
+    let workspace = server.sandboxes.workspace(project.parse().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("app/page.tsx")).unwrap(),
+        "one"
+    );
+    assert!(
+        !workspace.join("app/extra.tsx").exists(),
+        "files the restored version lacks are removed"
+    );
+    let (_, versions) = server
+        .get(&format!("/api/projects/{project}/versions"))
+        .await;
+    assert_eq!(versions.as_array().unwrap().len(), 3);
+    let last = server.last_message(&project).await;
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("Restored version 1"),
+        "{last}"
+    );
+    assert_eq!(last["version"], 3);
+    assert_eq!(last["fragment"]["files"]["app/page.tsx"], "one");
+
+    // The next prompt builds on the restored files.
+    server
+        .fake
+        .push_all([Reply::write("app/new.tsx", "new"), Reply::summary("v4")]);
+    server.follow_up(&project, "go on").await;
+    let answer = server.last_message(&project).await;
+    let files = answer["fragment"]["files"].as_object().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files["app/page.tsx"], "one");
+
+    // Unknown versions are 404; nothing is restored while a job runs.
+    let (status, _) = server
+        .post(
+            &format!(
+                "/api/projects/{project}/versions/{}/restore",
+                uuid::Uuid::now_v7()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    server.fake.push(Reply::terminal("sleep 30"));
+    server.follow_up(&project, "slow").await;
+    wait_for_tool(&server, &project, "terminal").await;
+    let (status, body) = server
+        .post(
+            &format!("/api/projects/{project}/versions/{v1}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    server
+        .post(&format!("/api/projects/{project}/cancel"), json!({}))
+        .await;
+    server.settled(&project).await;
+}

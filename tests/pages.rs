@@ -461,3 +461,52 @@ async fn answers_show_what_they_cost() {
     let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
     assert!(body.contains("6 model calls · 12.3k tokens"), "{body}");
 }
+
+#[tokio::test]
+async fn an_older_version_offers_restore_and_restoring_swaps_in_the_new_newest() {
+    let state = state().await;
+    let (project, first) = finished_project(&state, "build a tracker");
+    let (second, _) = state
+        .store
+        .add_assistant_message(
+            project,
+            MessageType::Result,
+            "v2",
+            None,
+            Some(NewFragment {
+                title: "Second".into(),
+                sandbox_url: "http://x.localhost:3001".into(),
+                files: BTreeMap::from([("app/page.tsx".to_string(), "v2".to_string())]),
+            }),
+        )
+        .unwrap();
+    let (_, _, newest) = get(
+        &state,
+        &format!("/projects/{project}/workspace?fragment={}", second.id),
+    )
+    .await;
+    assert!(
+        !newest.contains("version-bar"),
+        "the newest version needs no restore"
+    );
+    let (_, _, older) = get(
+        &state,
+        &format!("/projects/{project}/workspace?fragment={first}"),
+    )
+    .await;
+    assert!(older.contains("version 1 of 2"), "{older}");
+    let v1 = state.store.versions(project).unwrap()[0].0.id;
+    let restore = format!("/projects/{project}/versions/{v1}/restore");
+    assert!(older.contains(&format!("hx-post=\"{restore}\"")));
+    assert!(older.contains("Restore v1"));
+
+    let (status, _, body) = send(&state, form_post(&restore, "", true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("hx-swap-oob"),
+        "conversation and workspace are swapped in"
+    );
+    assert!(body.contains("Restored version 1"));
+    assert!(body.contains("v3"));
+    assert_eq!(state.store.versions(project).unwrap().len(), 3);
+}

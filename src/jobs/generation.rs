@@ -193,6 +193,68 @@ impl Generation {
         Ok(message)
     }
 
+    /// Makes an earlier version the newest and puts its files in the sandbox: written over
+    /// what is there, and files it does not have removed.
+    pub async fn restore(
+        &self,
+        project_id: Uuid,
+        version_id: Uuid,
+    ) -> Result<crate::store::Version, StoreError> {
+        let mut before = self
+            .store
+            .latest_fragment(project_id)?
+            .map(|fragment| fragment.files)
+            .unwrap_or_default();
+        before.extend(self.store.unsaved_files(project_id)?);
+        let (version, fragment) = self.store.restore_version(project_id, version_id)?;
+        self.store.flush().await?;
+        if self.sandboxes.is_none() {
+            return Ok(version);
+        }
+        if let Err(error) = self.sync_restored(project_id, &before, &fragment).await {
+            // A sandbox left with other files must not be used again: without it, the next
+            // use starts a fresh one with the restored files.
+            tracing::warn!(%project_id, %error, "could not put the restored files in the sandbox; replacing it");
+            if let Some(provider) = &self.sandboxes
+                && let Err(error) = provider.release(project_id).await
+            {
+                tracing::warn!(%project_id, %error, "could not remove the sandbox either");
+            }
+        }
+        Ok(version)
+    }
+
+    async fn sync_restored(
+        &self,
+        project_id: Uuid,
+        before: &std::collections::BTreeMap<String, String>,
+        restored: &crate::store::Fragment,
+    ) -> Result<(), JobError> {
+        // A fresh sandbox gets the (now newest) restored files anyway.
+        let prepared = self.prepare_sandbox(project_id).await?;
+        if prepared.created {
+            return Ok(());
+        }
+        let writes = restored
+            .files
+            .iter()
+            .map(|(path, content)| {
+                Ok(FileWrite {
+                    path: WorkspacePath::parse(path)?,
+                    content: content.clone().into_bytes(),
+                })
+            })
+            .collect::<Result<Vec<_>, SandboxError>>()?;
+        prepared.sandbox.write_files(&writes).await?;
+        let gone = before
+            .keys()
+            .filter(|path| !restored.files.contains_key(*path))
+            .map(|path| WorkspacePath::parse(path))
+            .collect::<Result<Vec<_>, SandboxError>>()?;
+        prepared.sandbox.remove_files(&gone).await?;
+        Ok(())
+    }
+
     /// Gets the project's sandbox running. A fresh sandbox gets the files of the project's
     /// latest version back, so an expired sandbox (or a restart) loses nothing.
     pub async fn prepare_sandbox(&self, project_id: Uuid) -> Result<PreparedSandbox, JobError> {

@@ -167,7 +167,7 @@ impl JobQueue {
                 break;
             };
             let job = job?;
-            if job.status != JobStatus::Queued || !self.claim(&job) {
+            if job.status != JobStatus::Queued || !self.claim(job.project_id) {
                 continue;
             }
             // Read again under the claim: a stop may have ended it since it was listed.
@@ -274,7 +274,7 @@ impl JobQueue {
                     // Not started yet: it ends here, unless the dispatcher holds its project
                     // (then it is stopped as soon as it is handed out).
                     lock(&self.inner.cancelled).insert(job.id);
-                    if !self.claim(&job) {
+                    if !self.claim(job.project_id) {
                         continue;
                     }
                     let mut job = job;
@@ -289,6 +289,26 @@ impl JobQueue {
             }
         }
         Ok(found)
+    }
+
+    /// Restores an earlier version (see [`Generation::restore`]) while no job works on the
+    /// project. `Ok(None)`: a job is running or queued, so nothing was changed.
+    pub async fn restore(
+        &self,
+        project_id: Uuid,
+        version_id: Uuid,
+    ) -> Result<Option<crate::store::Version>, StoreError> {
+        let generation = &self.inner.generation;
+        if !generation.store.open_jobs_of(project_id)?.is_empty() {
+            return Ok(None);
+        }
+        if !self.claim(project_id) {
+            return Ok(None);
+        }
+        let restored = generation.restore(project_id, version_id).await;
+        self.set_busy(project_id, false);
+        self.inner.wake.notify_one();
+        restored.map(Some)
     }
 
     /// Puts a job stopped by a shutdown back in the queue; it runs again from the start.
@@ -307,15 +327,10 @@ impl JobQueue {
         );
     }
 
-    /// Takes the job's project for this job unless another job holds it. Dispatching and
-    /// stopping a queued job both claim, so the two never act on one job at once.
-    fn claim(&self, job: &Job) -> bool {
-        let mut busy = lock(&self.inner.busy_projects);
-        if busy.contains(&job.project_id) {
-            return false;
-        }
-        busy.insert(job.project_id);
-        true
+    /// Takes the project unless a job (or a restore) holds it. Dispatching, stopping a
+    /// queued job and restoring all claim, so no two of them act on one project at once.
+    fn claim(&self, project_id: Uuid) -> bool {
+        lock(&self.inner.busy_projects).insert(project_id)
     }
 
     fn set_busy(&self, project_id: Uuid, busy: bool) {

@@ -94,6 +94,31 @@ pub trait Sandbox: Send + Sync {
     /// Reads one file's bytes.
     async fn read_file(&self, path: &WorkspacePath) -> Result<Vec<u8>, SandboxError>;
 
+    /// Removes files from the workspace (missing ones are fine).
+    async fn remove_files(&self, paths: &[WorkspacePath]) -> Result<(), SandboxError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let quoted: Vec<String> = paths
+            .iter()
+            .map(|path| format!("'{}'", path.relative().replace('\'', r"'\''")))
+            .collect();
+        let output = self
+            .run(
+                &format!("rm -f -- {}", quoted.join(" ")),
+                Duration::from_secs(60),
+            )
+            .await?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(SandboxError::Backend(format!(
+                "could not remove files: {}",
+                output.stderr.trim()
+            )))
+        }
+    }
+
     /// The backend's own URL for a port (the E2B host, or the container address).
     fn native_url(&self, port: u16) -> String;
 

@@ -303,6 +303,49 @@ impl Store {
         get(&self.fragments, message_id.as_bytes())
     }
 
+    /// Every version of a project's app, oldest first, numbered from 1.
+    pub fn versions(&self, project_id: Uuid) -> StoreResult<Vec<(Version, Fragment)>> {
+        let mut versions = Vec::new();
+        for message in self.messages(project_id)? {
+            if let Some(fragment) = self.fragment(message.id)? {
+                versions.push((Version::of(&fragment, versions.len() as u32 + 1), fragment));
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Makes an earlier version the newest one: a new assistant message whose fragment
+    /// holds the same files. Nothing newer is removed.
+    pub fn restore_version(
+        &self,
+        project_id: Uuid,
+        version_id: Uuid,
+    ) -> StoreResult<(Version, Fragment)> {
+        let versions = self.versions(project_id)?;
+        let (chosen, fragment) = versions
+            .iter()
+            .find(|(version, _)| version.id == version_id)
+            .ok_or(StoreError::NotFound("version"))?;
+        let number = versions.len() as u32 + 1;
+        let (_, restored) = self.add_assistant_message(
+            project_id,
+            MessageType::Result,
+            &format!(
+                "Restored version {} (\u{201c}{}\u{201d}) as version {number}.",
+                chosen.version, chosen.title
+            ),
+            None,
+            Some(NewFragment {
+                title: fragment.title.clone(),
+                sandbox_url: fragment.sandbox_url.clone(),
+                files: fragment.files.clone(),
+            }),
+        )?;
+        let restored = restored.expect("a fragment was given");
+        self.clear_unsaved_files(project_id)?;
+        Ok((Version::of(&restored, number), restored))
+    }
+
     /// The newest fragment of a project: the app as it currently stands.
     pub fn latest_fragment(&self, project_id: Uuid) -> StoreResult<Option<Fragment>> {
         for value in self

@@ -97,6 +97,31 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A version of the app as the API lists it: a fragment with its number (v1, v2, …).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Version {
+    /// The fragment's id, used to restore it.
+    pub id: Uuid,
+    pub version: u32,
+    pub message_id: Uuid,
+    pub title: String,
+    pub files: usize,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Version {
+    pub fn of(fragment: &Fragment, version: u32) -> Self {
+        Self {
+            id: fragment.id,
+            version,
+            message_id: fragment.message_id,
+            title: fragment.title.clone(),
+            files: fragment.files.len(),
+            created_at: fragment.created_at,
+        }
+    }
+}
+
 /// What a project is doing right now, derived from its unfinished jobs.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

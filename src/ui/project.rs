@@ -25,6 +25,20 @@ pub struct Workspace<'a> {
     pub tab: Tab,
     /// The file open in the Code tab.
     pub file: Option<&'a str>,
+    /// The shown version's number, and the newest version's number.
+    pub version: Option<(u32, u32)>,
+}
+
+/// The number of the version `fragment` belongs to, and the newest version's number.
+pub fn version_of(messages: &[MessageView], fragment: Option<&Fragment>) -> Option<(u32, u32)> {
+    let newest = messages.iter().filter_map(|view| view.version).max()?;
+    let shown = messages.iter().find_map(|view| {
+        let own = view.fragment.as_ref()?;
+        (Some(own.id) == fragment.map(|fragment| fragment.id))
+            .then_some(view.version)
+            .flatten()
+    })?;
+    Some((shown, newest))
 }
 
 impl Workspace<'_> {
@@ -125,7 +139,11 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
                     hx-get={ "/projects/" (project_id) "/workspace?fragment=" (fragment.message_id) }
                     hx-target="#workspace" hx-swap="outerHTML"
                     aria-pressed=(if selected == Some(fragment.message_id) { "true" } else { "false" }) {
-                    span { strong { (fragment.title) } br; small { (fragment.files.len()) @if fragment.files.len() == 1 { " file" } @else { " files" } } }
+                    span {
+                        strong { @if let Some(version) = view.version { span.version { "v" (version) } " " } (fragment.title) }
+                        br;
+                        small { (fragment.files.len()) @if fragment.files.len() == 1 { " file" } @else { " files" } }
+                    }
                     span aria-hidden="true" { "→" }
                 }
             }
@@ -182,6 +200,19 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                     button type="button" data-refresh-frame="preview-frame" aria-label="Reload the preview" { "↻" }
                     button type="button" data-copy=(view.preview_url) { "Copy URL" }
                     a.button href=(view.preview_link) target="_blank" rel="noopener" { "Open ↗" }
+                }
+            }
+            @if let (Some(fragment), Some((shown, newest))) = (view.fragment, view.version) {
+                @if shown < newest {
+                    div.version-bar role="status" {
+                        span { "You are looking at version " (shown) " of " (newest) ". The preview always shows the newest version." }
+                        button.primary type="button"
+                            hx-post={ "/projects/" (view.project_id) "/versions/" (fragment.id) "/restore" }
+                            hx-swap="none"
+                            hx-confirm={ "Make version " (shown) " the newest version? Nothing newer is lost." } {
+                            "Restore v" (shown)
+                        }
+                    }
                 }
             }
             div.panel #workspace-panel role="tabpanel" {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::extract::{JsonOf, PathOf, QueryOf};
 use super::{AppError, AppState};
 use crate::events::EventKind;
-use crate::store::{Fragment, Message, Project, ProjectStatus, Store};
+use crate::store::{Fragment, Message, Project, ProjectStatus, Store, Version};
 
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 const DEFAULT_PAGE_SIZE: usize = 20;
@@ -47,6 +47,9 @@ pub struct MessageView {
     #[serde(flatten)]
     pub message: Message,
     pub fragment: Option<Fragment>,
+    /// The number of the version this answer made (v1, v2, …), when it made one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +108,7 @@ pub async fn add_message(
         Json(MessageView {
             message,
             fragment: None,
+            version: None,
         }),
     ))
 }
@@ -182,14 +186,66 @@ pub fn project_detail(state: &AppState, project_id: Uuid) -> Result<ProjectDetai
 }
 
 fn message_views(store: &Store, project_id: Uuid) -> Result<Vec<MessageView>, AppError> {
+    let mut versions = 0;
     store
         .messages(project_id)?
         .into_iter()
         .map(|message| {
             let fragment = store.fragment(message.id)?;
-            Ok(MessageView { message, fragment })
+            let version = fragment.as_ref().map(|_| {
+                versions += 1;
+                versions
+            });
+            Ok(MessageView {
+                message,
+                fragment,
+                version,
+            })
         })
         .collect()
+}
+
+/// Every version of the app, oldest first.
+pub async fn list_versions(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+) -> Result<Json<Vec<Version>>, AppError> {
+    state.store.project(project_id)?;
+    Ok(Json(
+        state
+            .store
+            .versions(project_id)?
+            .into_iter()
+            .map(|(version, _)| version)
+            .collect(),
+    ))
+}
+
+/// Makes an earlier version the newest: 201 with the new version; 409 while a job runs.
+pub async fn restore_version(
+    State(state): State<AppState>,
+    PathOf((project_id, version_id)): PathOf<(Uuid, Uuid)>,
+) -> Result<(StatusCode, Json<Version>), AppError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.restore(project_id, version_id).await?),
+    ))
+}
+
+impl AppState {
+    pub(crate) async fn restore(
+        &self,
+        project_id: Uuid,
+        version_id: Uuid,
+    ) -> Result<Version, AppError> {
+        self.store.project(project_id)?;
+        self.jobs
+            .restore(project_id, version_id)
+            .await?
+            .ok_or(AppError::Conflict(
+                "a job is working on this project; stop it or wait before restoring",
+            ))
+    }
 }
 
 impl AppState {

@@ -92,6 +92,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/projects/{id}/events", get(api::project_events))
         .route("/projects/{id}/cancel", post(api::cancel))
+        .route("/projects/{id}/versions", get(api::list_versions))
+        .route(
+            "/projects/{id}/versions/{version_id}/restore",
+            post(api::restore_version),
+        )
         .fallback(|| async { AppError::NotFound("API route") });
     let pages = Router::new()
         .route("/", get(pages::home_page))
@@ -105,6 +110,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/projects/{id}/messages", post(pages::add_message))
         .route("/projects/{id}/cancel", post(pages::cancel))
+        .route(
+            "/projects/{id}/versions/{version_id}/restore",
+            post(pages::restore_version),
+        )
         .route("/projects/{id}/workspace", get(pages::workspace))
         .route(
             "/projects/{id}/fragments/{message_id}/download",

@@ -170,6 +170,7 @@ pub async fn project_page(
             preview_link: &detail.preview_link,
             tab: Tab::Preview,
             file: None,
+            version: project::version_of(&detail.messages, pick_fragment(&detail.messages, None)),
         },
     };
     Ok(html_response(
@@ -202,6 +203,7 @@ pub async fn workspace(
         preview_link: &detail.preview_link,
         tab,
         file: query.file.as_deref(),
+        version: project::version_of(&detail.messages, fragment),
     };
     let selected = fragment.map(|fragment| fragment.message_id);
     Ok(html_response(
@@ -283,6 +285,32 @@ pub async fn download(
         bytes,
     )
         .into_response())
+}
+
+/// The Restore button: the conversation and the workspace show the new newest version.
+pub async fn restore_version(
+    State(state): State<AppState>,
+    PathOf((project_id, version_id)): PathOf<(Uuid, Uuid)>,
+) -> Result<Response, AppError> {
+    state.restore(project_id, version_id).await?;
+    let detail = super::api::project_detail(&state, project_id)?;
+    let fragment = pick_fragment(&detail.messages, None);
+    let view = Workspace {
+        project_id,
+        fragment,
+        preview_url: &detail.preview_url,
+        preview_link: &detail.preview_link,
+        tab: Tab::Preview,
+        file: None,
+        version: project::version_of(&detail.messages, fragment),
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        html! {
+            (project::conversation(project_id, &detail.messages, fragment.map(|f| f.message_id), true))
+            (project::workspace(&view, true))
+        },
+    ))
 }
 
 /// The Stop button: the WebSocket then brings the stopped state to the page.

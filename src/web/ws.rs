@@ -181,6 +181,7 @@ fn finished(state: &AppState, project_id: Uuid, job_id: Uuid) -> Result<Markup, 
         preview_link: &detail.preview_link,
         tab: Tab::Preview,
         file: None,
+        version: project::version_of(&detail.messages, fragment),
     };
     let idle = detail.status == ProjectStatus::Idle;
     Ok(html! {
