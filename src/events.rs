@@ -42,6 +42,8 @@ pub enum EventKind {
     ModelTurn { iteration: u32, max_iterations: u32 },
     /// The model said something besides calling tools (shortened).
     ModelText { text: String },
+    /// What a reasoning model thought before answering (shortened; shown folded).
+    ModelThinking { text: String },
     /// A tool call started, with its arguments summarised ("npm install zod").
     ToolStarted { tool: String, summary: String },
     /// A tool call finished ("wrote app/page.tsx (42 lines)").

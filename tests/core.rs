@@ -376,12 +376,17 @@ async fn reaching_the_step_cap_with_files_is_still_a_result() {
 #[tokio::test]
 async fn reaching_the_step_cap_without_files_is_an_error() {
     let server = Harness::start_with(|settings| settings.agent.max_iterations = 2).await;
-    server
-        .fake
-        .push_all([Reply::terminal("ls"), Reply::Text("thinking...".into())]);
+    // The first turn without a tool call or summary is nudged without counting as a step;
+    // the second counts.
+    server.fake.push_all([
+        Reply::terminal("ls"),
+        Reply::Text("thinking...".into()),
+        Reply::Text("still thinking...".into()),
+    ]);
     let project = server.create("anything").await;
     let answer = server.last_message(&project).await;
-    assert_eq!(answer["type"], "error");
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(server.fake.agent_requests().len(), 3);
     assert!(
         answer["content"]
             .as_str()

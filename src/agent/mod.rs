@@ -2,6 +2,7 @@
 //! sandbox, and repeats until the model hands in a `<task_summary>` or the step cap is hit.
 
 pub mod prompt;
+pub mod reply;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -108,6 +109,9 @@ impl Agent<'_> {
         let mut summary = None;
         let mut last_text = String::new();
         let mut iterations = 0;
+        // A turn with neither a tool call nor a summary is nudged once without counting as a
+        // step; after that, such turns count.
+        let mut free_nudge = true;
 
         while iterations < max && summary.is_none() {
             iterations += 1;
@@ -125,25 +129,33 @@ impl Agent<'_> {
                 .await?;
             usage.add(response.usage);
             let cut_off = response.finish_reason.as_deref() == Some("length");
-            let reply = response.message;
-            let text = reply.text_content().trim().to_string();
-            summary = prompt::extract_summary(&text);
-            if summary.is_none() && !text.is_empty() {
-                (self.on_event)(EventKind::ModelText {
-                    text: tools::truncate_middle(&text, 400),
+            let reply = reply::normalize(&response.message);
+            if let Some(thinking) = &reply.thinking {
+                (self.on_event)(EventKind::ModelThinking {
+                    text: tools::truncate_middle(thinking, 2000),
                 });
-                last_text = text.clone();
             }
-            let calls = reply.tool_calls.clone();
-            messages.push(reply);
-            for call in &calls {
+            summary = prompt::extract_summary(&reply.text);
+            if summary.is_none() && !reply.text.is_empty() {
+                (self.on_event)(EventKind::ModelText {
+                    text: tools::truncate_middle(&reply.text, 400),
+                });
+                last_text = reply.text.clone();
+            }
+            messages.push(reply.as_message());
+            // Several calls in one turn run in order, each answered on its own.
+            for call in &reply.calls {
                 let outcome = self
                     .call_tool(&mut toolbox, &call.function.name, &call.function.arguments)
                     .await?;
                 messages.push(ChatMessage::tool_result(&call.id, outcome));
             }
-            if calls.is_empty() && summary.is_none() {
+            if reply.calls.is_empty() && summary.is_none() {
                 messages.push(ChatMessage::user(if cut_off { CONTINUE } else { NUDGE }));
+                if free_nudge && !cut_off {
+                    free_nudge = false;
+                    iterations -= 1;
+                }
             }
         }
 

@@ -28,6 +28,10 @@ pub struct ChatMessage {
     pub tool_calls: Vec<ToolCall>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// What reasoning models think aloud (`reasoning` on OpenRouter and vLLM,
+    /// `reasoning_content` on DeepSeek-style servers). Read, never sent back.
+    #[serde(default, alias = "reasoning_content", skip_serializing)]
+    pub reasoning: Option<String>,
 }
 
 impl ChatMessage {
@@ -56,6 +60,7 @@ impl ChatMessage {
             content: Some(content.into()),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            reasoning: None,
         }
     }
 

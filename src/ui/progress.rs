@@ -31,6 +31,11 @@ pub fn item(event: &Event) -> Option<Markup> {
         ),
         EventKind::ModelTurn { .. } | EventKind::ToolStarted { .. } => return None,
         EventKind::ModelText { text } => ("", "💬", html! { (text) }),
+        EventKind::ModelThinking { text } => (
+            "thinking",
+            "💭",
+            html! { details { summary { "Thinking" } p { (text) } } },
+        ),
         EventKind::ToolFinished {
             summary,
             ok,
