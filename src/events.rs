@@ -44,6 +44,15 @@ pub enum EventKind {
     ModelText { text: String },
     /// What a reasoning model thought before answering (shortened; shown folded).
     ModelThinking { text: String },
+    /// The answer as it streams in (a few snapshots a second): the text so far and, while a
+    /// file is being written, its path and the code so far (both shortened to their ends).
+    ModelStreaming {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+    },
     /// A tool call started, with its arguments summarised ("npm install zod").
     ToolStarted { tool: String, summary: String },
     /// A tool call finished ("wrote app/page.tsx (42 lines)").

@@ -600,6 +600,8 @@ async fn the_fake_model_speaks_the_protocol_the_official_openai_client_expects()
             retry_after: Some(0),
         },
         Reply::summary("all done"),
+        Reply::write("app/streamed.tsx", "streamed"),
+        Reply::summary("streamed summary"),
     ]);
     let stdout = support::run_sdk_check(
         "openai_check.py",

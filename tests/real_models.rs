@@ -1,4 +1,5 @@
-//! What real models send, each shape from a scripted reply: several tool calls in one turn,
+//! What real models send, each shape from a scripted reply: streamed answers (and servers that
+//! cannot stream), several tool calls in one turn,
 //! arguments as objects, in code fences or with trailing chatter, reasoning in `<think>`
 //! blocks and `reasoning_content` fields, tool calls written as text, other tool spellings.
 
@@ -177,4 +178,150 @@ async fn tool_names_in_other_spellings_are_run() {
     assert!(files_of(&answer).contains_key("snake.txt"), "{answer}");
     let second = server.fake.agent_requests()[1].to_string();
     assert!(!second.contains("no tool named"), "{second}");
+}
+
+// --- streaming ---
+
+#[tokio::test]
+async fn answers_stream_by_default_and_usage_is_still_recorded() {
+    let server = Harness::start().await;
+    server
+        .fake
+        .push_all([Reply::write("app/page.tsx", "x"), Reply::summary("done")]);
+    let project = server.create("stream it").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    for request in server.fake.agent_requests() {
+        assert_eq!(request["stream"], true);
+        assert_eq!(request["stream_options"]["include_usage"], true);
+    }
+    // Two streamed agent turns plus the title and reply calls, each with its usage.
+    assert_eq!(answer["usage"]["model_calls"], 4);
+    assert_eq!(answer["usage"]["prompt_tokens"], 480);
+}
+
+#[tokio::test]
+async fn the_file_being_written_streams_into_progress_and_a_late_viewer_sees_it() {
+    let server = Harness::start().await;
+    server
+        .fake
+        .set_chunk_delay(std::time::Duration::from_millis(25));
+    let code: String = (0..60)
+        .map(|line| format!("  <li>line {line}</li>\n"))
+        .collect();
+    server
+        .fake
+        .push_all([Reply::write("app/page.tsx", &code), Reply::summary("done")]);
+    let project = server.create("watch the code").await;
+
+    // A viewer that arrives while the file is being written sees the code so far.
+    let mut late_viewer = None;
+    for _ in 0..500 {
+        let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+        if events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["event"] == "model_streaming" && event["code"].is_string())
+        {
+            let url = format!(
+                "{}/projects/{project}/ws",
+                server.base.replace("http", "ws")
+            );
+            late_viewer = Some(tokio_tungstenite::connect_async(url).await.unwrap().0);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut late_viewer = late_viewer.expect("the file's code streamed into progress");
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        use futures::StreamExt;
+        loop {
+            let message = late_viewer.next().await.unwrap().unwrap();
+            if let Ok(text) = message.to_text()
+                && text.contains("id=\"live-output\"")
+                && !text.contains("hidden></div>")
+            {
+                return text.to_string();
+            }
+        }
+    })
+    .await
+    .expect("the late viewer is sent the live output");
+    assert!(
+        first.contains("Writing <code>app/page.tsx</code>") && first.contains("line 1"),
+        "{first}"
+    );
+
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result");
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    let snapshots: Vec<usize> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["event"] == "model_streaming" && event["file"] == "app/page.tsx")
+        .map(|event| event["code"].as_str().unwrap().len())
+        .collect();
+    assert!(
+        snapshots.len() >= 3,
+        "{snapshots:?} {:#?}",
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| format!(
+                "{} {} {}",
+                event["at"],
+                event["event"],
+                event["code"].as_str().map_or(0, str::len)
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        snapshots.windows(2).all(|pair| pair[0] <= pair[1])
+            && snapshots[0] < snapshots[snapshots.len() - 1],
+        "the code grows: {snapshots:?}"
+    );
+}
+
+#[tokio::test]
+async fn servers_that_cannot_stream_get_plain_calls() {
+    let server = Harness::start().await;
+    server.fake.refuse_streaming();
+    server
+        .fake
+        .push_all([Reply::write("app/page.tsx", "x"), Reply::summary("done")]);
+    let project = server.create("no streaming here").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let requests = server.fake.agent_requests();
+    assert_eq!(requests[0]["stream"], true, "streaming is tried first");
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|request| request.get("stream").is_none()),
+        "then plain calls only"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_broken_midway_is_retried() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::DropMidBody,
+        Reply::write("app/page.tsx", "x"),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("flaky stream").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    assert_eq!(server.fake.agent_requests().len(), 3);
+    assert!(
+        server
+            .fake
+            .agent_requests()
+            .iter()
+            .all(|request| request["stream"] == true)
+    );
 }

@@ -1,6 +1,7 @@
 //! The coding agent: asks the model for the next step, runs the tools it calls in the
 //! sandbox, and repeats until the model hands in a `<task_summary>` or the step cap is hit.
 
+mod live;
 pub mod prompt;
 pub mod reply;
 pub mod tools;
@@ -119,13 +120,17 @@ impl Agent<'_> {
                 iteration: iterations,
                 max_iterations: max,
             });
+            let live = live::LiveOutput::new(self.on_event);
             let response = self
                 .llm
-                .chat(&ChatRequest {
-                    messages: messages.clone(),
-                    tools: tools::specs(),
-                    temperature: AGENT_TEMPERATURE,
-                })
+                .chat_streaming(
+                    &ChatRequest {
+                        messages: messages.clone(),
+                        tools: tools::specs(),
+                        temperature: AGENT_TEMPERATURE,
+                    },
+                    &|partial| live.observe(partial),
+                )
                 .await?;
             usage.add(response.usage);
             let cut_off = response.finish_reason.as_deref() == Some("length");

@@ -2,11 +2,13 @@
 //! (OpenRouter, OpenAI, Ollama, vLLM, LM Studio).
 
 mod openai;
+mod stream;
 mod types;
 
 use async_trait::async_trait;
 
 pub use openai::{LlmConfig, OpenAiClient};
+pub use stream::Partial;
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,4 +39,15 @@ pub trait Llm: Send + Sync {
     fn model(&self) -> &str;
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+
+    /// Like [`Llm::chat`], streaming the answer where the server can: `on_progress` sees the
+    /// answer as it grows. Servers that cannot stream get a plain call.
+    async fn chat_streaming(
+        &self,
+        request: &ChatRequest,
+        on_progress: &(dyn for<'p> Fn(Partial<'p>) + Send + Sync),
+    ) -> Result<ChatResponse, LlmError> {
+        let _ = on_progress;
+        self.chat(request).await
+    }
 }

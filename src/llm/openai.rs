@@ -1,6 +1,9 @@
 //! A client for `POST {base}/chat/completions` that retries what is worth retrying.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -8,6 +11,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::stream::{Accumulator, Partial};
 use super::{ChatMessage, ChatRequest, ChatResponse, Llm, LlmError};
 use crate::store::TokenUsage;
 
@@ -94,19 +98,34 @@ impl LlmConfig {
 pub struct OpenAiClient {
     config: LlmConfig,
     http: reqwest::Client,
+    /// For streamed answers: no limit on the whole answer, only on silence between chunks.
+    stream_http: reqwest::Client,
+    /// Cleared once the server said it cannot stream; plain calls from then on.
+    streaming: AtomicBool,
 }
 
 impl OpenAiClient {
     pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
+        let unreachable = |error: reqwest::Error| LlmError::Unreachable {
+            url: config.base_url.clone(),
+            reason: error.to_string(),
+        };
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|error| LlmError::Unreachable {
-                url: config.base_url.clone(),
-                reason: error.to_string(),
-            })?;
-        Ok(Self { config, http })
+            .map_err(unreachable)?;
+        let stream_http = reqwest::Client::builder()
+            .read_timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(unreachable)?;
+        Ok(Self {
+            config,
+            http,
+            stream_http,
+            streaming: AtomicBool::new(true),
+        })
     }
 
     fn endpoint(&self) -> String {
@@ -175,17 +194,18 @@ impl OpenAiClient {
         if status.is_success() {
             // Gateways sometimes answer 200 with an error or with no choices when the model
             // behind them failed: worth another try, like a 5xx.
-            return Ok(parse_completion(&text).map_err(|error| Retry {
-                status: None,
-                wait: None,
-                message: match error {
-                    LlmError::BadResponse(message) => message,
-                    other => other.to_string(),
-                },
-                malformed: true,
-            }));
+            return Ok(parse_completion(&text).map_err(Retry::malformed));
         }
-        let message = error_message(&text);
+        Self::failed(status, wait, &text)
+    }
+
+    /// A non-success answer: worth another try (429, 408, 5xx), or final.
+    fn failed(
+        status: StatusCode,
+        wait: Option<Duration>,
+        text: &str,
+    ) -> Result<Result<ChatResponse, Retry>, LlmError> {
+        let message = error_message(text);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LlmError::Unauthorized {
                 status: status.as_u16(),
@@ -209,6 +229,116 @@ impl OpenAiClient {
             }),
         }
     }
+
+    /// One streamed attempt; answers that are not event streams are read whole.
+    async fn attempt_streaming(
+        &self,
+        body: &Value,
+        on_progress: &(dyn for<'p> Fn(Partial<'p>) + Send + Sync),
+    ) -> Result<Result<ChatResponse, Retry>, LlmError> {
+        let mut builder = self.stream_http.post(self.endpoint()).json(body);
+        if let Some(key) = &self.config.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let transport = |status: Option<StatusCode>, message: String| {
+            Ok(Err(Retry {
+                status,
+                wait: None,
+                message,
+                malformed: false,
+            }))
+        };
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => return transport(None, describe_transport_error(&error)),
+        };
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let is_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        if !status.is_success() || !is_stream {
+            let text = match response.text().await {
+                Ok(text) => text,
+                Err(error) => return transport(Some(status), describe_transport_error(&error)),
+            };
+            if status.is_success() {
+                return Ok(parse_completion(&text).map_err(Retry::malformed));
+            }
+            return Self::failed(status, wait, &text);
+        }
+        let mut accumulator = Accumulator::default();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    return transport(
+                        None,
+                        format!(
+                            "the answer's stream broke: {}",
+                            describe_transport_error(&error)
+                        ),
+                    );
+                }
+            };
+            match accumulator.feed(&chunk) {
+                Ok(true) => on_progress(accumulator.partial()),
+                Ok(false) => {}
+                Err(message) => return Ok(Err(Retry::malformed(LlmError::BadResponse(message)))),
+            }
+        }
+        Ok(accumulator
+            .finish()
+            .map_err(|message| Retry::malformed(LlmError::BadResponse(message))))
+    }
+
+    /// Tries `attempt` until it succeeds, fails for good, or the attempts are spent.
+    async fn with_retries<F, Fut>(&self, mut attempt: F) -> Result<ChatResponse, LlmError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<ChatResponse, Retry>, LlmError>>,
+    {
+        let mut backoff = self.config.initial_backoff;
+        let mut tries = 1;
+        loop {
+            let retry = match attempt().await? {
+                Ok(response) => return Ok(response),
+                Err(retry) => retry,
+            };
+            if tries >= self.config.max_attempts {
+                return Err(self.give_up(retry, tries));
+            }
+            let wait = retry.wait.map_or(backoff, |wait| wait.min(MAX_RETRY_AFTER));
+            tracing::warn!(attempt = tries, ?wait, status = ?retry.status, message = %retry.message, "model call failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = backoff.saturating_mul(2);
+            tries += 1;
+        }
+    }
+
+    fn give_up(&self, retry: Retry, attempts: u32) -> LlmError {
+        if retry.malformed {
+            return LlmError::BadResponse(format!("{} (after {attempts} attempts)", retry.message));
+        }
+        match retry.status {
+            Some(StatusCode::TOO_MANY_REQUESTS) => LlmError::RateLimited {
+                attempts,
+                message: retry.message,
+            },
+            Some(status) => LlmError::Server {
+                status: status.as_u16(),
+                attempts,
+                message: retry.message,
+            },
+            None => LlmError::Unreachable {
+                url: self.endpoint(),
+                reason: format!("{} (after {attempts} attempts)", retry.message),
+            },
+        }
+    }
 }
 
 /// A failed attempt that may succeed if tried again.
@@ -220,6 +350,20 @@ struct Retry {
     malformed: bool,
 }
 
+impl Retry {
+    fn malformed(error: LlmError) -> Self {
+        Self {
+            status: None,
+            wait: None,
+            message: match error {
+                LlmError::BadResponse(message) => message,
+                other => other.to_string(),
+            },
+            malformed: true,
+        }
+    }
+}
+
 #[async_trait]
 impl Llm for OpenAiClient {
     fn model(&self) -> &str {
@@ -228,41 +372,33 @@ impl Llm for OpenAiClient {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = self.body(request);
-        let mut backoff = self.config.initial_backoff;
-        let mut attempt = 1;
-        loop {
-            let retry = match self.attempt(&body).await? {
-                Ok(response) => return Ok(response),
-                Err(retry) => retry,
-            };
-            if attempt >= self.config.max_attempts {
-                if retry.malformed {
-                    return Err(LlmError::BadResponse(format!(
-                        "{} (after {attempt} attempts)",
-                        retry.message
-                    )));
-                }
-                return Err(match retry.status {
-                    Some(StatusCode::TOO_MANY_REQUESTS) => LlmError::RateLimited {
-                        attempts: attempt,
-                        message: retry.message,
-                    },
-                    Some(status) => LlmError::Server {
-                        status: status.as_u16(),
-                        attempts: attempt,
-                        message: retry.message,
-                    },
-                    None => LlmError::Unreachable {
-                        url: self.endpoint(),
-                        reason: format!("{} (after {attempt} attempts)", retry.message),
-                    },
-                });
+        self.with_retries(|| self.attempt(&body)).await
+    }
+
+    async fn chat_streaming(
+        &self,
+        request: &ChatRequest,
+        on_progress: &(dyn for<'p> Fn(Partial<'p>) + Send + Sync),
+    ) -> Result<ChatResponse, LlmError> {
+        if !self.streaming.load(Ordering::Relaxed) {
+            return self.chat(request).await;
+        }
+        let mut body = self.body(request);
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({ "include_usage": true });
+        match self
+            .with_retries(|| self.attempt_streaming(&body, on_progress))
+            .await
+        {
+            // Servers without streaming say so in a 4xx; from then on, plain calls.
+            Err(LlmError::Rejected { status, message })
+                if message.to_lowercase().contains("stream") =>
+            {
+                tracing::info!(status, %message, "the model server cannot stream; using plain calls");
+                self.streaming.store(false, Ordering::Relaxed);
+                self.chat(request).await
             }
-            let wait = retry.wait.map_or(backoff, |wait| wait.min(MAX_RETRY_AFTER));
-            tracing::warn!(attempt, ?wait, status = ?retry.status, message = %retry.message, "model call failed; retrying");
-            tokio::time::sleep(wait).await;
-            backoff = backoff.saturating_mul(2);
-            attempt += 1;
+            other => other,
         }
     }
 }

@@ -29,7 +29,9 @@ pub fn item(event: &Event) -> Option<Markup> {
                 ")"
             },
         ),
-        EventKind::ModelTurn { .. } | EventKind::ToolStarted { .. } => return None,
+        EventKind::ModelTurn { .. }
+        | EventKind::ToolStarted { .. }
+        | EventKind::ModelStreaming { .. } => return None,
         EventKind::ModelText { text } => ("", "💬", html! { (text) }),
         EventKind::ModelThinking { text } => (
             "thinking",
@@ -74,6 +76,10 @@ fn step_label(events: &[Event]) -> String {
         None | Some(EventKind::Queued) => "Waiting in the queue".to_string(),
         Some(EventKind::Started { .. }) => "Preparing the sandbox".to_string(),
         Some(EventKind::ToolStarted { tool, summary }) => format!("{} {summary}", verb(tool)),
+        Some(EventKind::ModelStreaming {
+            file: Some(file), ..
+        }) => format!("Writing {file}"),
+        Some(EventKind::ModelStreaming { .. }) => "Answering".to_string(),
         Some(EventKind::Summary { .. }) => "Writing the reply".to_string(),
         Some(EventKind::Requeued { .. }) => "Waiting for CodeFlux to restart".to_string(),
         Some(EventKind::Finished { stopped: true, .. }) => "Stopped".to_string(),
@@ -147,6 +153,7 @@ pub fn panel(project_id: Uuid, events: &[Event], live: bool, out_of_band: bool) 
                 ol #progress-list aria-live="polite" aria-relevant="additions" {
                     @for event in events { @if let Some(item) = item(event) { (item) } }
                 }
+                (live_output(events.last(), false))
             }
         } @else {
             section #progress hx-swap-oob=[oob] hidden {}
@@ -154,12 +161,38 @@ pub fn panel(project_id: Uuid, events: &[Event], live: bool, out_of_band: bool) 
     }
 }
 
-/// What the WebSocket sends for one event: the new line and the refreshed header.
+/// The answer being written right now; empty unless the newest event is a snapshot of it.
+pub fn live_output(latest: Option<&Event>, out_of_band: bool) -> Markup {
+    let oob = out_of_band.then_some("true");
+    html! {
+        @match latest.map(|event| &event.kind) {
+            Some(EventKind::ModelStreaming { text, file, code }) => {
+                div #live-output .live-output hx-swap-oob=[oob] aria-live="off" {
+                    @if let Some(code) = code {
+                        p {
+                            "Writing "
+                            @if let Some(file) = file { code { (file) } } @else { "a file" }
+                            "…"
+                        }
+                        pre { code { (code) } }
+                    } @else if !text.is_empty() {
+                        p.live-text { (text) }
+                    }
+                }
+            }
+            _ => div #live-output .live-output hx-swap-oob=[oob] hidden {},
+        }
+    }
+}
+
+/// What the WebSocket sends for one event: the new line, the refreshed header and the
+/// answer being written (or nothing, once it is done).
 pub fn push(event: &Event, events_so_far: &[Event]) -> Markup {
     html! {
         @if let Some(item) = item(event) {
             div hx-swap-oob="beforeend:#progress-list" { (item) }
         }
         (head(events_so_far, true))
+        (live_output(Some(event), true))
     }
 }

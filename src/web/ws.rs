@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::extract::{PathOf, QueryOf};
 use super::{AppError, AppState};
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 use crate::store::ProjectStatus;
 use crate::ui::progress;
 use crate::ui::project::{self, Tab, Workspace};
@@ -71,6 +71,12 @@ async fn stream(state: AppState, project_id: Uuid, after: u64, mut socket: WebSo
     let (shown, unseen): (Vec<Event>, Vec<Event>) =
         replayed.into_iter().partition(|event| event.seq <= after);
     let mut seen: Vec<Event> = shown;
+    // Snapshots of a streamed answer replace each other: only the newest is worth replaying.
+    let last = unseen.len().saturating_sub(1);
+    let unseen = unseen.into_iter().enumerate().filter_map(|(index, event)| {
+        let superseded = matches!(event.kind, EventKind::ModelStreaming { .. }) && index < last;
+        (!superseded).then_some(event)
+    });
     for event in unseen {
         if send_event(&state, project_id, &mut socket, &mut seen, event)
             .await

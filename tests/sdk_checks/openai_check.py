@@ -1,7 +1,7 @@
 """Drives the test suite's fake model server with the official `openai` package.
 
-If this passes, the fake answers chat completions, tool calls, usage, auth errors and
-rate limits in the shapes the real API uses. Run by tests/core.rs.
+If this passes, the fake answers chat completions (plain and streamed), tool calls, usage,
+auth errors and rate limits in the shapes the real API uses. Run by tests/core.rs.
 """
 import json
 import os
@@ -65,6 +65,40 @@ def main() -> None:
         raise AssertionError("a bad key must be refused")
     except openai.AuthenticationError as error:
         assert error.status_code == 401
+
+    # Streaming: a tool call whose arguments arrive in pieces, then text, then usage.
+    streamed = client.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": "build"}],
+        tools=TOOLS,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    names, arguments, finish, usage = "", "", None, None
+    for chunk in streamed:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or []:
+                assert call.index == 0
+                names += call.function.name or ""
+                arguments += call.function.arguments or ""
+            finish = choice.finish_reason or finish
+    assert names == "createOrUpdateFiles", names
+    assert json.loads(arguments)["files"][0]["path"] == "app/streamed.tsx", arguments
+    assert finish == "tool_calls", finish
+    assert usage is not None and usage.total_tokens == 150, usage
+
+    text = ""
+    with client.chat.completions.stream(
+        model="fake-model", messages=[{"role": "user", "content": "summarise"}], tools=TOOLS
+    ) as events:
+        for event in events:
+            if event.type == "content.delta":
+                text += event.delta
+        final = events.get_final_completion()
+    assert "<task_summary>" in text, text
+    assert final.choices[0].message.content == text
 
     models = client.models.list()
     assert models.data[0].id == "fake-model"

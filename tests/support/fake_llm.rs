@@ -47,10 +47,16 @@ impl Reply {
         Reply::Tools(vec![(name.to_string(), arguments.to_string())])
     }
 
+    /// A file write with its path before its content, the order the tool's schema gives
+    /// and real models follow.
     pub fn write(path: &str, content: &str) -> Self {
-        Self::tool(
+        Self::raw_tool(
             "createOrUpdateFiles",
-            json!({ "files": [{ "path": path, "content": content }] }),
+            &format!(
+                r#"{{"files":[{{"path":{},"content":{}}}]}}"#,
+                json!(path),
+                json!(content)
+            ),
         )
     }
 
@@ -73,6 +79,10 @@ struct Script {
     delay: std::time::Duration,
     /// How long the title and reply calls take (to catch a job while it saves its answer).
     side_delay: std::time::Duration,
+    /// Pause between the chunks of a streamed answer.
+    chunk_delay: std::time::Duration,
+    /// Answer `stream: true` with a 400, as servers without streaming do.
+    refuse_streaming: bool,
 }
 
 #[derive(Clone)]
@@ -118,6 +128,14 @@ impl FakeLlm {
 
     pub fn set_side_delay(&self, delay: std::time::Duration) {
         self.script.lock().unwrap().side_delay = delay;
+    }
+
+    pub fn set_chunk_delay(&self, delay: std::time::Duration) {
+        self.script.lock().unwrap().chunk_delay = delay;
+    }
+
+    pub fn refuse_streaming(&self) {
+        self.script.lock().unwrap().refuse_streaming = true;
     }
 
     /// Forgets the replies not yet given.
@@ -185,6 +203,7 @@ async fn chat(
             "stop",
         );
     }
+    let streaming = body.get("stream").and_then(Value::as_bool) == Some(true);
     let reply = {
         let mut script = script.lock().unwrap();
         if let Some(key) = &script.api_key {
@@ -203,6 +222,14 @@ async fn chat(
             }
         }
         script.requests.push(body.clone());
+        if streaming && script.refuse_streaming {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "stream is not supported by this server",
+                "unsupported_parameter",
+                None,
+            );
+        }
         if body.get("tools").is_none() {
             Reply::Text(side_reply(&body))
         } else {
@@ -224,6 +251,28 @@ async fn chat(
         .and_then(Value::as_str)
         .unwrap_or("fake-model")
         .to_string();
+    if streaming {
+        let include_usage = body.pointer("/stream_options/include_usage") == Some(&json!(true));
+        let chunk_delay = script.lock().unwrap().chunk_delay;
+        let stream = |deltas: Vec<Value>, finish: &str, drop_midway: bool| {
+            sse(
+                &model,
+                deltas,
+                finish,
+                include_usage,
+                chunk_delay,
+                drop_midway,
+            )
+        };
+        match &reply {
+            Reply::Text(text) => return stream(text_deltas(text), "stop", false),
+            Reply::Tools(calls) => return stream(tool_deltas(calls), "tool_calls", false),
+            Reply::DropMidBody => return stream(text_deltas("I will now wri"), "stop", true),
+            // Failures answer as they would without streaming; `Raw` is a server that
+            // ignores `stream` and answers with one JSON body.
+            _ => {}
+        }
+    }
     match reply {
         Reply::Hang(duration) => {
             tokio::time::sleep(duration).await;
@@ -269,6 +318,102 @@ async fn chat(
             )
         }
     }
+}
+
+/// A text answer as the deltas a streaming server sends: a few characters at a time.
+fn text_deltas(text: &str) -> Vec<Value> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut deltas = vec![json!({ "role": "assistant", "content": "" })];
+    deltas.extend(
+        chars
+            .chunks(8)
+            .map(|piece| json!({ "content": piece.iter().collect::<String>() })),
+    );
+    deltas
+}
+
+/// Tool calls as streamed: the call's id and name first, then its arguments in pieces.
+fn tool_deltas(calls: &[(String, String)]) -> Vec<Value> {
+    let mut deltas = vec![json!({ "role": "assistant", "content": null })];
+    for (index, (name, arguments)) in calls.iter().enumerate() {
+        deltas.push(json!({ "tool_calls": [{ "index": index, "id": format!("call_{}_{index}", uuid::Uuid::now_v7().simple()),
+            "type": "function", "function": { "name": name, "arguments": "" } }] }));
+        let chars: Vec<char> = arguments.chars().collect();
+        for piece in chars.chunks(16) {
+            deltas.push(json!({ "tool_calls": [{ "index": index,
+                "function": { "arguments": piece.iter().collect::<String>() } }] }));
+        }
+    }
+    deltas
+}
+
+/// A server-sent-events answer: one `chat.completion.chunk` per delta, the finish reason,
+/// the usage chunk when asked for, then `[DONE]`. `drop_midway` breaks the connection
+/// after half the deltas instead.
+fn sse(
+    model: &str,
+    deltas: Vec<Value>,
+    finish_reason: &str,
+    include_usage: bool,
+    delay: std::time::Duration,
+    drop_midway: bool,
+) -> Response {
+    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+    let created = chrono::Utc::now().timestamp();
+    let chunk = |choices: Value, usage: Value| {
+        let body = json!({ "id": id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "choices": choices, "usage": usage });
+        format!("data: {body}\n\n")
+    };
+    let cut = deltas.len() / 2;
+    let mut events: Vec<String> = deltas
+        .into_iter()
+        .map(|delta| {
+            chunk(
+                json!([{ "index": 0, "delta": delta, "finish_reason": null }]),
+                Value::Null,
+            )
+        })
+        .collect();
+    if drop_midway {
+        events.truncate(cut.max(1));
+    } else {
+        events.push(chunk(
+            json!([{ "index": 0, "delta": {}, "finish_reason": finish_reason }]),
+            Value::Null,
+        ));
+        if include_usage {
+            events.push(chunk(
+                json!([]),
+                json!({ "prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150 }),
+            ));
+        }
+        events.push("data: [DONE]\n\n".to_string());
+    }
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for event in events {
+            if sender.send(Ok(event)).await.is_err() {
+                return;
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        if drop_midway {
+            let _ = sender
+                .send(Err(std::io::Error::other("connection dropped")))
+                .await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(axum::body::Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        ))
+        .unwrap()
 }
 
 /// Title and reply calls: recognised by their system prompt.
