@@ -62,6 +62,12 @@ pub enum EventKind {
         ok: bool,
         elapsed_ms: u64,
     },
+    /// The app is being checked (type check, dev server output, every page rendered).
+    Checking,
+    /// The check passed: the app compiles and renders.
+    CheckPassed,
+    /// The check found problems ("2 type errors"); `fixing` when the agent gets another go.
+    CheckFailed { summary: String, fixing: bool },
     /// The agent's final `<task_summary>`.
     Summary { text: String },
     /// CodeFlux is shutting down: the job was put back in the queue and runs again, from

@@ -373,6 +373,10 @@ async fn the_template_type_checks_and_renders_every_kit_component() {
         "Kit menu",
         "Kit dialog",
         "Kit sheet",
+        "Kit motion",
+        "2026-01-02",
+        "aria-label=\"Kit form\"",
+        "recharts-wrapper",
     ] {
         assert!(html.contains(text), "{text:?} did not render");
     }

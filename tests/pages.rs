@@ -92,6 +92,7 @@ fn finished_project(state: &AppState, prompt: &str) -> (Uuid, Uuid) {
                 title: "Habit Tracker".into(),
                 sandbox_url: "http://x.localhost:3001".into(),
                 files,
+                verification: None,
             }),
         )
         .unwrap();
@@ -477,6 +478,7 @@ async fn an_older_version_offers_restore_and_restoring_swaps_in_the_new_newest()
                 title: "Second".into(),
                 sandbox_url: "http://x.localhost:3001".into(),
                 files: BTreeMap::from([("app/page.tsx".to_string(), "v2".to_string())]),
+                verification: None,
             }),
         )
         .unwrap();
@@ -509,4 +511,40 @@ async fn an_older_version_offers_restore_and_restoring_swaps_in_the_new_newest()
     assert!(body.contains("Restored version 1"));
     assert!(body.contains("v3"));
     assert_eq!(state.store.versions(project).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn answers_show_whether_the_app_was_checked() {
+    let state = state().await;
+    let (project, _, _) = state.store.create_project("check it").unwrap();
+    for (status, errors) in [
+        (codeflux::store::VerificationStatus::Passed, vec![]),
+        (
+            codeflux::store::VerificationStatus::Failed,
+            vec!["app/page.tsx(2,9): error TS2322: nope <b>".to_string()],
+        ),
+    ] {
+        state
+            .store
+            .add_assistant_message(
+                project.id,
+                MessageType::Result,
+                "answer",
+                None,
+                Some(NewFragment {
+                    title: "T".into(),
+                    sandbox_url: "http://x.localhost:3001".into(),
+                    files: BTreeMap::new(),
+                    verification: Some(codeflux::store::Verification { status, errors }),
+                }),
+            )
+            .unwrap();
+    }
+    let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
+    assert!(body.contains("Checked: compiles and renders"));
+    assert!(body.contains("Still failing"));
+    assert!(
+        body.contains("error TS2322: nope &lt;b&gt;"),
+        "errors are escaped"
+    );
 }

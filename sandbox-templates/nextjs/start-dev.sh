@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Starts the Next.js dev server in /home/user and reports when it answers.
+# Starts the Next.js dev server in /home/user and reports when it answers. Its output also
+# goes to a log that CodeFlux reads to check the app after each change (compile errors).
 set -u
 cd /home/user
-npx next dev --turbopack -H 0.0.0.0 -p 3000 &
+log=/tmp/codeflux-dev.log
+: > "$log"
+npx next dev --turbopack -H 0.0.0.0 -p 3000 > >(tee -a "$log") 2>&1 &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null; wait "$server"' TERM INT
 for _ in $(seq 1 240); do

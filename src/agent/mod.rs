@@ -5,6 +5,7 @@ mod live;
 pub mod prompt;
 pub mod reply;
 pub mod tools;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use tracing::Instrument;
 use crate::events::EventKind;
 use crate::llm::{ChatMessage, ChatRequest, Llm, LlmError};
 use crate::sandbox::Sandbox;
-use crate::store::TokenUsage;
+use crate::store::{TokenUsage, Verification, VerificationStatus};
 
 pub use tools::{Journal, Toolbox};
 
@@ -32,6 +33,11 @@ pub struct AgentSettings {
     pub sandbox_lifetime: Duration,
     /// Wall-clock limit of a whole job, so no job runs forever.
     pub job_timeout: Duration,
+    /// Check the app after the agent's summary (type check, dev server, pages). Needs the
+    /// Next.js template's dev server in the sandbox.
+    pub verify: bool,
+    /// Rounds of "here is what fails, fix it" after a failed check.
+    pub fix_attempts: u32,
 }
 
 impl Default for AgentSettings {
@@ -41,6 +47,8 @@ impl Default for AgentSettings {
             command_timeout: Duration::from_secs(300),
             sandbox_lifetime: Duration::from_secs(1800),
             job_timeout: Duration::from_secs(1800),
+            verify: true,
+            fix_attempts: 3,
         }
     }
 }
@@ -67,8 +75,11 @@ pub struct AgentResult {
     pub written: BTreeMap<String, String>,
     pub usage: TokenUsage,
     pub iterations: u32,
-    /// Set when the step cap ended the run but files had been written.
+    /// Set when the step cap ended the run but files had been written, or when the app
+    /// still fails its check.
     pub note: Option<String>,
+    /// The outcome of the last check, when the app was checked.
+    pub verification: Option<Verification>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,57 +125,118 @@ impl Agent<'_> {
         // step; after that, such turns count.
         let mut free_nudge = true;
 
-        while iterations < max && summary.is_none() {
-            iterations += 1;
-            (self.on_event)(EventKind::ModelTurn {
-                iteration: iterations,
-                max_iterations: max,
-            });
-            let live = live::LiveOutput::new(self.on_event);
-            let response = self
-                .llm
-                .chat_streaming(
-                    &ChatRequest {
-                        messages: messages.clone(),
-                        tools: tools::specs(),
-                        temperature: AGENT_TEMPERATURE,
-                    },
-                    &|partial| live.observe(partial),
-                )
-                .await?;
-            usage.add(response.usage);
-            let cut_off = response.finish_reason.as_deref() == Some("length");
-            let reply = reply::normalize(&response.message);
-            if let Some(thinking) = &reply.thinking {
-                (self.on_event)(EventKind::ModelThinking {
-                    text: tools::truncate_middle(thinking, 2000),
+        // Checked against what the dev server says from now on.
+        let checker = if self.settings.verify {
+            Some(verify::Checker::start(self.sandbox).await)
+        } else {
+            None
+        };
+        let mut verification = None;
+        let mut fix_rounds = 0;
+        let mut seen_failures = std::collections::HashSet::new();
+        let mut earlier_summary = None;
+
+        loop {
+            while iterations < max && summary.is_none() {
+                iterations += 1;
+                (self.on_event)(EventKind::ModelTurn {
+                    iteration: iterations,
+                    max_iterations: max,
                 });
-            }
-            summary = prompt::extract_summary(&reply.text);
-            if summary.is_none() && !reply.text.is_empty() {
-                (self.on_event)(EventKind::ModelText {
-                    text: tools::truncate_middle(&reply.text, 400),
-                });
-                last_text = reply.text.clone();
-            }
-            messages.push(reply.as_message());
-            // Several calls in one turn run in order, each answered on its own.
-            for call in &reply.calls {
-                let outcome = self
-                    .call_tool(&mut toolbox, &call.function.name, &call.function.arguments)
+                let live = live::LiveOutput::new(self.on_event);
+                let response = self
+                    .llm
+                    .chat_streaming(
+                        &ChatRequest {
+                            messages: messages.clone(),
+                            tools: tools::specs(),
+                            temperature: AGENT_TEMPERATURE,
+                        },
+                        &|partial| live.observe(partial),
+                    )
                     .await?;
-                messages.push(ChatMessage::tool_result(&call.id, outcome));
-            }
-            if reply.calls.is_empty() && summary.is_none() {
-                messages.push(ChatMessage::user(if cut_off { CONTINUE } else { NUDGE }));
-                if free_nudge && !cut_off {
-                    free_nudge = false;
-                    iterations -= 1;
+                usage.add(response.usage);
+                let cut_off = response.finish_reason.as_deref() == Some("length");
+                let reply = reply::normalize(&response.message);
+                if let Some(thinking) = &reply.thinking {
+                    (self.on_event)(EventKind::ModelThinking {
+                        text: tools::truncate_middle(thinking, 2000),
+                    });
+                }
+                summary = prompt::extract_summary(&reply.text);
+                if summary.is_none() && !reply.text.is_empty() {
+                    (self.on_event)(EventKind::ModelText {
+                        text: tools::truncate_middle(&reply.text, 400),
+                    });
+                    last_text = reply.text.clone();
+                }
+                messages.push(reply.as_message());
+                // Several calls in one turn run in order, each answered on its own.
+                for call in &reply.calls {
+                    let outcome = self
+                        .call_tool(&mut toolbox, &call.function.name, &call.function.arguments)
+                        .await?;
+                    messages.push(ChatMessage::tool_result(&call.id, outcome));
+                }
+                if reply.calls.is_empty() && summary.is_none() {
+                    messages.push(ChatMessage::user(if cut_off { CONTINUE } else { NUDGE }));
+                    if free_nudge && !cut_off {
+                        free_nudge = false;
+                        iterations -= 1;
+                    }
                 }
             }
-        }
 
-        let note = if summary.is_none() {
+            let (Some(checker), Some(_)) = (&checker, &summary) else {
+                break;
+            };
+            (self.on_event)(EventKind::Checking);
+            let problems = match checker.check(self.sandbox).await {
+                Ok(problems) => problems,
+                Err(error) if error.is_lost() => {
+                    return Err(AgentError::SandboxLost {
+                        doing: "checking the app".into(),
+                        reason: error.to_string(),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not check the app");
+                    break;
+                }
+            };
+            if problems.is_empty() {
+                verification = Some(Verification {
+                    status: VerificationStatus::Passed,
+                    errors: Vec::new(),
+                });
+                (self.on_event)(EventKind::CheckPassed);
+                break;
+            }
+            // Another round unless the budget is spent or the same failure came back.
+            let fixing = fix_rounds < self.settings.fix_attempts
+                && iterations < max
+                && seen_failures.insert(verify::fingerprint(&problems));
+            (self.on_event)(EventKind::CheckFailed {
+                summary: verify::describe(&problems),
+                fixing,
+            });
+            verification = Some(Verification {
+                status: VerificationStatus::Failed,
+                errors: problems
+                    .iter()
+                    .map(|problem| problem.text().to_string())
+                    .collect(),
+            });
+            if !fixing {
+                break;
+            }
+            fix_rounds += 1;
+            messages.push(ChatMessage::user(verify::feedback(&problems)));
+            earlier_summary = summary.take();
+        }
+        let summary = summary.or(earlier_summary);
+
+        let mut note = if summary.is_none() {
             if toolbox.written.is_empty() && task.existing_files.is_empty() {
                 return Err(AgentError::NothingBuilt(max));
             }
@@ -174,6 +246,21 @@ impl Agent<'_> {
         } else {
             None
         };
+        if let Some(Verification {
+            status: VerificationStatus::Failed,
+            errors,
+        }) = &verification
+        {
+            let still = format!(
+                "Still failing after {fix_rounds} fix attempt{}: {}",
+                if fix_rounds == 1 { "" } else { "s" },
+                errors.first().map(String::as_str).unwrap_or_default()
+            );
+            note = Some(match note {
+                Some(note) => format!("{note}\n\n{still}"),
+                None => still,
+            });
+        }
         let summary = summary.unwrap_or_else(|| {
             if last_text.is_empty() {
                 format!("Work in progress on: {}", task.prompt)
@@ -200,6 +287,7 @@ impl Agent<'_> {
             usage,
             iterations,
             note,
+            verification,
         })
     }
 

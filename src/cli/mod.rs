@@ -59,6 +59,9 @@ pub struct AgentArgs {
     /// Seconds one whole job may take before it is stopped with an error.
     #[arg(long, env = "CODEFLUX_JOB_TIMEOUT_SECS", default_value_t = 1800)]
     pub job_timeout_secs: u64,
+    /// Rounds of fixing after the app fails its check (type check, dev server, pages).
+    #[arg(long, env = "CODEFLUX_FIX_ATTEMPTS", default_value_t = 3)]
+    pub fix_attempts: u32,
     /// Public URL of a project's preview; `{project}` becomes the project id.
     #[arg(
         long,
@@ -114,6 +117,7 @@ impl AgentArgs {
                 max_iterations: self.max_iterations,
                 command_timeout: Duration::from_secs(self.command_timeout_secs),
                 job_timeout: Duration::from_secs(self.job_timeout_secs.max(1)),
+                fix_attempts: self.fix_attempts,
                 ..AgentSettings::default()
             },
             preview_url_template: self.preview_url.clone(),

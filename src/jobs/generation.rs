@@ -186,6 +186,7 @@ impl Generation {
                 title: result.title,
                 sandbox_url: self.preview.url_for(job.project_id),
                 files,
+                verification: result.verification,
             }),
         )?;
         self.store.clear_unsaved_files(job.project_id)?;

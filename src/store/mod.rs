@@ -256,6 +256,7 @@ impl Store {
                     sandbox_url: new.sandbox_url,
                     files: new.files,
                     created_at: message.created_at,
+                    verification: new.verification,
                 };
                 put(&self.fragments, message.id.as_bytes(), &fragment).map(|_| fragment)
             })
@@ -339,6 +340,7 @@ impl Store {
                 title: fragment.title.clone(),
                 sandbox_url: fragment.sandbox_url.clone(),
                 files: fragment.files.clone(),
+                verification: fragment.verification.clone(),
             }),
         )?;
         let restored = restored.expect("a fragment was given");
@@ -439,6 +441,7 @@ pub struct NewFragment {
     pub title: String,
     pub sandbox_url: String,
     pub files: BTreeMap<String, String>,
+    pub verification: Option<Verification>,
 }
 
 pub(crate) fn pair_key(first: Uuid, second: Uuid) -> Vec<u8> {

@@ -70,6 +70,24 @@ pub struct Fragment {
     pub sandbox_url: String,
     pub files: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
+    /// Whether the app was checked to compile and render, and what failed if not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verification {
+    pub status: VerificationStatus,
+    /// What still fails (empty when it passed).
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationStatus {
+    Passed,
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -49,6 +49,16 @@ pub fn item(event: &Event) -> Option<Markup> {
             html! { code { (summary) } " · " (format!("{:.1} s", *elapsed_ms as f64 / 1000.0)) },
         ),
         EventKind::Summary { text } => ("", "📝", html! { (text) }),
+        EventKind::Checking => ("", "🔎", html! { "Checking the app…" }),
+        EventKind::CheckPassed => ("ok", "✓", html! { "Checked: compiles and renders" }),
+        EventKind::CheckFailed {
+            summary,
+            fixing: true,
+        } => ("fail", "✗", html! { "Found " (summary) ", fixing…" }),
+        EventKind::CheckFailed {
+            summary,
+            fixing: false,
+        } => ("fail", "✗", html! { "Still failing: " (summary) }),
         EventKind::Requeued { reason } => ("", "↻", html! { (reason) }),
         EventKind::Finished { stopped: true, .. } => ("", "■", html! { "Stopped" }),
         EventKind::Finished {
@@ -81,6 +91,10 @@ fn step_label(events: &[Event]) -> String {
         }) => format!("Writing {file}"),
         Some(EventKind::ModelStreaming { .. }) => "Answering".to_string(),
         Some(EventKind::Summary { .. }) => "Writing the reply".to_string(),
+        Some(EventKind::Checking) => "Checking the app".to_string(),
+        Some(EventKind::CheckFailed { fixing: true, .. }) => {
+            "Fixing what the check found".to_string()
+        }
         Some(EventKind::Requeued { .. }) => "Waiting for CodeFlux to restart".to_string(),
         Some(EventKind::Finished { stopped: true, .. }) => "Stopped".to_string(),
         Some(EventKind::Finished { ok: true, .. }) => "Done".to_string(),

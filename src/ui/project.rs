@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{code, home::status_badge, progress};
 use crate::events::Event;
-use crate::store::{Fragment, MessageType, ProjectStatus, Role};
+use crate::store::{Fragment, MessageType, ProjectStatus, Role, VerificationStatus};
 use crate::web::api::{MAX_PROMPT_CHARS, MessageView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,15 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
                         small { (fragment.files.len()) @if fragment.files.len() == 1 { " file" } @else { " files" } }
                     }
                     span aria-hidden="true" { "→" }
+                }
+            }
+            @if let Some(verification) = view.fragment.as_ref().and_then(|fragment| fragment.verification.as_ref()) {
+                @match verification.status {
+                    VerificationStatus::Passed => p.check.passed { "✓ Checked: compiles and renders" },
+                    VerificationStatus::Failed => details.check.failed {
+                        summary { "✗ Still failing" }
+                        pre { (verification.errors.join("\n\n")) }
+                    },
                 }
             }
             @if let Some(usage) = &message.usage {

@@ -39,6 +39,8 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
         agent: AgentSettings {
             max_iterations,
             command_timeout: Duration::from_secs(20),
+            // The host test sandbox has no dev server to check; tests on Docker turn it on.
+            verify: false,
             ..AgentSettings::default()
         },
         preview_url_template: PREVIEW_TEMPLATE.to_string(),

@@ -1,0 +1,377 @@
+//! Checks that the app works once the agent says it is done: the type check, the dev
+//! server's own output since the job began (compile errors), and every page route answering
+//! 200 without a Next.js error page. What fails goes back to the agent as a new turn.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::sandbox::{Sandbox, SandboxError};
+
+/// Where the template's dev server writes its output (see `sandbox-templates/nextjs/start-dev.sh`).
+pub const DEV_LOG: &str = "/tmp/codeflux-dev.log";
+const TYPE_CHECK_LIMIT: Duration = Duration::from_secs(300);
+const PAGES_LIMIT: Duration = Duration::from_secs(240);
+/// At most this many errors of one kind are handed back, so one broken import does not
+/// flood the model's context.
+const MAX_ERRORS: usize = 12;
+const MAX_PAGES: usize = 12;
+
+/// One thing that does not work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// `app/page.tsx(3,7): error TS2322: …`
+    Type(String),
+    /// A line the dev server logged as an error, with the lines after it.
+    Compile(String),
+    /// A page that did not render: its route, status and what went wrong.
+    Render(String),
+}
+
+impl Problem {
+    pub fn text(&self) -> &str {
+        match self {
+            Problem::Type(text) | Problem::Compile(text) | Problem::Render(text) => text,
+        }
+    }
+}
+
+/// Checks one sandbox's app; made when the job begins, so it reads only the dev server's
+/// output from then on, and each check only what came after the one before.
+pub struct Checker {
+    log_offset: std::sync::atomic::AtomicU64,
+}
+
+impl Checker {
+    pub async fn start(sandbox: &dyn Sandbox) -> Self {
+        let size = sandbox
+            .run(
+                &format!("wc -c < {DEV_LOG} 2>/dev/null || echo 0"),
+                Duration::from_secs(30),
+            )
+            .await
+            .ok()
+            .and_then(|output| output.stdout.trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            log_offset: size.into(),
+        }
+    }
+
+    pub async fn check(&self, sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+        // Pages first: requesting them makes the dev server compile them and log errors.
+        let mut problems = render_problems(sandbox).await?;
+        let logged = self.compile_problems(sandbox).await?;
+        // The log explains pages that failed; with every page rendering, what it holds is
+        // from before the last fix (the dev server logs some errors again a moment later).
+        if !problems.is_empty() {
+            problems.extend(logged);
+        }
+        problems.extend(type_problems(sandbox).await?);
+        Ok(problems)
+    }
+
+    async fn compile_problems(&self, sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+        use std::sync::atomic::Ordering;
+        let from = self.log_offset.load(Ordering::Relaxed);
+        // The log's size first, then what was written between the last check and now.
+        let output = sandbox
+            .run(
+                &format!(
+                    "size=$(wc -c < {DEV_LOG} 2>/dev/null || echo 0); echo \"$size\"; \
+                     tail -c +{} {DEV_LOG} 2>/dev/null | head -c $((size - {from})) | tail -c 200000",
+                    from + 1
+                ),
+                Duration::from_secs(30),
+            )
+            .await?;
+        let (size, log) = output
+            .stdout
+            .split_once('\n')
+            .unwrap_or((&output.stdout, ""));
+        if let Ok(size) = size.trim().parse::<u64>() {
+            self.log_offset.store(size.max(from), Ordering::Relaxed);
+        }
+        Ok(dev_log_errors(log)
+            .into_iter()
+            .map(Problem::Compile)
+            .collect())
+    }
+}
+
+async fn type_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+    let output = sandbox
+        .run(
+            "npx --no-install tsc --noEmit --pretty false -p . 2>&1 | head -c 100000",
+            TYPE_CHECK_LIMIT,
+        )
+        .await?;
+    let errors: Vec<Problem> = output
+        .stdout
+        .lines()
+        .filter(|line| line.contains(": error TS"))
+        .take(MAX_ERRORS)
+        .map(|line| Problem::Type(line.trim().to_string()))
+        .collect();
+    Ok(errors)
+}
+
+/// The page routes under `app/`, each fetched through the dev server.
+async fn render_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+    let listed = sandbox
+        .run(
+            "find app -name node_modules -prune -o -type f \\( -name 'page.tsx' -o -name 'page.jsx' -o -name 'page.js' -o -name 'page.ts' \\) -print 2>/dev/null",
+            Duration::from_secs(30),
+        )
+        .await?;
+    let routes: Vec<String> = listed
+        .stdout
+        .lines()
+        .filter_map(route_of)
+        .take(MAX_PAGES)
+        .collect();
+    if routes.is_empty() {
+        return Ok(vec![Problem::Render(
+            "app/page.tsx is missing: the app has no front page".into(),
+        )]);
+    }
+    // One command waits for the dev server (it may still be starting), then fetches every
+    // page: its status, and whether the body is Next.js's error page.
+    let mut script = String::from(
+        "for _ in $(seq 1 240); do code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:3000/__codeflux_ready 2>/dev/null); \
+         [ \"$code\" != 000 ] && break; sleep 0.5; done; for route in",
+    );
+    for route in &routes {
+        let _ = write!(script, " '{route}'");
+    }
+    script.push_str(
+        "; do status=$(curl -s -o /tmp/codeflux-page.html -w '%{http_code}' --max-time 120 \"http://127.0.0.1:3000$route\"); \
+         if grep -q '__next_error__\\|nextjs__container_errors' /tmp/codeflux-page.html 2>/dev/null; then marker=error-page; else marker=ok; fi; \
+         echo \"$route $status $marker\"; done",
+    );
+    let output = sandbox.run(&script, PAGES_LIMIT).await?;
+    Ok(output
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (route, status, marker) = (parts.next()?, parts.next()?, parts.next()?);
+            match (status, marker) {
+                ("200", "ok") => None,
+                ("000", _) => Some(Problem::Render(format!(
+                    "{route} did not answer: the dev server is not running or did not respond"
+                ))),
+                (status, _) => Some(Problem::Render(format!(
+                    "{route} answered HTTP {status} with an error page instead of rendering"
+                ))),
+            }
+        })
+        .collect())
+}
+
+/// `app/(marketing)/about/page.tsx` → `/about`. Dynamic (`[id]`), parallel (`@slot`) and
+/// private (`_parts`) routes cannot be fetched as they are and are left out.
+fn route_of(path: &str) -> Option<String> {
+    let folder = path.strip_prefix("app")?.rsplit_once('/')?.0;
+    let mut route = String::new();
+    for segment in folder.split('/').filter(|segment| !segment.is_empty()) {
+        if segment.starts_with('[') || segment.starts_with('@') || segment.starts_with('_') {
+            return None;
+        }
+        if segment.starts_with('(') && segment.ends_with(')') {
+            continue;
+        }
+        route.push('/');
+        route.push_str(segment);
+    }
+    Some(if route.is_empty() { "/".into() } else { route })
+}
+
+/// The error lines of the dev server's output, each with the few lines that explain it.
+fn dev_log_errors(log: &str) -> Vec<String> {
+    let lines: Vec<String> = log.lines().map(strip_ansi).collect();
+    let mut errors: Vec<String> = Vec::new();
+    let mut index = 0;
+    while index < lines.len() && errors.len() < MAX_ERRORS {
+        let line = lines[index].trim();
+        let is_error = line.starts_with('⨯')
+            || line.contains("Error:")
+            || line.contains("Failed to compile")
+            || line.contains("Module not found");
+        if !is_error {
+            index += 1;
+            continue;
+        }
+        let context: Vec<&str> = lines[index..lines.len().min(index + 6)]
+            .iter()
+            .map(|line| line.trim_end())
+            .filter(|line| !line.trim().is_empty())
+            .collect();
+        let entry = context.join("\n");
+        if !errors.contains(&entry) {
+            errors.push(entry);
+        }
+        index += context.len().max(1);
+    }
+    errors
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut clean = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            clean.push(c);
+        }
+    }
+    clean
+}
+
+/// What the agent is told: every problem, grouped, with files and lines as the tools gave.
+pub fn feedback(problems: &[Problem]) -> String {
+    let mut text = String::from("The app does not work yet:\n");
+    let sections: [(&str, fn(&Problem) -> bool); 3] = [
+        ("Pages that do not render", |p| {
+            matches!(p, Problem::Render(_))
+        }),
+        ("The dev server reported", |p| {
+            matches!(p, Problem::Compile(_))
+        }),
+        ("Type errors (tsc --noEmit)", |p| {
+            matches!(p, Problem::Type(_))
+        }),
+    ];
+    for (title, belongs) in sections {
+        let items: Vec<&Problem> = problems.iter().filter(|p| belongs(p)).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = write!(text, "\n{title}:\n");
+        for problem in items {
+            let _ = writeln!(text, "- {}", problem.text());
+        }
+    }
+    text.push_str(
+        "\nFix these (read the files first), then reply with the <task_summary> block again.",
+    );
+    text
+}
+
+/// A short line for people: "2 type errors, 1 page that does not render".
+pub fn describe(problems: &[Problem]) -> String {
+    let count = |kind: fn(&Problem) -> bool| problems.iter().filter(|p| kind(p)).count();
+    let parts = [
+        (
+            count(|p| matches!(p, Problem::Type(_))),
+            "type error",
+            "type errors",
+        ),
+        (
+            count(|p| matches!(p, Problem::Compile(_))),
+            "compile error",
+            "compile errors",
+        ),
+        (
+            count(|p| matches!(p, Problem::Render(_))),
+            "page that does not render",
+            "pages that do not render",
+        ),
+    ];
+    parts
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The problems with what changes from run to run (paths, line numbers, ids, timings)
+/// removed, so the same failure seen twice is recognised.
+pub fn fingerprint(problems: &[Problem]) -> String {
+    let mut all: Vec<String> = problems
+        .iter()
+        .map(|problem| {
+            problem
+                .text()
+                .split_whitespace()
+                .filter(|word| !word.contains('/'))
+                .map(|word| {
+                    word.chars()
+                        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                        .collect::<String>()
+                        .to_lowercase()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    all.sort();
+    all.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_come_from_page_files() {
+        assert_eq!(route_of("app/page.tsx").as_deref(), Some("/"));
+        assert_eq!(route_of("app/about/page.tsx").as_deref(), Some("/about"));
+        assert_eq!(
+            route_of("app/(site)/pricing/page.jsx").as_deref(),
+            Some("/pricing")
+        );
+        assert_eq!(route_of("app/habits/[id]/page.tsx"), None);
+        assert_eq!(route_of("app/@modal/page.tsx"), None);
+    }
+
+    #[test]
+    fn dev_server_errors_are_found_with_their_context() {
+        let log = "\u{1b}[32m✓\u{1b}[39m Compiled / in 2.1s\n ⨯ Error: boom-xyz\n    at Page (app/page.tsx:2:9)\n\n GET / 500 in 40ms\n ✓ Compiled /other\n";
+        let errors = dev_log_errors(log);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("boom-xyz") && errors[0].contains("app/page.tsx:2:9"));
+    }
+
+    #[test]
+    fn the_same_failure_has_the_same_fingerprint_whatever_the_lines_and_paths() {
+        let first = [Problem::Type(
+            "app/page.tsx(3,7): error TS2322: Type 'string' is not assignable to type 'number'."
+                .into(),
+        )];
+        let moved = [Problem::Type(
+            "app/home/page.tsx(12,9): error TS2322: Type 'string' is not assignable to type 'number'."
+                .into(),
+        )];
+        let other = [Problem::Type(
+            "app/page.tsx(3,7): error TS2304: Cannot find name 'x'.".into(),
+        )];
+        assert_eq!(fingerprint(&first), fingerprint(&moved));
+        assert_ne!(fingerprint(&first), fingerprint(&other));
+    }
+
+    #[test]
+    fn feedback_groups_problems_and_describe_counts_them() {
+        let problems = [
+            Problem::Type("a.tsx(1,1): error TS1: x".into()),
+            Problem::Type("b.tsx(1,1): error TS1: y".into()),
+            Problem::Render("/ answered HTTP 500 with an error page instead of rendering".into()),
+        ];
+        let text = feedback(&problems);
+        assert!(text.starts_with("The app does not work yet:"));
+        assert!(text.contains("Type errors (tsc --noEmit):\n- a.tsx(1,1)"));
+        assert!(text.contains("Pages that do not render:\n- / answered HTTP 500"));
+        assert_eq!(
+            describe(&problems),
+            "2 type errors, 1 page that does not render"
+        );
+    }
+}
