@@ -27,7 +27,20 @@ pub enum Problem {
     Render(String),
 }
 
+const RENDER_SECTION: &str = "Pages that do not render";
+const COMPILE_SECTION: &str = "The dev server reported";
+const TYPE_SECTION: &str = "Type errors (tsc --noEmit)";
+
 impl Problem {
+    /// The heading it is listed under in the feedback.
+    fn section(&self) -> &'static str {
+        match self {
+            Problem::Render(_) => RENDER_SECTION,
+            Problem::Compile(_) => COMPILE_SECTION,
+            Problem::Type(_) => TYPE_SECTION,
+        }
+    }
+
     pub fn text(&self) -> &str {
         match self {
             Problem::Type(text) | Problem::Compile(text) | Problem::Render(text) => text,
