@@ -251,19 +251,11 @@ fn strip_ansi(line: &str) -> String {
 /// What the agent is told: every problem, grouped, with files and lines as the tools gave.
 pub fn feedback(problems: &[Problem]) -> String {
     let mut text = String::from("The app does not work yet:\n");
-    let sections: [(&str, fn(&Problem) -> bool); 3] = [
-        ("Pages that do not render", |p| {
-            matches!(p, Problem::Render(_))
-        }),
-        ("The dev server reported", |p| {
-            matches!(p, Problem::Compile(_))
-        }),
-        ("Type errors (tsc --noEmit)", |p| {
-            matches!(p, Problem::Type(_))
-        }),
-    ];
-    for (title, belongs) in sections {
-        let items: Vec<&Problem> = problems.iter().filter(|p| belongs(p)).collect();
+    for title in [RENDER_SECTION, COMPILE_SECTION, TYPE_SECTION] {
+        let items: Vec<&Problem> = problems
+            .iter()
+            .filter(|problem| problem.section() == title)
+            .collect();
         if items.is_empty() {
             continue;
         }
