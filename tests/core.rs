@@ -827,3 +827,25 @@ async fn versions_are_listed_and_restoring_makes_an_old_one_the_newest() {
         .await;
     server.settled(&project).await;
 }
+
+#[tokio::test]
+async fn an_offline_sandbox_is_described_to_the_model() {
+    for offline in [false, true] {
+        let server = Harness::start_with(|settings| settings.agent.offline = offline).await;
+        server
+            .fake
+            .push_all([Reply::write("app/page.tsx", "x"), Reply::summary("done")]);
+        let project = server.create("offline").await;
+        server.settled(&project).await;
+        let system = server.fake.agent_requests()[0]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(system.contains("no network access"), offline);
+        assert_eq!(
+            system.contains("recharts"),
+            offline,
+            "preinstalled packages listed"
+        );
+    }
+}

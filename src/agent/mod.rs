@@ -38,6 +38,8 @@ pub struct AgentSettings {
     pub verify: bool,
     /// Rounds of "here is what fails, fix it" after a failed check.
     pub fix_attempts: u32,
+    /// The sandbox has no network (`CODEFLUX_SANDBOX_NETWORK=none`): nothing can be installed.
+    pub offline: bool,
 }
 
 impl Default for AgentSettings {
@@ -49,6 +51,7 @@ impl Default for AgentSettings {
             job_timeout: Duration::from_secs(1800),
             verify: true,
             fix_attempts: 3,
+            offline: false,
         }
     }
 }
@@ -106,7 +109,9 @@ pub struct Agent<'a> {
 
 impl Agent<'_> {
     pub async fn run(&self, task: &AgentTask) -> Result<AgentResult, AgentError> {
-        let mut messages = vec![ChatMessage::system(prompt::SYSTEM_PROMPT)];
+        let mut messages = vec![ChatMessage::system(prompt::system_prompt(
+            self.settings.offline,
+        ))];
         messages.extend(task.history.iter().cloned());
         messages.push(ChatMessage::user(user_turn(task)));
 

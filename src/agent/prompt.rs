@@ -30,6 +30,18 @@ When the app is complete, reply with nothing but this block (no tool call in tha
 A short description of what you built or changed.
 </task_summary>"#;
 
+/// The system prompt; in a sandbox without network it also says that nothing can be
+/// installed and what already is.
+pub fn system_prompt(offline: bool) -> String {
+    if !offline {
+        return SYSTEM_PROMPT.to_string();
+    }
+    let installed = crate::sandbox::template::installed_packages().join(", ");
+    format!(
+        "{SYSTEM_PROMPT}\n\nThis sandbox has no network access: `npm install` cannot download anything, so never try it. Use only what is installed: {installed}, and the UI kit above."
+    )
+}
+
 pub const TITLE_PROMPT: &str = "You name apps. Reply with a title of at most three words in Title Case for the app described by the user: no punctuation, no quotes, nothing else.";
 
 pub const REPLY_PROMPT: &str = "You are a friendly assistant telling a user that their app is ready. Given the developer's summary, write one to three casual sentences describing what was built or changed, as if saying \"Here is your …\". No markdown, no code, no mention of files or tools.";
@@ -65,6 +77,22 @@ pub fn clean_title(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offline_sandboxes_are_told_what_is_installed() {
+        assert_eq!(system_prompt(false), SYSTEM_PROMPT);
+        let offline = system_prompt(true);
+        assert!(offline.contains("no network access"));
+        for package in [
+            "recharts",
+            "zod",
+            "date-fns",
+            "framer-motion",
+            "react-hook-form",
+        ] {
+            assert!(offline.contains(package), "{package}");
+        }
+    }
 
     #[test]
     fn summary_is_found_with_or_without_closing_tag() {

@@ -186,6 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sandbox =
         crate::sandbox::select::from_env(&instance, Some(&data_dir), store.tree("e2b_sandboxes")?)
             .await;
+    settings.agent.offline = offline(&sandbox);
     let setup = setup_for(&settings, &sandbox);
     if let Some(problem) = &setup.sandbox_problem {
         tracing::warn!("{problem}");
@@ -227,6 +228,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the chosen sandboxes have no network (the agent is told it cannot install).
+fn offline(sandbox: &crate::sandbox::select::Selected) -> bool {
+    sandbox
+        .docker
+        .as_ref()
+        .is_some_and(|docker| docker.config().network == crate::sandbox::docker::NetworkMode::None)
+}
+
 /// Names this installation's sandboxes after its data directory (unless
 /// `CODEFLUX_SANDBOX_INSTANCE` says otherwise), so two CodeFlux servers on one Docker engine
 /// keep their hands off each other's containers. Also returns the directory's full path.
@@ -246,7 +255,7 @@ fn installation(data_dir: &Path) -> (String, PathBuf) {
 }
 
 async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let settings = args.agent.settings(None, 1);
+    let mut settings = args.agent.settings(None, 1);
     let store = crate::store::Store::temporary()?;
     let instance =
         std::env::var("CODEFLUX_SANDBOX_INSTANCE").unwrap_or_else(|_| "generate".to_string());
@@ -255,6 +264,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     if let Some(problem) = &sandbox.problem {
         bail!("{problem}");
     }
+    settings.agent.offline = offline(&sandbox);
     let setup = setup_for(&settings, &sandbox);
     let services = Services::build_on(store, &settings, sandbox.provider, setup).await?;
     let store = &services.state.store;

@@ -40,6 +40,18 @@ pub fn file(name: &str) -> Option<Vec<u8>> {
 
 /// Builds the tar context in memory. The base image is a build argument, so it is part of
 /// the tag but not of the tar.
+/// The npm packages the template installs (its `dependencies`), by name.
+pub fn installed_packages() -> Vec<String> {
+    file("package.json")
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|manifest| {
+            manifest["dependencies"]
+                .as_object()
+                .map(|dependencies| dependencies.keys().cloned().collect())
+        })
+        .unwrap_or_default()
+}
+
 pub fn build_context(base_image: &str, extra_ca: Option<&[u8]>) -> std::io::Result<BuildContext> {
     let ca = extra_ca.unwrap_or_default();
     let mut hasher = Sha256::new();
