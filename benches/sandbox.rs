@@ -66,7 +66,8 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let router =
-        codeflux::preview::router(Arc::new(RunningOnly(provider.clone())), Default::default());
+        codeflux::preview::router(Arc::new(RunningOnly(provider.clone())), Default::default())
+            .unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/");

@@ -27,6 +27,8 @@ pub struct Settings {
     pub llm: LlmConfig,
     /// Access control; open unless `CODEFLUX_AUTH_TOKEN` is set.
     pub auth: crate::auth::Auth,
+    /// Extra CA (PEM) the preview proxy trusts for `https` dev servers.
+    pub preview_extra_ca: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +44,15 @@ pub enum ServerError {
     Llm(#[from] crate::llm::LlmError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot set up the preview proxy: {0}")]
+    Preview(#[from] crate::preview::ForwardError),
 }
 
 /// The running parts, built once.
 pub struct Services {
     pub state: AppState,
     pub jobs: JobQueue,
+    preview_extra_ca: Option<Vec<u8>>,
 }
 
 impl Services {
@@ -125,7 +130,11 @@ impl Services {
             shutdown: CancellationToken::new(),
             auth: settings.auth.clone(),
         };
-        Ok(Self { state, jobs })
+        Ok(Self {
+            state,
+            jobs,
+            preview_extra_ca: settings.preview_extra_ca.clone(),
+        })
     }
 
     /// Serves the UI and API on `listener`, and previews on `preview_listener`, until
@@ -146,23 +155,31 @@ impl Services {
                 stop.cancel();
             }
         });
-        let dispatcher = self.jobs.start();
-        let previews = preview_listener.map(|preview_listener| {
-            let targets = Arc::new(Revival::new(self.jobs.generation().clone()));
-            let stop = stop.clone();
-            if let Ok(address) = preview_listener.local_addr() {
-                tracing::info!(
-                    "previews are served on http://<project>.localhost:{}",
-                    address.port()
-                );
+        let previews = match preview_listener {
+            Some(preview_listener) => {
+                let targets = Arc::new(Revival::new(self.jobs.generation().clone()));
+                let router = crate::preview::router(
+                    targets,
+                    crate::preview::PreviewOptions {
+                        auth: self.state.auth.clone(),
+                        extra_ca: self.preview_extra_ca.clone(),
+                    },
+                )?;
+                if let Ok(address) = preview_listener.local_addr() {
+                    tracing::info!(
+                        "previews are served on http://<project>.localhost:{}",
+                        address.port()
+                    );
+                }
+                Some(tokio::spawn(crate::preview::serve(
+                    preview_listener,
+                    router,
+                    stop.clone().cancelled_owned(),
+                )))
             }
-            tokio::spawn(crate::preview::serve(
-                preview_listener,
-                targets,
-                self.state.auth.clone(),
-                stop.cancelled_owned(),
-            ))
-        });
+            None => None,
+        };
+        let dispatcher = self.jobs.start();
         let address: SocketAddr = listener.local_addr()?;
         tracing::info!("CodeFlux is listening on http://{address}");
         let mut server = tokio::spawn(

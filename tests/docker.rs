@@ -34,7 +34,7 @@ async fn start_proxy(targets: Arc<dyn PreviewTargets>) -> u16 {
     tokio::spawn(async move {
         axum::serve(
             listener,
-            codeflux::preview::router(targets, Default::default()),
+            codeflux::preview::router(targets, Default::default()).unwrap(),
         )
         .await
         .unwrap()

@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// listen on an address other machines can reach.
     #[arg(long, env = "CODEFLUX_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// PEM bundle the preview proxy trusts for `https` dev servers (a self-hosted E2B).
+    #[arg(long, env = "CODEFLUX_PREVIEW_CA_CERT")]
+    pub preview_ca_cert: Option<PathBuf>,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -123,6 +126,7 @@ impl AgentArgs {
             preview_url_template: self.preview_url.clone(),
             llm: LlmConfig::from_env(),
             auth: crate::auth::Auth::default(),
+            preview_extra_ca: None,
         }
     }
 }
@@ -173,6 +177,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     settings
         .auth
         .check_exposure("the preview proxy", args.preview_listen)?;
+    if let Some(path) = &args.preview_ca_cert {
+        settings.preview_extra_ca =
+            Some(std::fs::read(path).with_context(|| {
+                format!("cannot read CODEFLUX_PREVIEW_CA_CERT {}", path.display())
+            })?);
+    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",

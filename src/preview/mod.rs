@@ -66,25 +66,39 @@ struct Proxy {
     auth: Auth,
 }
 
-/// The preview router; every request is routed by its `Host`. With a token configured in
-/// `auth`, a preview is shown only to browsers that opened a signed link to it.
-pub fn router(targets: Arc<dyn PreviewTargets>, auth: Auth) -> Router {
+/// How the proxy treats visitors and dev servers.
+#[derive(Clone, Default)]
+pub struct PreviewOptions {
+    /// With a token configured, a preview is shown only to browsers that opened a signed
+    /// link to it.
+    pub auth: Auth,
+    /// A PEM bundle trusted besides the system's roots for `https` dev servers (a
+    /// self-hosted E2B with its own CA): `CODEFLUX_PREVIEW_CA_CERT`.
+    pub extra_ca: Option<Vec<u8>>,
+}
+
+pub use forward::ForwardError;
+
+/// The preview router; every request is routed by its `Host`.
+pub fn router(
+    targets: Arc<dyn PreviewTargets>,
+    options: PreviewOptions,
+) -> Result<Router, ForwardError> {
     let proxy = Proxy {
         targets,
-        forwarder: forward::Forwarder::new(),
-        auth,
+        forwarder: forward::Forwarder::new(options.extra_ca.as_deref())?,
+        auth: options.auth,
     };
-    Router::new().fallback(handle).with_state(proxy)
+    Ok(Router::new().fallback(handle).with_state(proxy))
 }
 
 /// Serves previews on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    targets: Arc<dyn PreviewTargets>,
-    auth: Auth,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(targets, auth))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -53,6 +53,7 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
             initial_backoff: Duration::from_millis(20),
         },
         auth: Default::default(),
+        preview_extra_ca: None,
     }
 }
 
