@@ -299,11 +299,20 @@ impl JobQueue {
         version_id: Uuid,
     ) -> Result<Option<crate::store::Version>, StoreError> {
         let generation = &self.inner.generation;
-        if !generation.store.open_jobs_of(project_id)?.is_empty() {
-            return Ok(None);
-        }
-        if !self.claim(project_id) {
-            return Ok(None);
+        // A job that just finished lets go of its project a moment after its status says so.
+        let mut tries = 0;
+        loop {
+            if !generation.store.open_jobs_of(project_id)?.is_empty() {
+                return Ok(None);
+            }
+            if self.claim(project_id) {
+                break;
+            }
+            tries += 1;
+            if tries == 100 {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let restored = generation.restore(project_id, version_id).await;
         self.set_busy(project_id, false);
