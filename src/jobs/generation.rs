@@ -236,17 +236,10 @@ impl Generation {
         if prepared.created {
             return Ok(());
         }
-        let writes = restored
-            .files
-            .iter()
-            .map(|(path, content)| {
-                Ok(FileWrite {
-                    path: WorkspacePath::parse(path)?,
-                    content: content.clone().into_bytes(),
-                })
-            })
-            .collect::<Result<Vec<_>, SandboxError>>()?;
-        prepared.sandbox.write_files(&writes).await?;
+        prepared
+            .sandbox
+            .write_files(&file_writes(&restored.files)?)
+            .await?;
         let gone = before
             .keys()
             .filter(|path| !restored.files.contains_key(*path))
@@ -263,16 +256,7 @@ impl Generation {
         let Acquired { sandbox, created } = provider.acquire(project_id).await?;
         let mut restored_files = 0;
         if created && let Some(fragment) = self.store.latest_fragment(project_id)? {
-            let writes = fragment
-                .files
-                .iter()
-                .map(|(path, content)| {
-                    Ok(FileWrite {
-                        path: WorkspacePath::parse(path)?,
-                        content: content.clone().into_bytes(),
-                    })
-                })
-                .collect::<Result<Vec<_>, SandboxError>>()?;
+            let writes = file_writes(&fragment.files)?;
             sandbox.write_files(&writes).await?;
             restored_files = writes.len();
         }
@@ -309,6 +293,21 @@ impl Generation {
             tracing::error!(%error, "could not record a progress event");
         }
     }
+}
+
+/// A version's files as writes into the workspace.
+fn file_writes(
+    files: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<FileWrite>, SandboxError> {
+    files
+        .iter()
+        .map(|(path, content)| {
+            Ok(FileWrite {
+                path: WorkspacePath::parse(path)?,
+                content: content.clone().into_bytes(),
+            })
+        })
+        .collect()
 }
 
 /// What each running job has written so far, by job id.

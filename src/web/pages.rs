@@ -137,6 +137,20 @@ pub struct WorkspaceQuery {
     file: Option<String>,
 }
 
+/// The Preview tab of the newest version, as the page shows it after a change.
+pub fn newest_workspace(detail: &super::api::ProjectDetail) -> Workspace<'_> {
+    let fragment = pick_fragment(&detail.messages, None);
+    Workspace {
+        project_id: detail.project.id,
+        fragment,
+        preview_url: &detail.preview_url,
+        preview_link: &detail.preview_link,
+        tab: Tab::Preview,
+        file: None,
+        version: project::version_of(&detail.messages, fragment),
+    }
+}
+
 /// The fragment to show: the one asked for, else the newest.
 fn pick_fragment(messages: &[MessageView], wanted: Option<Uuid>) -> Option<&Fragment> {
     let mut fragments = messages.iter().filter_map(|view| view.fragment.as_ref());
@@ -294,16 +308,8 @@ pub async fn restore_version(
 ) -> Result<Response, AppError> {
     state.restore(project_id, version_id).await?;
     let detail = super::api::project_detail(&state, project_id)?;
-    let fragment = pick_fragment(&detail.messages, None);
-    let view = Workspace {
-        project_id,
-        fragment,
-        preview_url: &detail.preview_url,
-        preview_link: &detail.preview_link,
-        tab: Tab::Preview,
-        file: None,
-        version: project::version_of(&detail.messages, fragment),
-    };
+    let view = newest_workspace(&detail);
+    let fragment = view.fragment;
     Ok(html_response(
         StatusCode::OK,
         html! {

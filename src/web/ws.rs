@@ -17,7 +17,7 @@ use super::{AppError, AppState};
 use crate::events::{Event, EventKind};
 use crate::store::ProjectStatus;
 use crate::ui::progress;
-use crate::ui::project::{self, Tab, Workspace};
+use crate::ui::project;
 
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
@@ -175,20 +175,8 @@ fn finished(state: &AppState, project_id: Uuid, job_id: Uuid) -> Result<Markup, 
     detail.status = state
         .store
         .project_status_besides(project_id, Some(job_id))?;
-    let fragment = detail
-        .messages
-        .iter()
-        .rev()
-        .find_map(|view| view.fragment.as_ref());
-    let workspace = Workspace {
-        project_id,
-        fragment,
-        preview_url: &detail.preview_url,
-        preview_link: &detail.preview_link,
-        tab: Tab::Preview,
-        file: None,
-        version: project::version_of(&detail.messages, fragment),
-    };
+    let workspace = super::pages::newest_workspace(&detail);
+    let fragment = workspace.fragment;
     let idle = detail.status == ProjectStatus::Idle;
     Ok(html! {
         (project::conversation(project_id, &detail.messages, fragment.map(|f| f.message_id), true))
