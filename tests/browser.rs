@@ -352,6 +352,45 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     )
     .await;
 
+    // Every answer says the app was checked.
+    wait_for(
+        &client,
+        "the check results",
+        "return document.querySelectorAll('.check.passed').length === 2",
+    )
+    .await;
+
+    // Going back to the first version offers to restore it; restoring makes a third version.
+    client
+        .find(Locator::Css(".fragment-card"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the restore offer",
+        "return !!document.querySelector('.version-bar') && document.querySelector('.version-bar').innerText.includes('version 1 of 2')",
+    )
+    .await;
+    client
+        .find(Locator::Css(".version-bar button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.accept_alert().await.unwrap();
+    wait_for(
+        &client,
+        "the restored version",
+        "return document.querySelectorAll('.fragment-card').length === 3 && document.querySelector('#conversation').innerText.includes('Restored version 1') && !document.querySelector('.version-bar')",
+    )
+    .await;
+    screenshot(&client, "restored").await;
+
     // The same page on a phone.
     client.set_window_size(390, 844).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

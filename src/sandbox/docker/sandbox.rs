@@ -189,8 +189,10 @@ impl Sandbox for DockerSandbox {
         if matches!(output.exit_code, 124 | 137) && started.elapsed() >= timeout {
             return Err(SandboxError::Timeout(timeout));
         }
-        // Killed by a signal: maybe the whole container went (stopped or removed from outside).
-        if output.exit_code >= 128 || output.exit_code < 0 {
+        // Killed by a signal (128+), or the engine could not run it (125, 126): maybe the
+        // whole container went (stopped or removed from outside).
+        if matches!(output.exit_code, 125 | 126) || output.exit_code >= 128 || output.exit_code < 0
+        {
             self.ensure_running().await?;
         }
         Ok(output)
