@@ -76,6 +76,11 @@ async fn sigterm_stops_promptly_requeues_the_job_and_stops_the_sandboxes() {
         .await;
     assert_eq!(status, 201, "{body}");
     let project = body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        body["preview_url"],
+        format!("http://{project}.localhost:{}", server.preview_port),
+        "the preview URL follows the preview listener's port"
+    );
     server
         .wait_for_event(&project, "long command started", |event| {
             is_event(event, "tool_started") && event["tool"] == "terminal"

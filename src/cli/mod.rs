@@ -62,13 +62,10 @@ pub struct AgentArgs {
     /// Rounds of fixing after the app fails its check (type check, dev server, pages).
     #[arg(long, env = "CODEFLUX_FIX_ATTEMPTS", default_value_t = 3)]
     pub fix_attempts: u32,
-    /// Public URL of a project's preview; `{project}` becomes the project id.
-    #[arg(
-        long,
-        env = "CODEFLUX_PREVIEW_URL",
-        default_value = "http://{project}.localhost:3001"
-    )]
-    pub preview_url: String,
+    /// Public URL of a project's preview; `{project}` becomes the project id. Default:
+    /// `http://{project}.localhost:<port of the preview listener>`.
+    #[arg(long, env = "CODEFLUX_PREVIEW_URL")]
+    pub preview_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -123,7 +120,10 @@ impl AgentArgs {
                 fix_attempts: self.fix_attempts,
                 ..AgentSettings::default()
             },
-            preview_url_template: self.preview_url.clone(),
+            preview_url_template: self
+                .preview_url
+                .clone()
+                .unwrap_or_else(|| default_preview_url(DEFAULT_PREVIEW_PORT)),
             llm: LlmConfig::from_env(),
             auth: crate::auth::Auth::default(),
             preview_extra_ca: None,
@@ -172,6 +172,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = args
         .agent
         .settings(Some(args.data_dir.clone()), args.max_jobs);
+    if args.agent.preview_url.is_none() {
+        settings.preview_url_template = default_preview_url(args.preview_listen.port());
+    }
     settings.auth = crate::auth::Auth::new(args.auth_token.clone())?;
     settings.auth.check_exposure("the UI", args.listen)?;
     settings
@@ -236,6 +239,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .serve(listener, Some(preview_listener), shutdown_signal())
         .await?;
     Ok(())
+}
+
+const DEFAULT_PREVIEW_PORT: u16 = 3001;
+
+/// Previews at `<project>.localhost` on the preview listener's port.
+fn default_preview_url(port: u16) -> String {
+    format!("http://{{project}}.localhost:{port}")
 }
 
 /// Whether the chosen sandboxes have no network (the agent is told it cannot install).
