@@ -115,6 +115,20 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Longest prompt accepted, in characters.
+pub const MAX_PROMPT_CHARS: usize = 10_000;
+
+/// A message as the API and the pages show it: with the version its answer made, if any.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    #[serde(flatten)]
+    pub message: Message,
+    pub fragment: Option<Fragment>,
+    /// The number of the version this answer made (v1, v2, …), when it made one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
 /// A version of the app as the API lists it: a fragment with its number (v1, v2, …).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Version {

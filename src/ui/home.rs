@@ -3,8 +3,8 @@
 use maud::{Markup, html};
 use uuid::Uuid;
 
+use crate::store::MAX_PROMPT_CHARS;
 use crate::store::ProjectStatus;
-use crate::web::api::MAX_PROMPT_CHARS;
 
 pub const EXAMPLES: [&str; 4] = [
     "Build a habit tracker with streaks and a weekly overview",

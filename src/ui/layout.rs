@@ -2,8 +2,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::web::Setup;
-use crate::web::assets;
+use super::{Setup, assets};
 
 /// The configuration problems a user must fix before anything can be built.
 pub fn banners(setup: &Setup) -> Markup {

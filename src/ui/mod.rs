@@ -1,6 +1,7 @@
 //! Server-rendered views (maud). Every function is pure: it takes borrowed view data and
 //! returns markup, so the full page and the htmx fragments render the same code.
 
+pub mod assets;
 pub mod code;
 pub mod errors;
 pub mod home;
@@ -10,6 +11,20 @@ pub mod progress;
 pub mod project;
 
 use chrono::{DateTime, Utc};
+
+/// What is (not) configured, so the UI can say exactly which variable to set.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// e.g. "docker" or "e2b"; `None` when no backend answered.
+    pub sandbox_backend: Option<String>,
+    /// Why no backend is available, when none is.
+    pub sandbox_problem: Option<String>,
+    pub model: String,
+    /// Set when the model API cannot work as configured (e.g. a hosted API without a key).
+    pub model_problem: Option<String>,
+    /// Whether signing in is required (shows the sign-out button).
+    pub auth_enabled: bool,
+}
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".
 pub fn age(at: DateTime<Utc>, now: DateTime<Utc>) -> String {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{code, home::status_badge, progress};
 use crate::events::Event;
 use crate::store::{Fragment, MessageType, ProjectStatus, Role, VerificationStatus};
-use crate::web::api::{MAX_PROMPT_CHARS, MessageView};
+use crate::store::{MAX_PROMPT_CHARS, MessageView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {

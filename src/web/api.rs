@@ -9,9 +9,9 @@ use uuid::Uuid;
 use super::extract::{JsonOf, PathOf, QueryOf};
 use super::{AppError, AppState};
 use crate::events::EventKind;
-use crate::store::{Fragment, Message, Project, ProjectStatus, Store, Version};
+use crate::store::{Project, ProjectStatus, Store, Version};
 
-pub const MAX_PROMPT_CHARS: usize = 10_000;
+pub use crate::store::{MAX_PROMPT_CHARS, MessageView};
 const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_PAGE_SIZE: usize = 100;
 
@@ -40,16 +40,6 @@ pub struct ProjectSummary {
     #[serde(flatten)]
     pub project: Project,
     pub status: ProjectStatus,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MessageView {
-    #[serde(flatten)]
-    pub message: Message,
-    pub fragment: Option<Fragment>,
-    /// The number of the version this answer made (v1, v2, …), when it made one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+pub use crate::ui::Setup;
 pub use error::AppError;
 
 use crate::events::EventHub;
@@ -28,20 +29,6 @@ use crate::store::Store;
 
 /// Largest request body accepted (JSON and forms); larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// What is (not) configured, so the UI can say exactly which variable to set.
-#[derive(Debug, Clone, Default)]
-pub struct Setup {
-    /// e.g. "docker" or "e2b"; `None` when no backend answered.
-    pub sandbox_backend: Option<String>,
-    /// Why no backend is available, when none is.
-    pub sandbox_problem: Option<String>,
-    pub model: String,
-    /// Set when the model API cannot work as configured (e.g. a hosted API without a key).
-    pub model_problem: Option<String>,
-    /// Whether signing in is required (shows the sign-out button).
-    pub auth_enabled: bool,
-}
 
 #[derive(Clone)]
 pub struct AppState {
