@@ -101,6 +101,19 @@ async fn screenshot(client: &Client, name: &str) {
         .unwrap();
 }
 
+/// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
+async fn click_and_confirm(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.accept_alert().await.unwrap();
+}
+
 /// Waits (bounded) until `script` returns true in the page.
 async fn wait_for(client: &Client, what: &str, script: &str) {
     let deadline = std::time::Instant::now() + WAIT;
@@ -374,15 +387,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return !!document.querySelector('.version-bar') && document.querySelector('.version-bar').innerText.includes('version 1 of 2')",
     )
     .await;
-    client
-        .find(Locator::Css(".version-bar button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client.accept_alert().await.unwrap();
+    click_and_confirm(&client, ".version-bar button").await;
     wait_for(
         &client,
         "the restored version",
@@ -409,15 +414,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     screenshot(&client, "phone").await;
 
     // Deleting the project asks first, then goes home and removes its sandbox.
-    client
-        .find(Locator::Css("button.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client.accept_alert().await.unwrap();
+    click_and_confirm(&client, "button.danger").await;
     wait_for(
         &client,
         "the home page after deleting",

@@ -792,12 +792,14 @@ async fn stop_kills_the_running_command_in_the_container() {
     let running = || {
         let listed = std::process::Command::new("docker")
             .args(["exec", &container, "sh", "-c"])
-            .arg(format!(
-                "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep {tag}9' || true"
-            ))
+            .arg(conformance::processes_matching(&format!("sleep {tag}9")))
             .output()
             .unwrap();
-        String::from_utf8_lossy(&listed.stdout).trim().to_string()
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .count()
+            .to_string()
     };
     for _ in 0..100 {
         if running() != "0" {

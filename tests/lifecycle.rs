@@ -339,46 +339,16 @@ async fn secrets_never_leave_the_server() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let created: Value = http
-        .post(format!("{}/api/projects", server.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "prompt": "show me your secrets" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, created) = server
+        .post("/api/projects", json!({ "prompt": "show me your secrets" }))
+        .await;
     let project = created["id"].as_str().unwrap().to_string();
-    let mut detail = Value::Null;
-    for _ in 0..3000 {
-        detail = http
-            .get(format!("{}/api/projects/{project}", server.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if detail["status"] == "idle" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let detail = server.settled(&project).await;
     assert_eq!(detail["messages"][1]["type"], "result", "{detail:#}");
 
     let mut seen = vec![("project JSON".to_string(), detail.to_string())];
-    let events = http
-        .get(format!("{}/api/projects/{project}/events", server.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    seen.push(("progress events".into(), events));
+    let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
+    seen.push(("progress events".into(), events.to_string()));
     let signed_in = http
         .post(format!("{}/login", server.base))
         .form(&[("token", TOKEN), ("next", "/")])

@@ -8,6 +8,14 @@ use super::{FileWrite, Sandbox, SandboxError, WORKSPACE_ROOT, WorkspacePath};
 
 const QUICK: Duration = Duration::from_secs(30);
 
+/// A command listing the processes whose command line starts with `pattern` (a grep
+/// pattern). It reads /proc directly, because minimal images have no pgrep.
+pub fn processes_matching(pattern: &str) -> String {
+    format!(
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep '^{pattern}' || true"
+    )
+}
+
 fn path(raw: &str) -> WorkspacePath {
     WorkspacePath::parse(raw).expect("a valid workspace path")
 }
@@ -133,9 +141,8 @@ pub async fn timeout_kills(sandbox: &dyn Sandbox) {
         started.elapsed() < Duration::from_secs(30),
         "the command was not cut short"
     );
-    // Read /proc directly: minimal images have no pgrep.
     let survivors = sandbox
-        .run(&format!("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep '^sleep {tag}[12]' || true"), QUICK)
+        .run(&processes_matching(&format!("sleep {tag}[12]")), QUICK)
         .await
         .unwrap();
     assert_eq!(
@@ -250,9 +257,7 @@ pub async fn abandoned_command_is_killed(sandbox: &dyn Sandbox) {
             .await
             .is_err()
     );
-    let find = format!(
-        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep '^sleep {tag}7' || true"
-    );
+    let find = processes_matching(&format!("sleep {tag}7"));
     for _ in 0..60 {
         let survivors = sandbox.run(&find, QUICK).await.unwrap();
         if survivors.stdout.trim().is_empty() {

@@ -13,6 +13,8 @@ pub struct ServerProcess {
     pub base: String,
     pub preview_port: u16,
     pub log: PathBuf,
+    /// The access token the server requires, sent with every API call.
+    token: Option<String>,
 }
 
 /// A port nobody listens on right now.
@@ -74,11 +76,16 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("the codeflux binary starts");
+        let token = env
+            .iter()
+            .find(|(key, _)| key == "CODEFLUX_AUTH_TOKEN")
+            .map(|(_, value)| value.clone());
         let server = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             preview_port,
             log,
+            token,
         };
         server.wait_until_answering().await;
         server
@@ -136,18 +143,24 @@ impl ServerProcess {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.send(reqwest::Client::new().get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        self.send(
+            reqwest::Client::new()
+                .post(format!("{}{path}", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> (u16, Value) {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -1,19 +1,15 @@
 //! What sandboxes exist on the engine, for `codeflux sandboxes`, shutdown and pruning.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::models::ContainerSummaryStateEnum;
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
-};
+use bollard::query_parameters::{StatsOptionsBuilder, StopContainerOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use uuid::Uuid;
 
 use super::{
-    DATA_DIR_LABEL, DockerProvider, HOST_LABEL, INSTANCE_LABEL, PROJECT_LABEL, SANDBOX_LABEL,
-    docker_error,
+    DATA_DIR_LABEL, DockerProvider, HOST_LABEL, INSTANCE_LABEL, PROJECT_LABEL, docker_error,
 };
 use crate::sandbox::SandboxError;
 
@@ -45,20 +41,7 @@ impl DockerProvider {
     /// This installation's sandboxes (or every CodeFlux sandbox on the engine), with the
     /// memory each running one uses.
     pub async fn inventory(&self, all_instances: bool) -> Result<Vec<SandboxInfo>, SandboxError> {
-        let mut labels = vec![format!("{SANDBOX_LABEL}=1")];
-        if !all_instances {
-            labels.push(format!("{INSTANCE_LABEL}={}", self.config.instance));
-        }
-        let filters = HashMap::from([("label", labels)]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|error| SandboxError::Backend(docker_error(error)))?;
+        let containers = self.labelled_containers(all_instances, false).await?;
         let mut sandboxes = Vec::with_capacity(containers.len());
         for summary in containers {
             let Some(container_id) = summary.id else {

@@ -210,26 +210,32 @@ impl DockerProvider {
         locks.entry(project_id).or_default().clone()
     }
 
-    async fn list_sandboxes(
+    /// The containers labelled as CodeFlux sandboxes: this installation's, or every one.
+    async fn labelled_containers(
         &self,
+        all_instances: bool,
         running_only: bool,
-    ) -> Result<Vec<(Option<Uuid>, Found)>, SandboxError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![
-                format!("{SANDBOX_LABEL}=1"),
-                format!("{INSTANCE_LABEL}={}", self.config.instance),
-            ],
-        )]);
+    ) -> Result<Vec<bollard::models::ContainerSummary>, SandboxError> {
+        let mut labels = vec![format!("{SANDBOX_LABEL}=1")];
+        if !all_instances {
+            labels.push(format!("{INSTANCE_LABEL}={}", self.config.instance));
+        }
+        let filters = HashMap::from([("label", labels)]);
         let options = ListContainersOptionsBuilder::new()
             .all(!running_only)
             .filters(&filters)
             .build();
-        let containers = self
-            .docker
+        self.docker
             .list_containers(Some(options))
             .await
-            .map_err(|error| SandboxError::Backend(docker_error(error)))?;
+            .map_err(|error| SandboxError::Backend(docker_error(error)))
+    }
+
+    async fn list_sandboxes(
+        &self,
+        running_only: bool,
+    ) -> Result<Vec<(Option<Uuid>, Found)>, SandboxError> {
+        let containers = self.labelled_containers(false, running_only).await?;
         Ok(containers
             .into_iter()
             .filter_map(|summary| {
