@@ -453,13 +453,224 @@ fn docker_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// The deployment image built the way the README says for hosts without a Rust image:
+/// `docker build --target prebuilt` around this test's binary, on the local Debian-based
+/// Node image (no registry is reachable here).
+fn build_single_container_image(runtime_image: &str) -> String {
+    const TAG: &str = "codeflux-test/single:latest";
+    let context = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("Dockerfile"), context.path().join("Dockerfile")).unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_codeflux"),
+        context.path().join("codeflux"),
+    )
+    .unwrap();
+    docker_cli(&[
+        "build",
+        "--quiet",
+        "--target",
+        "prebuilt",
+        "--build-arg",
+        &format!("RUNTIME_IMAGE={runtime_image}"),
+        "--build-arg",
+        "BINARY=codeflux",
+        "-t",
+        TAG,
+        &context.path().display().to_string(),
+    ]);
+    TAG.to_string()
+}
+
+/// One run of the deployment image with the Docker socket and a named `/data` volume.
+struct Deployment {
+    container: String,
+    api: String,
+    previews: String,
+    client: reqwest::Client,
+}
+
+impl Deployment {
+    const TOKEN: &str = "container-test-token-0123456789";
+
+    async fn run(
+        image: &str,
+        volume: &str,
+        config: &codeflux::sandbox::docker::DockerConfig,
+        model_port: &str,
+    ) -> Self {
+        let socket_group = std::fs::metadata("/var/run/docker.sock")
+            .map(|meta| std::os::unix::fs::MetadataExt::gid(&meta))
+            .expect("the engine socket is at /var/run/docker.sock");
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--label".into(),
+            format!("codeflux.instance={}", config.instance),
+            "-v".into(),
+            "/var/run/docker.sock:/var/run/docker.sock".into(),
+            "--group-add".into(),
+            socket_group.to_string(),
+            "-v".into(),
+            format!("{volume}:/data"),
+            // The model server runs on this machine; the container reaches it through the gateway.
+            "--add-host".into(),
+            "host.docker.internal:host-gateway".into(),
+            "-p".into(),
+            "127.0.0.1::3000".into(),
+            "-p".into(),
+            "127.0.0.1::3001".into(),
+            "-e".into(),
+            format!("CODEFLUX_LLM_BASE_URL=http://host.docker.internal:{model_port}/v1"),
+            "-e".into(),
+            "CODEFLUX_SANDBOX=docker".into(),
+            "-e".into(),
+            format!("CODEFLUX_SANDBOX_BASE_IMAGE={}", config.base_image),
+            "-e".into(),
+            format!("CODEFLUX_SANDBOX_INSTANCE={}", config.instance),
+            // The image listens beyond loopback, so it requires a token.
+            "-e".into(),
+            format!("CODEFLUX_AUTH_TOKEN={}", Self::TOKEN),
+        ];
+        if let Some(ca) = &config.ca_cert {
+            args.extend([
+                "-v".into(),
+                format!("{}:/run/extra-ca.pem:ro", ca.display()),
+                "-e".into(),
+                "CODEFLUX_SANDBOX_CA_CERT=/run/extra-ca.pem".into(),
+            ]);
+        }
+        args.push(image.to_string());
+        let container = docker_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let published = |port: &str| {
+            docker_cli(&["port", &container, port])
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let bearer: reqwest::header::HeaderMap = [(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", Self::TOKEN).parse().unwrap(),
+        )]
+        .into_iter()
+        .collect();
+        let deployment = Self {
+            api: format!("http://{}", published("3000")),
+            previews: published("3001"),
+            container,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .default_headers(bearer)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        };
+        for _ in 0..300 {
+            if deployment
+                .client
+                .get(format!("{}/healthz", deployment.api))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return deployment;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the container did not start:\n{}", deployment.logs());
+    }
+
+    fn logs(&self) -> String {
+        let output = std::process::Command::new("docker")
+            .args(["logs", &self.container])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Opens the preview the way a browser does: through the signed link, which leaves a
+    /// cookie for the preview's host; then waits until the page shows `text`.
+    async fn wait_for_preview(&self, project: &str, text: &str) {
+        let detail = self.get(&format!("/api/projects/{project}")).await;
+        let link = detail["preview_link"].as_str().unwrap();
+        let preview_host = format!("{project}.localhost:3001");
+        let grant = &link[link.find("/__codeflux").unwrap()..];
+        let granted = self
+            .client
+            .get(format!("http://{}{grant}", self.previews))
+            .header("host", &preview_host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(granted.status(), 303, "{}", self.logs());
+        let cookie = granted.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let viewer = reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(
+                [(reqwest::header::COOKIE, cookie.parse().unwrap())]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .unwrap();
+        wait_for_text(
+            &viewer,
+            &format!("http://{}/", self.previews),
+            Some(&preview_host),
+            text,
+        )
+        .await;
+    }
+
+    /// `docker stop` (SIGTERM through tini, a clean shutdown) and `docker rm`.
+    fn remove(self) {
+        docker_cli(&["stop", "--time", "30", &self.container]);
+        docker_cli(&["rm", &self.container]);
+    }
+}
+
+/// Removes the test's data volume however the test ends.
+struct VolumeCleanup(String);
+
+impl Drop for VolumeCleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_ports() {
-    const CONTAINER_TOKEN: &str = "container-test-token-0123456789";
+async fn the_single_container_image_serves_previews_and_keeps_projects_when_replaced() {
     let config = test_config();
+    // Declared first so it is dropped last, after the containers that use it.
+    let volume = VolumeCleanup(format!("codeflux-test-data-{}", config.instance));
     let cleanup = support::docker_env::Cleanup {
         instance: config.instance.clone(),
     };
+    let image = build_single_container_image(&config.base_image);
     let fake = FakeLlm::start_on("0.0.0.0:0").await;
     let model_port = fake
         .base_url
@@ -477,101 +688,10 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
         Reply::summary("done"),
     ]);
 
-    let binary = env!("CARGO_BIN_EXE_codeflux");
-    let mut args = vec![
-        "run".to_string(),
-        "-d".into(),
-        "--label".into(),
-        format!("codeflux.instance={}", config.instance),
-        "-v".into(),
-        "/var/run/docker.sock:/var/run/docker.sock".into(),
-        // The model server runs on this machine; the container reaches it through the gateway.
-        "--add-host".into(),
-        "host.docker.internal:host-gateway".into(),
-        "-v".into(),
-        format!("{binary}:/usr/local/bin/codeflux:ro"),
-        "-p".into(),
-        "127.0.0.1::3000".into(),
-        "-p".into(),
-        "127.0.0.1::3001".into(),
-        "-e".into(),
-        format!("CODEFLUX_LLM_BASE_URL=http://host.docker.internal:{model_port}/v1"),
-        "-e".into(),
-        "CODEFLUX_SANDBOX=docker".into(),
-        "-e".into(),
-        format!("CODEFLUX_SANDBOX_BASE_IMAGE={}", config.base_image),
-        "-e".into(),
-        format!("CODEFLUX_SANDBOX_INSTANCE={}", config.instance),
-        "-e".into(),
-        "CODEFLUX_PREVIEW_URL=http://{project}.localhost:3001".into(),
-        // Listening beyond loopback inside its container, CodeFlux requires a token.
-        "-e".into(),
-        format!("CODEFLUX_AUTH_TOKEN={CONTAINER_TOKEN}"),
-    ];
-    if let Some(ca) = &config.ca_cert {
-        args.extend([
-            "-v".into(),
-            format!("{}:/run/extra-ca.pem:ro", ca.display()),
-        ]);
-        args.extend([
-            "-e".into(),
-            "CODEFLUX_SANDBOX_CA_CERT=/run/extra-ca.pem".into(),
-        ]);
-    }
-    args.extend([
-        config.base_image.clone(),
-        "codeflux".into(),
-        "serve".into(),
-        "--listen".into(),
-        "0.0.0.0:3000".into(),
-        "--preview-listen".into(),
-        "0.0.0.0:3001".into(),
-        "--data-dir".into(),
-        "/tmp/codeflux-data".into(),
-    ]);
-    let container = docker_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let published = |port: &str| {
-        docker_cli(&["port", &container, port])
-            .lines()
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let (api, previews) = (format!("http://{}", published("3000")), published("3001"));
-
-    let bearer: reqwest::header::HeaderMap = [(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {CONTAINER_TOKEN}").parse().unwrap(),
-    )]
-    .into_iter()
-    .collect();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .default_headers(bearer)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut healthy = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{api}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        healthy,
-        "codeflux in a container did not start:\n{}",
-        docker_cli(&["logs", &container])
-    );
-
-    let created: serde_json::Value = client
-        .post(format!("{api}/api/projects"))
+    let first = Deployment::run(&image, &volume.0, &config, &model_port).await;
+    let created: serde_json::Value = first
+        .client
+        .post(format!("{}/api/projects", first.api))
         .json(&json!({ "prompt": "a page" }))
         .send()
         .await
@@ -581,29 +701,15 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
         .unwrap();
     let project = created["id"].as_str().unwrap().to_string();
     let mut answer = serde_json::Value::Null;
-    let mut preview_link = String::new();
     for _ in 0..1500 {
-        let detail: serde_json::Value = client
-            .get(format!("{api}/api/projects/{project}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail = first.get(&format!("/api/projects/{project}")).await;
         if detail["status"] == "idle" {
             answer = detail["messages"][1].clone();
-            preview_link = detail["preview_link"].as_str().unwrap().to_string();
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        answer["type"],
-        "result",
-        "{answer}\n{}",
-        docker_cli(&["logs", &container])
-    );
+    assert_eq!(answer["type"], "result", "{answer}\n{}", first.logs());
 
     // The sandbox publishes nothing; the preview still answers through CodeFlux's proxy.
     let sandbox = docker_cli(&[
@@ -618,39 +724,22 @@ async fn codeflux_in_a_container_reaches_previews_without_published_sandbox_port
         "",
         "the sandbox must not publish ports"
     );
-    // The preview opens through the signed link, which leaves a cookie for its host.
-    let preview_host = format!("{project}.localhost:3001");
-    let grant = &preview_link[preview_link.find("/__codeflux").unwrap()..];
-    let granted = client
-        .get(format!("http://{previews}{grant}"))
-        .header("host", &preview_host)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(granted.status(), 303);
-    let cookie = granted.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let viewer = reqwest::Client::builder()
-        .no_proxy()
-        .default_headers(
-            [(reqwest::header::COOKIE, cookie.parse().unwrap())]
-                .into_iter()
-                .collect(),
-        )
-        .build()
-        .unwrap();
-    wait_for_text(
-        &viewer,
-        &format!("http://{previews}/"),
-        Some(&preview_host),
-        &nonce,
-    )
-    .await;
+    first.wait_for_preview(&project, &nonce).await;
+
+    // An upgrade: the container is replaced, the volume stays.
+    first.remove();
+    let second = Deployment::run(&image, &volume.0, &config, &model_port).await;
+    let projects = second.get("/api/projects").await;
+    assert!(
+        projects["projects"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|p| p["id"] == project.as_str())),
+        "the project survives the replacement: {projects}\n{}",
+        second.logs()
+    );
+    let detail = second.get(&format!("/api/projects/{project}")).await;
+    assert_eq!(detail["messages"][1]["type"], "result", "{detail}");
+    second.wait_for_preview(&project, &nonce).await;
 
     drop(cleanup);
     assert_eq!(containers_of(&config.instance), 0);

@@ -221,8 +221,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "could not look for orphaned sandboxes"),
         }
         docker.spawn_reaper();
-        // Build the image now rather than on the first prompt.
+        // Build the image now rather than on the first prompt, and join the sandboxes'
+        // network now (in a container), so the previews of sandboxes that outlived an earlier
+        // CodeFlux container answer before any new job runs.
         tokio::spawn(async move {
+            if let Err(error) = docker.ensure_network().await {
+                tracing::warn!(%error, "could not prepare the sandboxes' network");
+            }
             let mut log = |line: &str| tracing::info!(target: "codeflux::template", "{line}");
             if let Err(error) = docker.prepare_image(&mut log).await {
                 tracing::error!(%error, "the sandbox image could not be built");

@@ -282,7 +282,7 @@ impl DockerProvider {
 
     /// Creates the sandboxes' network if needed, and joins it when CodeFlux itself runs in
     /// a container on the same engine, so previews are reached without published ports.
-    async fn ensure_network(&self) -> Result<(), SandboxError> {
+    pub(crate) async fn ensure_network(&self) -> Result<(), SandboxError> {
         let name = self.config.network_name();
         if self.docker.inspect_network(name, None).await.is_err() {
             let request = NetworkCreateRequest {
