@@ -1,4 +1,4 @@
-//! The command line: `serve`, `generate`, `template build`, `sandboxes`.
+//! The command line: `serve`, `generate`, `template build|export|import`, `sandboxes`, `doctor`.
 
 mod sandboxes;
 
@@ -45,6 +45,16 @@ pub enum Command {
 pub enum TemplateCommand {
     /// Build the Docker sandbox image from the template embedded in this binary.
     Build,
+    /// Write the sandbox image (built first if needed) to a tarball for an offline machine.
+    Export {
+        /// The tarball to write.
+        file: PathBuf,
+    },
+    /// Load a tarball made by `template export` (plain or gzip) as this machine's sandbox image.
+    Import {
+        /// The tarball to read.
+        file: PathBuf,
+    },
 }
 
 /// Settings shared by `serve` and `generate`.
@@ -135,20 +145,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Generate(args) => generate(args).await,
-        Command::Template(TemplateCommand::Build) => build_template().await,
+        Command::Template(command) => template(command).await,
         Command::Sandboxes(args) => sandboxes::run(args).await,
     }
 }
 
-async fn build_template() -> anyhow::Result<()> {
-    let config = DockerConfig::from_env()?;
-    let provider = DockerProvider::connect(config).await?;
-    let tag =
-        crate::sandbox::docker::build_image(provider.docker(), provider.config(), &mut |line| {
-            eprintln!("{line}")
-        })
-        .await?;
-    println!("{tag}");
+async fn template(command: TemplateCommand) -> anyhow::Result<()> {
+    use crate::sandbox::docker::{build_image, export_image, import_image};
+    let provider = DockerProvider::connect(DockerConfig::from_env()?).await?;
+    let (docker, config) = (provider.docker(), provider.config());
+    let mut log = |line: &str| eprintln!("{line}");
+    match command {
+        TemplateCommand::Build => println!("{}", build_image(docker, config, &mut log).await?),
+        TemplateCommand::Export { file } => {
+            let exported = export_image(docker, config, &file, &mut log).await?;
+            println!(
+                "Wrote {} ({:.0} MB) to {}",
+                exported.tag,
+                exported.bytes as f64 / 1e6,
+                file.display()
+            );
+        }
+        TemplateCommand::Import { file } => {
+            let imported = import_image(docker, config, &file, &mut log).await?;
+            if imported.loaded == imported.tag {
+                println!("Imported {}", imported.tag);
+            } else {
+                println!(
+                    "Imported {} and tagged it {} for this machine's settings",
+                    imported.loaded, imported.tag
+                );
+            }
+        }
+    }
     Ok(())
 }
 

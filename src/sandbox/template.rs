@@ -22,6 +22,24 @@ pub struct BuildContext {
     pub tar: Vec<u8>,
     /// `codeflux-sandbox:<12 hex>`: changes whenever the template, base image or CA change.
     pub tag: String,
+    /// The template's files alone (see [`digest`]), recorded on the image as a label.
+    pub template_digest: String,
+}
+
+/// The image label that records which template an image was built from, so an image
+/// carried to another machine can be matched to that machine's binary.
+pub const DIGEST_LABEL: &str = "codeflux.template.digest";
+
+/// A digest of the embedded template's files: equal on every machine running this version,
+/// whatever base image or CA it is configured with.
+pub fn digest() -> String {
+    let mut hasher = Sha256::new();
+    for name in file_names() {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(file(&name).unwrap_or_default());
+    }
+    hex::encode(hasher.finalize())[..16].to_string()
 }
 
 /// Paths of the embedded template, sorted.
@@ -38,8 +56,6 @@ pub fn file(name: &str) -> Option<Vec<u8>> {
     TemplateFiles::get(name).map(|file| file.data.into_owned())
 }
 
-/// Builds the tar context in memory. The base image is a build argument, so it is part of
-/// the tag but not of the tar.
 /// The npm packages the template installs (its `dependencies`), by name.
 pub fn installed_packages() -> Vec<String> {
     file("package.json")
@@ -52,19 +68,22 @@ pub fn installed_packages() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Builds the tar context in memory. The base image is a build argument, so it is part of
+/// the tag but not of the tar.
 pub fn build_context(base_image: &str, extra_ca: Option<&[u8]>) -> std::io::Result<BuildContext> {
     let ca = extra_ca.unwrap_or_default();
-    let mut hasher = Sha256::new();
+    let template_digest = digest();
     let mut builder = tar::Builder::new(Vec::new());
     for name in file_names() {
         let data = file(&name).unwrap_or_default();
-        hasher.update(name.as_bytes());
-        hasher.update([0]);
-        hasher.update(&data);
         append(&mut builder, &name, &data, mode_for(&name))?;
     }
     append(&mut builder, EXTRA_CA_FILE, ca, 0o644)?;
-    hasher.update(b"base-image\0");
+    let mut hasher = Sha256::new();
+    // v2: images carry the digest label; older images without it are rebuilt.
+    hasher.update(b"codeflux-sandbox-v2\0");
+    hasher.update(template_digest.as_bytes());
+    hasher.update(b"\0base-image\0");
     hasher.update(base_image.as_bytes());
     hasher.update(b"\0extra-ca\0");
     hasher.update(ca);
@@ -74,6 +93,7 @@ pub fn build_context(base_image: &str, extra_ca: Option<&[u8]>) -> std::io::Resu
     Ok(BuildContext {
         tar,
         tag: format!("codeflux-sandbox:{}", &digest[..12]),
+        template_digest,
     })
 }
 

@@ -126,3 +126,17 @@ pub async fn wait_for_text(
     }
     panic!("{url} never showed {needle:?}; last answer: {last}");
 }
+
+/// Runs `docker` and returns its trimmed stdout, failing the test on an error.
+pub fn docker_cli(args: &[&str]) -> String {
+    let output = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}

@@ -2,10 +2,15 @@
 //! (a tar context), which every engine supports, BuildKit or not.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptionsBuilder;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ImportImageOptionsBuilder, ListImagesOptionsBuilder,
+    TagImageOptionsBuilder,
+};
 use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 
 use super::config::DockerConfig;
 use super::docker_error;
@@ -40,6 +45,207 @@ pub async fn build_image(
     build(docker, config, context, progress).await
 }
 
+/// Labels on every sandbox image: that it is one, and what it was built from.
+const TEMPLATE_LABEL: &str = "codeflux.template";
+const BASE_IMAGE_LABEL: &str = "codeflux.template.base-image";
+
+/// Whether this machine has the sandbox image its settings call for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageState {
+    Ready {
+        tag: String,
+    },
+    /// Not built yet; `older` lists sandbox images of other templates or settings.
+    Missing {
+        tag: String,
+        older: Vec<String>,
+    },
+}
+
+/// Looks up the image for `config` without building anything.
+pub async fn image_state(
+    docker: &Docker,
+    config: &DockerConfig,
+) -> Result<ImageState, SandboxError> {
+    let tag = pack(config)?.tag;
+    if docker.inspect_image(&tag).await.is_ok() {
+        return Ok(ImageState::Ready { tag });
+    }
+    let options = ListImagesOptionsBuilder::new()
+        .filters(&HashMap::from([("label", vec![TEMPLATE_LABEL])]))
+        .build();
+    let older = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|error| SandboxError::Backend(docker_error(error)))?
+        .into_iter()
+        .flat_map(|image| image.repo_tags)
+        .filter(|name| name != "<none>:<none>")
+        .collect();
+    Ok(ImageState::Missing { tag, older })
+}
+
+/// Why moving the sandbox image between machines failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the engine could not load {path}: {reason}")]
+    Load { path: String, reason: String },
+    #[error("{0}")]
+    WrongImage(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// What `codeflux template export` wrote.
+pub struct Exported {
+    pub tag: String,
+    pub bytes: u64,
+}
+
+/// Writes the sandbox image (building it first if needed) to `file` as a `docker save`
+/// tarball, for `codeflux template import` on a machine that cannot build it.
+pub async fn export_image(
+    docker: &Docker,
+    config: &DockerConfig,
+    file: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Exported, TransferError> {
+    let tag = ensure_image(docker, config, progress).await?;
+    progress(&format!("Writing {tag} to {}", file.display()));
+    let io_error = |source| TransferError::Write {
+        path: file.display().to_string(),
+        source,
+    };
+    // Written beside the target and renamed at the end, so a failed export leaves no
+    // tarball that looks complete.
+    let partial = file.with_file_name(format!(
+        ".{}.partial",
+        file.file_name()
+            .map_or("image".into(), |name| name.to_string_lossy())
+    ));
+    let mut out = tokio::fs::File::create(&partial).await.map_err(io_error)?;
+    let mut stream = docker.export_image(&tag);
+    let mut bytes = 0u64;
+    let result = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| SandboxError::Backend(docker_error(error)))?;
+            bytes += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(io_error)?;
+        }
+        out.sync_all().await.map_err(io_error)?;
+        tokio::fs::rename(&partial, file).await.map_err(io_error)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    result?;
+    Ok(Exported { tag, bytes })
+}
+
+/// What `codeflux template import` loaded.
+pub struct Imported {
+    /// The image's name as exported.
+    pub loaded: String,
+    /// The name this machine's settings look for (equal to `loaded` when both machines are
+    /// configured alike).
+    pub tag: String,
+}
+
+/// Loads a tarball made by [`export_image`] (gzip-compressed or not) into the engine and
+/// makes it the sandbox image for `config`, after checking it was built from this binary's
+/// template. Nothing is pulled or built.
+pub async fn import_image(
+    docker: &Docker,
+    config: &DockerConfig,
+    file: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Imported, TransferError> {
+    let opened = tokio::fs::File::open(file)
+        .await
+        .map_err(|source| TransferError::Read {
+            path: file.display().to_string(),
+            source,
+        })?;
+    let load_failed = |reason: String| TransferError::Load {
+        path: file.display().to_string(),
+        reason,
+    };
+    let context = pack(config)?;
+    progress(&format!("Loading {} into the engine", file.display()));
+    let body = tokio_util::io::ReaderStream::new(opened);
+    let options = ImportImageOptionsBuilder::new().quiet(true).build();
+    let mut stream = docker.import_image_stream(options, body, None);
+    let mut loaded = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|error| load_failed(docker_error(error)))?;
+        if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
+            return Err(load_failed(detail));
+        }
+        for line in info.stream.iter().flat_map(|text| text.lines()) {
+            if let Some(name) = line.strip_prefix("Loaded image: ") {
+                loaded.push(name.trim().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for name in &loaded {
+        let labels = docker
+            .inspect_image(name)
+            .await
+            .ok()
+            .and_then(|image| image.config)
+            .and_then(|config| config.labels)
+            .unwrap_or_default();
+        match labels.get(template::DIGEST_LABEL) {
+            Some(digest) if *digest == context.template_digest => {
+                if *name != context.tag {
+                    let (repo, tag) = context
+                        .tag
+                        .split_once(':')
+                        .unwrap_or((&context.tag, "latest"));
+                    let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+                    docker
+                        .tag_image(name, Some(options))
+                        .await
+                        .map_err(|error| SandboxError::Backend(docker_error(error)))?;
+                }
+                return Ok(Imported {
+                    loaded: name.clone(),
+                    tag: context.tag,
+                });
+            }
+            other => found.push(format!(
+                "{name} (template {})",
+                other.map_or("unknown", String::as_str)
+            )),
+        }
+    }
+    Err(TransferError::WrongImage(if found.is_empty() {
+        format!(
+            "{} holds no image; make it with `codeflux template export FILE`",
+            file.display()
+        )
+    } else {
+        format!(
+            "{} holds {}, but this CodeFlux needs template {}: export the image with the same CodeFlux version",
+            file.display(),
+            found.join(", "),
+            context.template_digest
+        )
+    }))
+}
+
 fn pack(config: &DockerConfig) -> Result<template::BuildContext, SandboxError> {
     let ca = config.ca_pem()?;
     template::build_context(&config.base_image, ca.as_deref()).map_err(|error| {
@@ -62,10 +268,14 @@ async fn build(
             "BASE_IMAGE".to_string(),
             config.base_image.clone(),
         )]))
-        .labels(&HashMap::from([(
-            "codeflux.template".to_string(),
-            "nextjs".to_string(),
-        )]))
+        .labels(&HashMap::from([
+            (TEMPLATE_LABEL.to_string(), "nextjs".to_string()),
+            (
+                template::DIGEST_LABEL.to_string(),
+                context.template_digest.clone(),
+            ),
+            (BASE_IMAGE_LABEL.to_string(), config.base_image.clone()),
+        ]))
         .build();
     let mut stream =
         docker.build_image(options, None, Some(bollard::body_full(context.tar.into())));
@@ -91,6 +301,6 @@ async fn build(
 
 fn build_failed(base_image: &str, reason: &str) -> SandboxError {
     SandboxError::Backend(format!(
-        "building the sandbox image from {base_image} failed: {reason}. If the base image cannot be pulled here, set CODEFLUX_SANDBOX_BASE_IMAGE to a local Node ≥ 20 image; behind a TLS-intercepting proxy set CODEFLUX_SANDBOX_CA_CERT"
+        "building the sandbox image from {base_image} failed: {reason}. If the base image cannot be pulled here, set CODEFLUX_SANDBOX_BASE_IMAGE to a local Node ≥ 20 image; behind a TLS-intercepting proxy set CODEFLUX_SANDBOX_CA_CERT; on a machine without internet, bring the image with `codeflux template export` and `codeflux template import` (docs/air-gapped.md)"
     ))
 }

@@ -23,7 +23,10 @@ use bollard::query_parameters::{
 use uuid::Uuid;
 
 pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
-pub use image::{build_image, ensure_image};
+pub use image::{
+    Exported, ImageState, Imported, TransferError, build_image, ensure_image, export_image,
+    image_state, import_image,
+};
 pub use inventory::{Owner, SandboxInfo, data_dir_in_use, host_name, owner_of};
 pub use sandbox::{DockerSandbox, SANDBOX_USER};
 
