@@ -459,3 +459,181 @@ async fn an_imported_image_serves_an_offline_generation_without_a_pull() {
     ]);
     assert_eq!(pulls, "", "nothing was pulled");
 }
+
+/// `codeflux doctor` with the test engine and `env` on top; returns (exit ok, stdout).
+fn doctor(
+    env: &[(String, String)],
+    data_dir: &std::path::Path,
+    ports: (u16, u16),
+) -> (bool, String) {
+    let (ok, stdout, stderr) = codeflux(
+        &[
+            "doctor",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", ports.0),
+            "--preview-listen",
+            &format!("127.0.0.1:{}", ports.1),
+        ],
+        env,
+    );
+    (ok, format!("{stdout}{stderr}"))
+}
+
+/// The line of `check` in doctor's output, and the fix line after it (if any).
+fn doctor_line<'a>(output: &'a str, check: &str) -> (&'a str, &'a str) {
+    let mut lines = output.lines();
+    while let Some(line) = lines.next() {
+        if line.get(6..).is_some_and(|rest| rest.starts_with(check)) {
+            let next = lines.next().unwrap_or_default();
+            return (line, if next.contains('→') { next } else { "" });
+        }
+    }
+    panic!("no {check:?} line in:\n{output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_a_working_setup_after_one_tool_call_request() {
+    let config = test_config();
+    let fake = FakeLlm::start().await;
+    fake.push(Reply::terminal("echo ok"));
+    let env = support::process::docker_env(&config.instance, &fake.base_url);
+    let data = tempfile::tempdir().unwrap();
+    let ports = (support::process::free_port(), support::process::free_port());
+    let (ok, output) = doctor(&env, &data.path().join("data"), ports);
+    assert!(ok, "{output}");
+    for check in [
+        "data directory",
+        "ports",
+        "docker engine",
+        "sandbox image",
+        "base image",
+        "model",
+    ] {
+        let (line, fix) = doctor_line(&output, check);
+        assert!(line.starts_with("ok "), "{line}\n{output}");
+        assert_eq!(fix, "");
+    }
+    assert!(doctor_line(&output, "docker engine").0.contains("API 1."));
+    assert!(
+        doctor_line(&output, "model")
+            .0
+            .contains("answered with a tool call")
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1, "one tiny request");
+    let tools: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"terminal"),
+        "the agent's own tools: {tools:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_each_blocking_problem_with_its_fix_and_exits_non_zero() {
+    let config = test_config();
+    let data = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = (
+        busy.local_addr().unwrap().port(),
+        support::process::free_port(),
+    );
+    // No model server, an offline setting whose image is neither here nor buildable.
+    let mut env = support::process::docker_env(&config.instance, "http://127.0.0.1:9/v1");
+    set(
+        &mut env,
+        "CODEFLUX_SANDBOX_BASE_IMAGE",
+        &format!("codeflux-test/absent:{}", Uuid::now_v7().simple()),
+    );
+    set(&mut env, "CODEFLUX_SANDBOX_NETWORK", "none");
+    let (ok, output) = doctor(&env, &data.path().join("data"), ports);
+    assert!(!ok, "blocking problems give a non-zero exit:\n{output}");
+
+    let (line, fix) = doctor_line(&output, "ports");
+    assert!(
+        line.starts_with("FAIL") && line.contains("already in use"),
+        "{line}"
+    );
+    assert!(fix.contains("CODEFLUX_LISTEN"), "{fix}");
+    let (line, fix) = doctor_line(&output, "sandbox image");
+    assert!(
+        line.starts_with("FAIL") && line.contains("missing"),
+        "{line}"
+    );
+    assert!(fix.contains("codeflux template import"), "{fix}");
+    let (line, fix) = doctor_line(&output, "model");
+    assert!(
+        line.starts_with("FAIL") && line.contains("cannot reach"),
+        "{line}"
+    );
+    assert!(fix.contains("start the model server"), "{fix}");
+    assert!(doctor_line(&output, "docker engine").0.starts_with("ok "));
+
+    // A model that answers without calling a tool is a warning, not a failure.
+    let fake = FakeLlm::start().await;
+    fake.push(Reply::Text("I would rather chat.".into()));
+    let env = support::process::docker_env(&config.instance, &fake.base_url);
+    let (ok, output) = doctor(
+        &env,
+        &data.path().join("data"),
+        (support::process::free_port(), support::process::free_port()),
+    );
+    assert!(ok, "{output}");
+    let (line, fix) = doctor_line(&output, "model");
+    assert!(
+        line.starts_with("warn") && line.contains("called no tool"),
+        "{line}"
+    );
+    assert!(fix.contains("tool calling"));
+
+    // A server that refuses the request (e.g. no tool support) fails with that hint.
+    fake.push(Reply::Fail {
+        status: 400,
+        retry_after: None,
+    });
+    let (ok, output) = doctor(
+        &env,
+        &data.path().join("data"),
+        (support::process::free_port(), support::process::free_port()),
+    );
+    assert!(!ok);
+    let (line, fix) = doctor_line(&output, "model");
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(fix.contains("accepts `tools`"), "{fix}");
+    drop(busy);
+}
+
+/// On a first run the image is built in the background; the UI reads its state. A build
+/// that cannot work ends in `Failed` with the engine's reason, not in silence.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_image_build_is_reported_as_the_sandbox_state() {
+    use codeflux::sandbox::readiness::Readiness;
+    let mut config = test_config();
+    config.base_image = format!("codeflux-test/absent:{}", Uuid::now_v7().simple());
+    let (provider, _cleanup) = support::docker_env::provider(config).await;
+    let readiness = provider.readiness();
+    let mut lines = Vec::new();
+    let result = provider
+        .prepare_image(&mut |line| lines.push(line.to_string()))
+        .await;
+    assert!(result.is_err());
+    match readiness.get() {
+        Readiness::Failed { error } => {
+            assert!(error.contains("codeflux-test/absent"), "{error}");
+            assert!(error.contains("codeflux template import"), "{error}");
+        }
+        other => panic!("expected Failed, got {other:?}; build output: {lines:?}"),
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("Building sandbox image")),
+        "the build was under way before it failed: {lines:?}"
+    );
+}

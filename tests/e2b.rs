@@ -308,3 +308,53 @@ async fn a_prompt_is_built_in_an_e2b_sandbox() {
         format!("https://3000-{sandbox_id}.e2b.test")
     );
 }
+
+/// `codeflux doctor` with `CODEFLUX_SANDBOX=e2b` makes one authenticated call to the
+/// control API: a good key passes, a bad one fails the run with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_e2b_key_against_the_control_api() {
+    let fake = FakeE2b::start().await;
+    let model = support::fake_llm::FakeLlm::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let run = |key: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+            .args(["doctor", "--data-dir"])
+            .arg(data.path())
+            .args(["--listen", "127.0.0.1:0", "--preview-listen", "127.0.0.1:0"])
+            .env("CODEFLUX_SANDBOX", "e2b")
+            .env("E2B_API_KEY", key)
+            .env("E2B_API_URL", &fake.url)
+            .env("E2B_SANDBOX_URL", &fake.url)
+            .env("E2B_DOMAIN", "e2b.test")
+            .env("CODEFLUX_LLM_BASE_URL", &model.base_url)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    model.push(support::fake_llm::Reply::terminal("echo ok"));
+    let (ok, output) = run(API_KEY);
+    assert!(ok, "{output}");
+    assert!(
+        output
+            .lines()
+            .any(|line| line.starts_with("ok    e2b") && line.contains("accepts the key")),
+        "{output}"
+    );
+    assert!(
+        !output.contains("docker engine"),
+        "E2B was chosen: {output}"
+    );
+
+    model.push(support::fake_llm::Reply::terminal("echo ok"));
+    let (ok, output) = run("e2b_wrong_key");
+    assert!(!ok, "{output}");
+    assert!(
+        output
+            .lines()
+            .any(|line| line.starts_with("FAIL  e2b") && line.contains(&fake.url)),
+        "{output}"
+    );
+}

@@ -420,6 +420,7 @@ async fn missing_configuration_is_explained_in_a_banner() {
         sandbox_problem: Some("Start Docker (or set DOCKER_HOST)".into()),
         sandbox_backend: None,
         auth_enabled: false,
+        sandbox_readiness: None,
     })
     .await;
     let (_, _, body) = get(&state, "/").await;
@@ -547,4 +548,47 @@ async fn answers_show_whether_the_app_was_checked() {
         body.contains("error TS2322: nope &lt;b&gt;"),
         "errors are escaped"
     );
+}
+
+#[tokio::test]
+async fn the_sandbox_image_banner_follows_the_build_and_goes_when_ready() {
+    use codeflux::sandbox::readiness::{Readiness, ReadinessCell};
+    let readiness = ReadinessCell::default();
+    readiness.set(Readiness::Preparing {
+        step: "Step 7/12 : RUN npm ci <fast>".into(),
+    });
+    let state = state_with(Setup {
+        model: "fake-model".into(),
+        sandbox_backend: Some("docker".into()),
+        sandbox_readiness: Some(readiness.clone()),
+        ..Setup::default()
+    })
+    .await;
+
+    let (status, _, home) = get(&state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("Preparing the sandbox image"), "{home}");
+    assert!(
+        home.contains("Step 7/12 : RUN npm ci &lt;fast&gt;"),
+        "the build's latest line, escaped"
+    );
+    assert!(
+        home.contains(r#"hx-get="/setup/sandbox""#),
+        "it polls itself"
+    );
+
+    readiness.set(Readiness::Failed {
+        error: "building the sandbox image from node:20 failed: pull access denied".into(),
+    });
+    let (_, _, banner) = get(&state, "/setup/sandbox").await;
+    assert!(banner.contains("could not be built"), "{banner}");
+    assert!(banner.contains("pull access denied"));
+    assert!(banner.contains("codeflux doctor"));
+
+    readiness.set(Readiness::Ready);
+    let (status, _, banner) = get(&state, "/setup/sandbox").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(banner.trim(), "", "nothing is left to poll");
+    let (_, _, home) = get(&state, "/").await;
+    assert!(!home.contains("sandbox-readiness"));
 }

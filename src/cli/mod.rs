@@ -1,5 +1,6 @@
 //! The command line: `serve`, `generate`, `template build|export|import`, `sandboxes`, `doctor`.
 
+mod doctor;
 mod sandboxes;
 
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub enum Command {
     Template(TemplateCommand),
     /// List this installation's Docker sandboxes with their state, age and memory; prune them.
     Sandboxes(sandboxes::SandboxesArgs),
+    /// Check the setup (engine, sandbox image, model, data directory, ports) and say how to
+    /// fix what is wrong. Exits with 1 when something stops generation.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +151,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args).await,
         Command::Template(command) => template(command).await,
         Command::Sandboxes(args) => sandboxes::run(args).await,
+        Command::Doctor(args) => {
+            if !doctor::run(args).await {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -188,6 +198,7 @@ fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) ->
         model: settings.llm.model.clone(),
         // Services sets this from the settings.
         auth_enabled: false,
+        sandbox_readiness: sandbox.docker.as_ref().map(|docker| docker.readiness()),
         model_problem: settings.llm.missing_key().then(|| {
             format!(
                 "No API key for {}: set CODEFLUX_LLM_API_KEY (or OPENROUTER_API_KEY), or point CODEFLUX_LLM_BASE_URL at a local server such as http://localhost:11434/v1",

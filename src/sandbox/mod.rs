@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod docker;
 pub mod e2b;
 pub mod output;
+pub mod readiness;
 pub mod select;
 pub mod template;
 pub mod workspace;

@@ -3,6 +3,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use super::{Setup, assets};
+use crate::sandbox::readiness::Readiness;
 
 /// The configuration problems a user must fix before anything can be built.
 pub fn banners(setup: &Setup) -> Markup {
@@ -12,6 +13,34 @@ pub fn banners(setup: &Setup) -> Markup {
         }
         @if let Some(problem) = &setup.sandbox_problem {
             div.banner role="alert" { strong { "No sandbox backend. " } (problem) }
+        }
+        @if let Some(readiness) = &setup.sandbox_readiness {
+            (sandbox_banner(&readiness.get()))
+        }
+    }
+}
+
+/// The sandbox image's state while it is not ready; polls itself until it is, then goes.
+pub fn sandbox_banner(readiness: &Readiness) -> Markup {
+    html! {
+        @match readiness {
+            Readiness::Ready => {}
+            Readiness::Preparing { step } => {
+                div.banner.notice #sandbox-readiness role="status"
+                    hx-get="/setup/sandbox" hx-trigger="every 2s" hx-swap="outerHTML" {
+                    strong { "Preparing the sandbox image. " }
+                    "The first start builds it once, which takes a few minutes; prompts wait in the queue until it is ready."
+                    code.step { (step) }
+                }
+            }
+            Readiness::Failed { error } => {
+                div.banner #sandbox-readiness role="alert"
+                    hx-get="/setup/sandbox" hx-trigger="every 10s" hx-swap="outerHTML" {
+                    strong { "The sandbox image could not be built. " }
+                    (error)
+                    " Run " code { "codeflux doctor" } " for a check of the whole setup."
+                }
+            }
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Setup {
     pub model_problem: Option<String>,
     /// Whether signing in is required (shows the sign-out button).
     pub auth_enabled: bool,
+    /// The sandbox image's state (Docker), shown while it is built or when it failed.
+    pub sandbox_readiness: Option<crate::sandbox::readiness::ReadinessCell>,
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".

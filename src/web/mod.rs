@@ -87,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound("API route") });
     let pages = Router::new()
         .route("/", get(pages::home_page))
+        .route("/setup/sandbox", get(pages::sandbox_banner))
         .route(
             "/projects",
             get(pages::more_projects).post(pages::create_project),

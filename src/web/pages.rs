@@ -76,6 +76,18 @@ fn project_rows(state: &AppState, before: Option<Uuid>) -> Result<Markup, AppErr
     })
 }
 
+/// The sandbox-image banner alone, which polls itself while the image is built.
+pub async fn sandbox_banner(State(state): State<AppState>) -> Response {
+    let readiness = state
+        .setup
+        .sandbox_readiness
+        .as_ref()
+        .map_or(crate::sandbox::readiness::Readiness::Ready, |cell| {
+            cell.get()
+        });
+    html_response(StatusCode::OK, layout::sandbox_banner(&readiness))
+}
+
 pub async fn home_page(State(state): State<AppState>) -> Result<Response, AppError> {
     let body = project_rows(&state, None)?;
     Ok(html_response(

@@ -22,6 +22,7 @@ use bollard::query_parameters::{
 };
 use uuid::Uuid;
 
+use crate::sandbox::readiness::{Readiness, ReadinessCell};
 pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
 pub use image::{
     Exported, ImageState, Imported, TransferError, build_image, ensure_image, export_image,
@@ -78,6 +79,8 @@ pub struct DockerProvider {
     project_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// The image tag once it is known to exist.
     image: tokio::sync::Mutex<Option<String>>,
+    /// Whether the image is there, being built, or failed to build (shown in the UI).
+    readiness: ReadinessCell,
 }
 
 /// A labelled container as found on the engine.
@@ -114,7 +117,13 @@ impl DockerProvider {
             activity: Arc::default(),
             project_locks: Mutex::default(),
             image: tokio::sync::Mutex::new(None),
+            readiness: ReadinessCell::default(),
         })
+    }
+
+    /// The image's state for the UI; updated while [`Self::prepare_image`] runs.
+    pub fn readiness(&self) -> ReadinessCell {
+        self.readiness.clone()
     }
 
     pub fn docker(&self) -> &Docker {
@@ -136,9 +145,26 @@ impl DockerProvider {
         {
             return Ok(tag.clone());
         }
-        let tag = ensure_image(&self.docker, &self.config, progress).await?;
-        *cached = Some(tag.clone());
-        Ok(tag)
+        let readiness = self.readiness.clone();
+        let mut report = |line: &str| {
+            readiness.set(Readiness::Preparing {
+                step: line.to_string(),
+            });
+            progress(line);
+        };
+        match ensure_image(&self.docker, &self.config, &mut report).await {
+            Ok(tag) => {
+                self.readiness.set(Readiness::Ready);
+                *cached = Some(tag.clone());
+                Ok(tag)
+            }
+            Err(error) => {
+                self.readiness.set(Readiness::Failed {
+                    error: error.to_string(),
+                });
+                Err(error)
+            }
+        }
     }
 
     /// Removes labelled containers whose project no longer exists. Returns how many.

@@ -102,6 +102,14 @@ pub struct E2bProvider {
 }
 
 impl E2bProvider {
+    /// One authenticated call to the control API (listing sandboxes), for `codeflux doctor`.
+    pub async fn check(&self) -> Result<(), SandboxError> {
+        self.api
+            .list_for_project("codeflux-doctor")
+            .await
+            .map(|_| ())
+    }
+
     pub fn new(config: E2bConfig, ids: sled::Tree) -> Result<Self, SandboxError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
