@@ -66,14 +66,14 @@ impl Services {
         Self::build_with_llm(settings, llm, sandboxes, setup).await
     }
 
-    /// Like [`Services::build`], on a store the caller already opened.
+    /// Like [`Services::build_with_llm`], on a store the caller already opened.
     pub async fn build_on(
         store: Store,
         settings: &Settings,
+        llm: Arc<dyn Llm>,
         sandboxes: Option<Arc<dyn SandboxProvider>>,
         setup: Setup,
     ) -> Result<Self, ServerError> {
-        let llm: Arc<dyn Llm> = Arc::new(OpenAiClient::new(settings.llm.clone())?);
         Self::assemble(store, settings, llm, sandboxes, setup).await
     }
 

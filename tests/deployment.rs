@@ -637,3 +637,82 @@ async fn a_failed_image_build_is_reported_as_the_sandbox_state() {
         "the build was under way before it failed: {lines:?}"
     );
 }
+
+/// `serve --demo` with no model at all (the configured endpoint does not answer): the
+/// bundled recording builds its multi-file app in a real sandbox, the app passes the
+/// type check and page fetch, the preview shows it, and the UI labels it a replay.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_replays_a_recorded_build_into_a_real_sandbox() {
+    let config = test_config();
+    let _cleanup = support::docker_env::Cleanup {
+        instance: config.instance.clone(),
+    };
+    let mut env = support::process::docker_env(&config.instance, "http://127.0.0.1:9/v1");
+    set(&mut env, "CODEFLUX_DEMO", "true");
+    let data = tempfile::tempdir().unwrap();
+    let server = support::process::ServerProcess::start(&data.path().join("data"), &env).await;
+
+    let home = reqwest::get(format!("{}/", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("a recorded replay, not a live model"),
+        "{home}"
+    );
+    assert!(
+        !home.contains("No model configured"),
+        "the demo needs no key"
+    );
+
+    let (status, created) = server
+        .post(
+            "/api/projects",
+            json!({ "prompt": "Build me a habit tracker" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let project = created["id"].as_str().unwrap().to_string();
+    let detail = server.settled(&project).await;
+    let answer = &detail["messages"][1];
+    assert_eq!(answer["type"], "result", "{detail}\n{}", server.log_text());
+    let files = answer["fragment"]["files"].as_object().unwrap();
+    for path in [
+        "lib/habits.ts",
+        "components/habit-form.tsx",
+        "components/habit-list.tsx",
+        "app/page.tsx",
+    ] {
+        assert!(files.contains_key(path), "{path} in {:?}", files.keys());
+    }
+    assert_eq!(
+        answer["fragment"]["verification"]["status"], "passed",
+        "the recorded app type-checks and renders: {answer}"
+    );
+    wait_for_text(
+        &reqwest::Client::builder().no_proxy().build().unwrap(),
+        &format!("http://127.0.0.1:{}/", server.preview_port),
+        Some(&format!("{project}.localhost:{}", server.preview_port)),
+        "Habit Tracker",
+    )
+    .await;
+
+    // A follow-up is beyond the recording: a plain answer, and the app is unchanged.
+    let (status, _) = server
+        .post(
+            &format!("/api/projects/{project}/messages"),
+            json!({ "prompt": "make it blue" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let detail = server.settled(&project).await;
+    let reply = &detail["messages"][3];
+    assert!(
+        reply["content"]
+            .as_str()
+            .is_some_and(|text| text.contains("replays one recorded build")),
+        "{reply}"
+    );
+}

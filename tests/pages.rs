@@ -421,6 +421,7 @@ async fn missing_configuration_is_explained_in_a_banner() {
         sandbox_backend: None,
         auth_enabled: false,
         sandbox_readiness: None,
+        demo: false,
     })
     .await;
     let (_, _, body) = get(&state, "/").await;

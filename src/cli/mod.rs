@@ -5,6 +5,7 @@ mod sandboxes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::agent::AgentSettings;
 use crate::events::EventKind;
-use crate::llm::LlmConfig;
+use crate::llm::{Llm, LlmConfig, OpenAiClient, ReplayLlm};
 use crate::sandbox::docker::{DockerConfig, DockerProvider};
 use crate::server::{Services, Settings};
 use crate::store::{JobStatus, MessageType};
@@ -107,6 +108,10 @@ pub struct ServeArgs {
     /// PEM bundle the preview proxy trusts for `https` dev servers (a self-hosted E2B).
     #[arg(long, env = "CODEFLUX_PREVIEW_CA_CERT")]
     pub preview_ca_cert: Option<PathBuf>,
+    /// Answer with a bundled recorded model transcript (a habit tracker) instead of a model:
+    /// try CodeFlux with no API key. The sandbox, checks and preview are real.
+    #[arg(long, env = "CODEFLUX_DEMO")]
+    pub demo: bool,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -193,6 +198,7 @@ async fn template(command: TemplateCommand) -> anyhow::Result<()> {
 
 fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) -> Setup {
     Setup {
+        demo: false,
         sandbox_backend: sandbox.provider.as_ref().map(|provider| provider.name().to_string()),
         sandbox_problem: sandbox.problem.clone(),
         model: settings.llm.model.clone(),
@@ -240,14 +246,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::sandbox::select::from_env(&instance, Some(&data_dir), store.tree("e2b_sandboxes")?)
             .await;
     settings.agent.offline = offline(&sandbox);
-    let setup = setup_for(&settings, &sandbox);
+    let mut setup = setup_for(&settings, &sandbox);
+    let llm: Arc<dyn Llm> = if args.demo {
+        tracing::info!("demo mode: answers replay a recorded transcript, no model is called");
+        setup.demo = true;
+        setup.model = crate::llm::DEMO_MODEL.to_string();
+        setup.model_problem = None;
+        Arc::new(ReplayLlm::demo())
+    } else {
+        Arc::new(OpenAiClient::new(settings.llm.clone())?)
+    };
     if let Some(problem) = &setup.sandbox_problem {
         tracing::warn!("{problem}");
     }
     if let Some(problem) = &setup.model_problem {
         tracing::warn!("{problem}");
     }
-    let services = Services::build_on(store, &settings, sandbox.provider, setup).await?;
+    let services = Services::build_on(store, &settings, llm, sandbox.provider, setup).await?;
     if let Some(docker) = sandbox.docker {
         let live = services
             .state
@@ -331,7 +346,8 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     }
     settings.agent.offline = offline(&sandbox);
     let setup = setup_for(&settings, &sandbox);
-    let services = Services::build_on(store, &settings, sandbox.provider, setup).await?;
+    let llm: Arc<dyn Llm> = Arc::new(OpenAiClient::new(settings.llm.clone())?);
+    let services = Services::build_on(store, &settings, llm, sandbox.provider, setup).await?;
     let store = &services.state.store;
     let (project, _, mut job) = store.create_project(args.prompt.trim())?;
     eprintln!("Building {} …", project.name);

@@ -2,12 +2,14 @@
 //! (OpenRouter, OpenAI, Ollama, vLLM, LM Studio).
 
 mod openai;
+mod replay;
 mod stream;
 mod types;
 
 use async_trait::async_trait;
 
 pub use openai::{LlmConfig, OpenAiClient};
+pub use replay::{DEMO_MODEL, ReplayLlm};
 pub use stream::Partial;
 pub use types::*;
 

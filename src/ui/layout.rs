@@ -8,6 +8,13 @@ use crate::sandbox::readiness::Readiness;
 /// The configuration problems a user must fix before anything can be built.
 pub fn banners(setup: &Setup) -> Markup {
     html! {
+        @if setup.demo {
+            div.banner.notice role="note" {
+                strong { "Demo: a recorded replay, not a live model. " }
+                "Whatever you ask, the answers replay one recorded build of a habit tracker; the files, the checks and the preview are real. Restart without "
+                code { "--demo" } " and with a model to build your own."
+            }
+        }
         @if let Some(problem) = &setup.model_problem {
             div.banner role="alert" { strong { "No model configured. " } (problem) }
         }

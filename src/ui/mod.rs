@@ -24,6 +24,8 @@ pub struct Setup {
     pub model_problem: Option<String>,
     /// Whether signing in is required (shows the sign-out button).
     pub auth_enabled: bool,
+    /// `serve --demo`: the model's answers are a recorded transcript (the UI says so).
+    pub demo: bool,
     /// The sandbox image's state (Docker), shown while it is built or when it failed.
     pub sandbox_readiness: Option<crate::sandbox::readiness::ReadinessCell>,
 }
