@@ -8,6 +8,7 @@ pub mod cli;
 pub mod events;
 pub mod jobs;
 pub mod llm;
+pub mod metrics;
 pub mod preview;
 pub mod sandbox;
 pub mod server;

@@ -104,7 +104,13 @@ impl Services {
         let preview = PreviewAddress {
             template: settings.preview_url_template.clone(),
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let llm: Arc<dyn Llm> = Arc::new(crate::metrics::MeteredLlm {
+            inner: llm,
+            metrics: metrics.clone(),
+        });
         let generation = Arc::new(Generation {
+            metrics: metrics.clone(),
             store: store.clone(),
             journals: Default::default(),
             events: events.clone(),
@@ -129,6 +135,7 @@ impl Services {
             }),
             shutdown: CancellationToken::new(),
             auth: settings.auth.clone(),
+            metrics,
         };
         Ok(Self {
             state,
@@ -158,13 +165,20 @@ impl Services {
         let previews = match preview_listener {
             Some(preview_listener) => {
                 let targets = Arc::new(Revival::new(self.jobs.generation().clone()));
+                let metrics = self.state.metrics.clone();
                 let router = crate::preview::router(
                     targets,
                     crate::preview::PreviewOptions {
                         auth: self.state.auth.clone(),
                         extra_ca: self.preview_extra_ca.clone(),
                     },
-                )?;
+                )?
+                .layer(axum::middleware::map_response(
+                    move |response: axum::response::Response| {
+                        metrics.preview_answered(response.status().as_u16());
+                        std::future::ready(response)
+                    },
+                ));
                 if let Ok(address) = preview_listener.local_addr() {
                     tracing::info!(
                         "previews are served on http://<project>.localhost:{}",

@@ -849,3 +849,94 @@ async fn an_offline_sandbox_is_described_to_the_model() {
         );
     }
 }
+
+/// The value of the sample `name` (with its labels, exactly as exposed) in `/metrics`.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_jobs_model_calls_and_tokens_for_prometheus() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            "export default function Page() { return null; }\n",
+        ),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("a page").await;
+    server.settled(&project).await;
+
+    let response = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+    );
+    let text = response.text().await.unwrap();
+    assert_eq!(
+        sample(&text, r#"codeflux_jobs_finished_total{outcome="done"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"codeflux_job_duration_seconds_count{outcome="done"}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(&text, r#"codeflux_jobs{state="running"}"#), 0.0);
+    assert_eq!(sample(&text, r#"codeflux_jobs{state="queued"}"#), 0.0);
+    // Two agent turns, the title and the reply: every call the fake answered is counted.
+    let calls = server.fake.requests().len() as f64;
+    assert_eq!(
+        sample(&text, r#"codeflux_model_calls_total{result="ok"}"#),
+        calls
+    );
+    assert_eq!(
+        sample(&text, r#"codeflux_model_tokens_total{kind="prompt"}"#),
+        120.0 * calls
+    );
+    assert_eq!(
+        sample(&text, r#"codeflux_model_tokens_total{kind="completion"}"#),
+        30.0 * calls
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_set() {
+    const TOKEN: &str = "metrics-test-token-0123456789";
+    let server = Harness::start_with(|settings| {
+        settings.auth = codeflux::auth::Auth::new(Some(TOKEN.into())).unwrap();
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let anonymous = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "a scraper gets 401, not the sign-in page"
+    );
+    let scraper = client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraper.status(), 200);
+    assert!(scraper.text().await.unwrap().contains("codeflux_jobs"));
+}

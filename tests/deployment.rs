@@ -715,4 +715,24 @@ async fn the_demo_replays_a_recorded_build_into_a_real_sandbox() {
             .is_some_and(|text| text.contains("replays one recorded build")),
         "{reply}"
     );
+
+    // Both jobs, the sandbox and the preview visits show in /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"codeflux_jobs_finished_total{outcome="done"} 2"#,
+        "codeflux_sandboxes_running 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(r#"codeflux_preview_requests_total{status="2xx"} "#)),
+        "{metrics}"
+    );
 }

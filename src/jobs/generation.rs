@@ -36,6 +36,7 @@ pub struct Generation {
     pub sandboxes: Option<Arc<dyn SandboxProvider>>,
     pub settings: AgentSettings,
     pub preview: PreviewAddress,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A running sandbox with the project's files in place.

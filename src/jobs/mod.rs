@@ -66,6 +66,11 @@ impl JobQueue {
         }
     }
 
+    /// How many jobs run right now.
+    pub fn running_count(&self) -> usize {
+        lock(&self.inner.running).len()
+    }
+
     pub fn generation(&self) -> &Arc<Generation> {
         &self.inner.generation
     }
@@ -381,7 +386,11 @@ fn announce(inner: &Inner, job: &Job, message: &Message) {
 }
 
 fn finish(inner: &Inner, job: &mut Job, status: JobStatus) -> Result<(), StoreError> {
+    let now = Utc::now();
     job.status = status;
-    job.finished_at = Some(Utc::now());
-    inner.generation.store.put_job(job)
+    job.finished_at = Some(now);
+    inner.generation.store.put_job(job)?;
+    let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
+    inner.generation.metrics.job_finished(status, seconds);
+    Ok(())
 }

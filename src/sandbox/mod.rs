@@ -156,6 +156,12 @@ pub trait SandboxProvider: Send + Sync {
     async fn shutdown(&self) -> Result<usize, SandboxError> {
         Ok(0)
     }
+
+    /// How many of this installation's sandboxes run now, for `/metrics`; `None` when the
+    /// backend cannot tell cheaply.
+    async fn running_count(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl SandboxError {

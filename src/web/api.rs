@@ -259,3 +259,23 @@ impl AppState {
             .publish(job.project_id, job.id, EventKind::Queued)?)
     }
 }
+
+/// Prometheus scrapes this (behind the same token as the API when one is set).
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    let open = state.store.open_jobs().count();
+    let running = state.jobs.running_count();
+    let sandboxes = match &state.jobs.generation().sandboxes {
+        Some(provider) => provider.running_count().await,
+        None => Some(0),
+    };
+    let text = state
+        .metrics
+        .encode(open.saturating_sub(running), running, sandboxes);
+    axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    ))
+}

@@ -24,7 +24,8 @@ pub async fn require_login(
     if !state.auth.enabled() || public || is_signed_in(&state.auth, request.headers()) {
         return next.run(request).await;
     }
-    if path.starts_with("/api/") {
+    // Machines (API clients, Prometheus) get a 401 rather than the sign-in page.
+    if path.starts_with("/api/") || path == "/metrics" {
         let mut response = AppError::Unauthorized.into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

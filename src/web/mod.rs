@@ -40,6 +40,7 @@ pub struct AppState {
     /// Cancelled when the server shuts down; long-lived connections (WebSockets) end then.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub auth: crate::auth::Auth,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -120,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{hash}/{*path}", get(assets::serve))
         .nest("/api", api)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(api::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -520,6 +520,13 @@ impl SandboxProvider for DockerProvider {
     async fn shutdown(&self) -> Result<usize, SandboxError> {
         self.stop_all().await
     }
+
+    async fn running_count(&self) -> Option<usize> {
+        self.labelled_containers(false, true)
+            .await
+            .ok()
+            .map(|containers| containers.len())
+    }
 }
 
 /// This process's container id when it runs inside Docker (the default hostname is it).
