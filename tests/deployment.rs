@@ -87,6 +87,8 @@ impl Deployment {
             format!("CODEFLUX_SANDBOX_BASE_IMAGE={}", config.base_image),
             "-e".into(),
             format!("CODEFLUX_SANDBOX_INSTANCE={}", config.instance),
+            "-e".into(),
+            "CODEFLUX_SANDBOX_POOL=0".into(),
             // The image listens beyond loopback, so it requires a token.
             "-e".into(),
             format!("CODEFLUX_AUTH_TOKEN={}", Self::TOKEN),

@@ -613,3 +613,134 @@ async fn stop_kills_the_running_command_in_the_container() {
         "the stopped job's command was killed in the container"
     );
 }
+
+/// Waits (bounded, generously: a dev server's first compile on a busy machine) until
+/// `ready()` holds.
+async fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while !ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_project_claims_a_warm_sandbox_and_the_pool_refills() {
+    let mut config = test_config();
+    config.pool = 1;
+    let (provider, cleanup) = provider(config).await;
+    let pool = provider.spawn_pool().expect("a pool of one");
+    eventually("the first warm sandbox", || provider.warm_ready() == 1).await;
+    let warm = provider.inventory(false).await.unwrap();
+    assert_eq!(warm.len(), 1);
+    assert!(warm[0].warm && warm[0].project_id.is_none(), "{warm:?}");
+    let warm_id = warm[0].container_id.clone();
+    // A warm sandbox belongs to no project: orphan removal and the idle reaper leave it.
+    assert_eq!(provider.remove_orphans(&HashSet::new()).await.unwrap(), 0);
+
+    let project = Uuid::now_v7();
+    let acquired = provider.acquire(project).await.unwrap();
+    assert!(
+        acquired.created,
+        "a claimed sandbox counts as new (files get restored)"
+    );
+    assert_eq!(
+        acquired.sandbox.id(),
+        warm_id,
+        "the warm container was claimed"
+    );
+    let listed = provider.inventory(false).await.unwrap();
+    let claimed = listed
+        .iter()
+        .find(|sandbox| sandbox.container_id == warm_id)
+        .unwrap();
+    assert_eq!(claimed.project_id, Some(project));
+    assert!(!claimed.warm);
+
+    // Its dev server is already up: the first page write is a hot reload.
+    acquired
+        .sandbox
+        .write_files(&[page("claimed warm")])
+        .await
+        .unwrap();
+    let port = start_proxy(Arc::new(RunningOnly(provider.clone()))).await;
+    wait_for_text(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}/"),
+        Some(&format!("{project}.localhost")),
+        "claimed warm",
+    )
+    .await;
+
+    eventually("the pool to refill", || provider.warm_ready() == 1).await;
+    let live = HashSet::from([project]);
+    assert_eq!(provider.remove_orphans(&live).await.unwrap(), 0);
+    // The same project finds its claimed sandbox again, by name.
+    let again = provider.acquire(project).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.sandbox.id(), warm_id);
+    drop((acquired, again));
+
+    // Shutdown removes the unclaimed one and stops the claimed one, files kept.
+    pool.abort();
+    assert_eq!(provider.shutdown().await.unwrap(), 1);
+    let left = provider.inventory(false).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].container_id, warm_id);
+    assert!(!left[0].running);
+    drop(cleanup);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_running_budget_stops_the_least_recently_used_free_sandbox_and_waits_when_all_are_held()
+{
+    let mut config = test_config();
+    config.max_running = Some(1);
+    let (provider, cleanup) = provider(config).await;
+    assert_eq!(provider.max_running(), 1);
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+
+    let held = provider.acquire(first).await.unwrap().sandbox;
+    held.write_files(&[page("kept across the stop")])
+        .await
+        .unwrap();
+    // While a job holds the first sandbox, the second waits instead of failing.
+    let waiting = {
+        let provider = provider.clone();
+        tokio::spawn(async move { provider.acquire(second).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!waiting.is_finished(), "the second sandbox waits for room");
+    drop(held);
+    let second_sandbox = tokio::time::timeout(TIMEOUT, waiting)
+        .await
+        .expect("room is made once the first is let go")
+        .unwrap()
+        .unwrap()
+        .sandbox;
+    let running: Vec<_> = provider
+        .inventory(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|sandbox| sandbox.running)
+        .map(|sandbox| sandbox.project_id)
+        .collect();
+    assert_eq!(running, vec![Some(second)], "the first was stopped");
+    drop(second_sandbox);
+
+    // The first comes back with its files; the second, now free, makes room for it.
+    let back = provider.acquire(first).await.unwrap();
+    assert!(!back.created);
+    let file = back
+        .sandbox
+        .read_file(&WorkspacePath::parse("app/page.tsx").unwrap())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&file).contains("kept across the stop"));
+    drop(back);
+    drop(cleanup);
+}

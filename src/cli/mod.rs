@@ -276,6 +276,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%error, "could not look for orphaned sandboxes"),
         }
         docker.spawn_reaper();
+        docker.spawn_pool();
         // Build the image now rather than on the first prompt, and join the sandboxes'
         // network now (in a container), so the previews of sandboxes that outlived an earlier
         // CodeFlux container answer before any new job runs.

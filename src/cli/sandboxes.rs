@@ -84,9 +84,11 @@ fn list(sandboxes: &[SandboxInfo]) {
     );
     let now = Utc::now();
     for sandbox in sandboxes {
-        let project = sandbox
-            .project_id
-            .map_or_else(|| "?".to_string(), |id| id.to_string());
+        let project = match sandbox.project_id {
+            Some(id) => id.to_string(),
+            None if sandbox.warm => "(warm, unclaimed)".to_string(),
+            None => "?".to_string(),
+        };
         let age = sandbox.created.map_or_else(
             || "?".to_string(),
             |created| crate::ui::age(created, now).replace(" ago", ""),

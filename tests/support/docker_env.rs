@@ -25,6 +25,8 @@ pub fn test_config() -> DockerConfig {
         instance: format!("test-{}", uuid::Uuid::now_v7().simple()),
         data_dir: None,
         socket: None,
+        pool: 0,
+        max_running: None,
     }
 }
 

@@ -40,6 +40,8 @@ pub fn docker_env(instance: &str, llm_base_url: &str) -> Vec<(String, String)> {
         ("CODEFLUX_LLM_BASE_URL".into(), llm_base_url.into()),
         ("CODEFLUX_MODEL".into(), "fake-model".into()),
         ("CODEFLUX_LLM_MAX_ATTEMPTS".into(), "2".into()),
+        // Warm sandboxes are tested on their own; elsewhere they would only add load.
+        ("CODEFLUX_SANDBOX_POOL".into(), "0".into()),
         ("RUST_LOG".into(), "info,sled=warn".into()),
     ];
     if let Ok(ca) = std::env::var("CODEFLUX_TEST_CA_CERT") {

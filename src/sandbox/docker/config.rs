@@ -35,6 +35,10 @@ pub struct DockerConfig {
     pub data_dir: Option<PathBuf>,
     /// The engine's Unix socket, when not the one `DOCKER_HOST` (or the default) names.
     pub socket: Option<PathBuf>,
+    /// Warm sandboxes kept ready for new projects (`serve` only).
+    pub pool: usize,
+    /// Most project sandboxes running at once; `None`: as many as fit in the engine's memory.
+    pub max_running: Option<usize>,
 }
 
 impl Default for DockerConfig {
@@ -50,6 +54,8 @@ impl Default for DockerConfig {
             instance: "default".to_string(),
             data_dir: None,
             socket: None,
+            pool: 1,
+            max_running: None,
         }
     }
 }
@@ -57,7 +63,8 @@ impl Default for DockerConfig {
 impl DockerConfig {
     /// Reads `CODEFLUX_SANDBOX_BASE_IMAGE`, `CODEFLUX_SANDBOX_CA_CERT`,
     /// `CODEFLUX_SANDBOX_MEMORY_MB`, `CODEFLUX_SANDBOX_CPUS`, `CODEFLUX_SANDBOX_PIDS`,
-    /// `CODEFLUX_SANDBOX_NETWORK` (`bridge` or `none`) and `CODEFLUX_SANDBOX_IDLE_SECS`.
+    /// `CODEFLUX_SANDBOX_NETWORK` (`bridge` or `none`), `CODEFLUX_SANDBOX_IDLE_SECS` and
+    /// `CODEFLUX_SANDBOX_POOL` and `CODEFLUX_SANDBOX_MAX_RUNNING`.
     pub fn from_env() -> Result<Self, SandboxError> {
         let defaults = Self::default();
         let var = |name: &str| {
@@ -112,6 +119,15 @@ impl DockerConfig {
             instance: defaults.instance,
             data_dir: None,
             socket: None,
+            pool: match var("CODEFLUX_SANDBOX_POOL") {
+                None => defaults.pool,
+                Some(value) => value.trim().parse().map_err(|_| {
+                    SandboxError::NotConfigured(format!(
+                        "CODEFLUX_SANDBOX_POOL must be a whole number (0 turns the pool off), not {value:?}"
+                    ))
+                })?,
+            },
+            max_running: number("CODEFLUX_SANDBOX_MAX_RUNNING")?.map(|n| n as usize),
         })
     }
 

@@ -8,9 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::{
-    DATA_DIR_LABEL, DockerProvider, HOST_LABEL, INSTANCE_LABEL, PROJECT_LABEL, docker_error,
-};
+use super::{DATA_DIR_LABEL, DockerProvider, HOST_LABEL, INSTANCE_LABEL, docker_error};
 use crate::sandbox::SandboxError;
 
 /// One sandbox container as the engine reports it.
@@ -26,6 +24,8 @@ pub struct SandboxInfo {
     /// The data directory of the server that made it, and that server's host name.
     pub data_dir: Option<PathBuf>,
     pub host: Option<String>,
+    /// A warm sandbox no project has claimed yet.
+    pub warm: bool,
 }
 
 /// Whether the server that owns a sandbox is still running.
@@ -44,6 +44,7 @@ impl DockerProvider {
         let containers = self.labelled_containers(all_instances, false).await?;
         let mut sandboxes = Vec::with_capacity(containers.len());
         for summary in containers {
+            let holder = super::pool::holder_of(&summary);
             let Some(container_id) = summary.id else {
                 continue;
             };
@@ -55,7 +56,11 @@ impl DockerProvider {
                 None
             };
             sandboxes.push(SandboxInfo {
-                project_id: labels.get(PROJECT_LABEL).and_then(|id| id.parse().ok()),
+                project_id: match holder {
+                    super::pool::Holder::Project(id) => Some(id),
+                    _ => None,
+                },
+                warm: holder == super::pool::Holder::Pool,
                 instance: labels.get(INSTANCE_LABEL).cloned().unwrap_or_default(),
                 running,
                 created: summary

@@ -1,9 +1,11 @@
 //! The local Docker backend: one labelled container per project, built from the embedded
 //! template, reached over a Docker network of its own (no published host ports).
 
+mod budget;
 mod config;
 mod image;
 mod inventory;
+mod pool;
 mod sandbox;
 
 use std::collections::{HashMap, HashSet};
@@ -81,6 +83,11 @@ pub struct DockerProvider {
     image: tokio::sync::Mutex<Option<String>>,
     /// Whether the image is there, being built, or failed to build (shown in the UI).
     readiness: ReadinessCell,
+    /// Warm containers waiting for a new project.
+    pool: pool::Pool,
+    /// Most project sandboxes running at once, and which ones jobs hold.
+    max_running: usize,
+    leases: Arc<budget::Leases>,
 }
 
 /// A labelled container as found on the engine.
@@ -111,13 +118,23 @@ impl DockerProvider {
         docker.ping().await.map_err(|error| {
             SandboxError::NotConfigured(format!("Docker does not answer: {}", docker_error(error)))
         })?;
+        let max_running = match config.max_running {
+            Some(max) => max.max(1),
+            None => {
+                let memory = docker.info().await.ok().and_then(|info| info.mem_total);
+                budget::default_max_running(memory, config.memory_mb)
+            }
+        };
         Ok(Self {
+            max_running,
+            leases: Arc::default(),
             docker,
             config,
             activity: Arc::default(),
             project_locks: Mutex::default(),
             image: tokio::sync::Mutex::new(None),
             readiness: ReadinessCell::default(),
+            pool: pool::Pool::default(),
         })
     }
 
@@ -268,8 +285,13 @@ impl DockerProvider {
         Ok(containers
             .into_iter()
             .filter_map(|summary| {
+                let project_id = match pool::holder_of(&summary) {
+                    pool::Holder::Project(id) => Some(id),
+                    // Warm containers belong to no project until claimed.
+                    pool::Holder::Pool => return None,
+                    pool::Holder::Unknown => None,
+                };
                 let labels = summary.labels.unwrap_or_default();
-                let project_id = labels.get(PROJECT_LABEL).and_then(|id| id.parse().ok());
                 Some((
                     project_id,
                     Found {
@@ -347,15 +369,22 @@ impl DockerProvider {
         Ok(())
     }
 
-    async fn create(&self, project_id: Uuid, image: &str) -> Result<String, SandboxError> {
-        let name = format!("codeflux-{}-{project_id}", self.config.instance);
+    /// Creates a sandbox container named `name`; `project_id` is `None` for a warm one.
+    async fn create_container(
+        &self,
+        name: &str,
+        project_id: Option<Uuid>,
+        image: &str,
+    ) -> Result<String, SandboxError> {
         let mut labels = HashMap::from([
             (SANDBOX_LABEL.to_string(), "1".to_string()),
-            (PROJECT_LABEL.to_string(), project_id.to_string()),
             (IMAGE_LABEL.to_string(), image.to_string()),
             (INSTANCE_LABEL.to_string(), self.config.instance.clone()),
             (HOST_LABEL.to_string(), host_name()),
         ]);
+        if let Some(project_id) = project_id {
+            labels.insert(PROJECT_LABEL.to_string(), project_id.to_string());
+        }
         if let Some(data_dir) = &self.config.data_dir {
             labels.insert(DATA_DIR_LABEL.to_string(), data_dir.display().to_string());
         }
@@ -376,7 +405,7 @@ impl DockerProvider {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
         let created = match self
             .docker
             .create_container(Some(options.clone()), body.clone())
@@ -387,7 +416,7 @@ impl DockerProvider {
                 status_code: 409, ..
             }) => {
                 // A leftover with our name but without our labels: replace it.
-                self.remove(&name).await?;
+                self.remove(name).await?;
                 self.docker
                     .create_container(Some(options), body)
                     .await
@@ -443,6 +472,7 @@ impl DockerProvider {
             gid: 0,
             activity: self.activity.clone(),
             project_id,
+            _lease: self.leases.take(project_id),
         };
         let ids = sandbox
             .exec(vec!["sh".into(), "-c".into(), "id -u; id -g".into()])
@@ -471,6 +501,7 @@ impl SandboxProvider for DockerProvider {
         let (container_id, created) = match self.find(project_id).await? {
             Some(found) if found.image_tag.as_deref() == Some(image.as_str()) => {
                 if !found.running {
+                    self.make_room(project_id).await?;
                     self.start(&found.id).await?;
                 }
                 (found.id, false)
@@ -480,8 +511,18 @@ impl SandboxProvider for DockerProvider {
                     tracing::info!(%project_id, "replacing a sandbox made from an older template");
                     self.remove(&found.id).await?;
                 }
-                let id = self.create(project_id, &image).await?;
-                self.start(&id).await?;
+                self.make_room(project_id).await?;
+                let id = match self.claim_warm(project_id, &image).await {
+                    Some(id) => id,
+                    None => {
+                        let name = self.project_container_name(project_id);
+                        let id = self
+                            .create_container(&name, Some(project_id), &image)
+                            .await?;
+                        self.start(&id).await?;
+                        id
+                    }
+                };
                 (id, true)
             }
         };
@@ -518,6 +559,7 @@ impl SandboxProvider for DockerProvider {
     }
 
     async fn shutdown(&self) -> Result<usize, SandboxError> {
+        self.remove_pool().await?;
         self.stop_all().await
     }
 

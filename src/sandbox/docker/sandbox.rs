@@ -36,6 +36,8 @@ pub struct DockerSandbox {
     pub(super) gid: u64,
     pub(super) activity: Arc<Activity>,
     pub(super) project_id: uuid::Uuid,
+    /// Keeps the budget from stopping this sandbox while a job holds it.
+    pub(super) _lease: super::budget::Lease,
 }
 
 impl DockerSandbox {
