@@ -61,6 +61,7 @@ pub struct Metrics {
     model_calls: Family<ResultLabels, Counter>,
     model_tokens: Family<KindLabels, Counter>,
     sandboxes_running: Gauge,
+    sandboxes_warm: Gauge,
     preview_requests: Family<StatusLabels, Counter>,
 }
 
@@ -109,6 +110,12 @@ impl Metrics {
             "Sandboxes of this installation that are running",
             sandboxes_running.clone(),
         );
+        let sandboxes_warm = Gauge::default();
+        registry.register(
+            "sandboxes_warm",
+            "Warm sandboxes ready for new projects",
+            sandboxes_warm.clone(),
+        );
         let preview_requests = Family::<StatusLabels, Counter>::default();
         registry.register(
             "preview_requests",
@@ -123,6 +130,7 @@ impl Metrics {
             model_calls,
             model_tokens,
             sandboxes_running,
+            sandboxes_warm,
             preview_requests,
         }
     }
@@ -171,7 +179,8 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges set from what is true now.
-    pub fn encode(&self, queued: usize, running: usize, sandboxes: Option<usize>) -> String {
+    pub fn encode(&self, jobs: JobCounts, sandboxes: Option<usize>, warm: usize) -> String {
+        let JobCounts { queued, running } = jobs;
         for (state, count) in [("queued", queued), ("running", running)] {
             self.jobs_open
                 .get_or_create(&StateLabels { state })
@@ -180,11 +189,18 @@ impl Metrics {
         if let Some(sandboxes) = sandboxes {
             self.sandboxes_running.set(sandboxes as i64);
         }
+        self.sandboxes_warm.set(warm as i64);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// Jobs not finished, for the `codeflux_jobs` gauge.
+pub struct JobCounts {
+    pub queued: usize,
+    pub running: usize,
 }
 
 /// The model client, counting every call and the tokens it reports.
@@ -228,7 +244,14 @@ mod tests {
         metrics.preview_answered(200);
         metrics.preview_answered(502);
         metrics.model_answered(&Err(LlmError::BadResponse("x".into())));
-        let text = metrics.encode(3, 1, Some(2));
+        let text = metrics.encode(
+            JobCounts {
+                queued: 3,
+                running: 1,
+            },
+            Some(2),
+            1,
+        );
         for line in [
             r#"codeflux_jobs_finished_total{outcome="done"} 1"#,
             r#"codeflux_jobs_finished_total{outcome="failed"} 1"#,
@@ -238,6 +261,7 @@ mod tests {
             r#"codeflux_jobs{state="running"} 1"#,
             r#"codeflux_model_calls_total{result="error"} 1"#,
             "codeflux_sandboxes_running 2",
+            "codeflux_sandboxes_warm 1",
             r#"codeflux_preview_requests_total{status="2xx"} 1"#,
             r#"codeflux_preview_requests_total{status="5xx"} 1"#,
         ] {

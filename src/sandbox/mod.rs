@@ -162,6 +162,11 @@ pub trait SandboxProvider: Send + Sync {
     async fn running_count(&self) -> Option<usize> {
         None
     }
+
+    /// Warm sandboxes ready for new projects (the Docker pool), for `/metrics`.
+    fn warm_count(&self) -> usize {
+        0
+    }
 }
 
 impl SandboxError {

@@ -264,13 +264,15 @@ impl AppState {
 pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     let open = state.store.open_jobs().count();
     let running = state.jobs.running_count();
-    let sandboxes = match &state.jobs.generation().sandboxes {
-        Some(provider) => provider.running_count().await,
-        None => Some(0),
+    let (sandboxes, warm) = match &state.jobs.generation().sandboxes {
+        Some(provider) => (provider.running_count().await, provider.warm_count()),
+        None => (Some(0), 0),
     };
-    let text = state
-        .metrics
-        .encode(open.saturating_sub(running), running, sandboxes);
+    let jobs = crate::metrics::JobCounts {
+        queued: open.saturating_sub(running),
+        running,
+    };
+    let text = state.metrics.encode(jobs, sandboxes, warm);
     axum::response::IntoResponse::into_response((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -563,6 +563,10 @@ impl SandboxProvider for DockerProvider {
         self.stop_all().await
     }
 
+    fn warm_count(&self) -> usize {
+        self.warm_ready()
+    }
+
     async fn running_count(&self) -> Option<usize> {
         self.labelled_containers(false, true)
             .await
