@@ -1,7 +1,7 @@
 //! The Code tab: a file tree of a fragment and one file, highlighted on the server.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use maud::{Markup, PreEscaped, html};
 use syntect::html::{ClassStyle, ClassedHTMLGenerator};
@@ -17,9 +17,44 @@ fn syntaxes() -> &'static SyntaxSet {
     SYNTAXES.get_or_init(SyntaxSet::load_defaults_newlines)
 }
 
-/// Highlights `content` as HTML with CSS classes. The generator escapes the text itself,
-/// so the result is safe to embed; anything it cannot handle falls back to plain escaping.
+/// How many highlighted files are kept; past it the cache starts over.
+const CACHE_ENTRIES: usize = 512;
+
+/// Highlighted HTML by a digest of the file's name and content: the same file is shown again
+/// and again (every version holds it, every viewer opens it), and highlighting is the costly part.
+fn cache() -> &'static Mutex<HashMap<[u8; 32], Arc<str>>> {
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Arc<str>>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// Highlights `content` as HTML with CSS classes (cached by content). The generator escapes
+/// the text itself, so the result is safe to embed; anything it cannot handle falls back to
+/// plain escaping.
 pub fn highlight(path: &str, content: &str) -> Markup {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(content.as_bytes());
+    let key: [u8; 32] = hasher.finalize().into();
+    let lock = || {
+        cache()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(html) = lock().get(&key) {
+        return PreEscaped(html.to_string());
+    }
+    let html = highlight_uncached(path, content).into_string();
+    let mut cached = lock();
+    if cached.len() >= CACHE_ENTRIES {
+        cached.clear();
+    }
+    cached.insert(key, Arc::from(html.as_str()));
+    PreEscaped(html)
+}
+
+fn highlight_uncached(path: &str, content: &str) -> Markup {
     let syntaxes = syntaxes();
     let extension = path.rsplit('.').next().unwrap_or_default();
     // The bundled grammars have no TypeScript; JavaScript's covers most of TS and JSX.
@@ -135,6 +170,19 @@ mod tests {
         assert!(html.contains("hl-"), "classes are emitted: {html}");
         let plain = highlight("notes.unknown-ext", "<b>x</b>").into_string();
         assert_eq!(plain, "&lt;b&gt;x&lt;/b&gt;");
+    }
+
+    #[test]
+    fn a_file_seen_again_comes_from_the_cache_with_the_same_html() {
+        let content = format!("const unique = \"{}\";\n", uuid::Uuid::now_v7());
+        let first = highlight("lib/a.ts", &content).into_string();
+        let key_count = cache().lock().unwrap().len();
+        let again = highlight("lib/a.ts", &content).into_string();
+        assert_eq!(first, again);
+        assert_eq!(cache().lock().unwrap().len(), key_count, "no new entry");
+        // The same text under another name may highlight differently: its own entry.
+        let other = highlight("lib/a.json", &content).into_string();
+        assert_ne!(first, other);
     }
 
     #[test]
