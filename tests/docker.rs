@@ -744,3 +744,41 @@ async fn the_running_budget_stops_the_least_recently_used_free_sandbox_and_waits
     drop(back);
     drop(cleanup);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_go_through_one_runner_per_container_instead_of_an_exec_each() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let sandbox = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
+    for _ in 0..3 {
+        let parent = sandbox
+            .run("tr '\\0' ' ' < /proc/$PPID/cmdline", TIMEOUT)
+            .await
+            .unwrap();
+        assert!(
+            parent.stdout.contains("codeflux-runner"),
+            "the command's parent is the runner: {parent:?}"
+        );
+    }
+    // Another handle on the same container shares its runner.
+    let again = provider
+        .acquire(sandbox_project(&provider).await)
+        .await
+        .unwrap();
+    again.sandbox.run("true", TIMEOUT).await.unwrap();
+    let runners = sandbox
+        .run(
+            r"for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^node /usr/local/lib/codeflux-runner'",
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(runners.stdout.trim(), "1", "{runners:?}");
+    drop(cleanup);
+}
+
+/// The project of the only sandbox `provider` has.
+async fn sandbox_project(provider: &codeflux::sandbox::docker::DockerProvider) -> Uuid {
+    let listed = provider.inventory(false).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    listed[0].project_id.unwrap()
+}

@@ -60,6 +60,7 @@ fn client_folder(root: &Path, name: &str, certs: &Certificates) -> PathBuf {
 struct TlsEngine {
     child: Child,
     port: u16,
+    bridge: String,
     log: PathBuf,
     root: tempfile::TempDir,
 }
@@ -76,6 +77,19 @@ impl TlsEngine {
         std::fs::write(path("server-cert.pem"), &certs.server.0).unwrap();
         std::fs::write(path("server-key.pem"), &certs.server.1).unwrap();
         let port = free_port();
+        let bridge = format!("cfxbr{port}");
+        let subnet = format!("10.199.{}.1/24", port % 250);
+        for args in [
+            vec!["link", "add", &bridge, "type", "bridge"],
+            vec!["addr", "add", &subnet, "dev", &bridge],
+            vec!["link", "set", &bridge, "up"],
+        ] {
+            let status = Command::new("ip")
+                .args(&args)
+                .status()
+                .expect("iproute2 runs");
+            assert!(status.success(), "ip {args:?}");
+        }
         let log = root.path().join("dockerd.log");
         let child = Command::new("dockerd")
             .args(["--tlsverify", "--tlscacert", &path("ca.pem")])
@@ -84,11 +98,12 @@ impl TlsEngine {
             .args(["-H", &format!("tcp://127.0.0.1:{port}")])
             .args(["--data-root", &path("data"), "--exec-root", &path("x")])
             .args(["--pidfile", &path("dockerd.pid")])
-            // No default bridge and no iptables rules: the engine must not disturb the
-            // machine's main engine. CodeFlux creates its own network.
+            // A default bridge of its own and no iptables rules: the engine must not disturb
+            // the machine's main engine. (`--bridge none` would delete the main engine's
+            // docker0 interface.) CodeFlux creates its own network besides.
             .args([
                 "--bridge",
-                "none",
+                &bridge,
                 "--iptables=false",
                 "--shutdown-timeout",
                 "2",
@@ -104,6 +119,7 @@ impl TlsEngine {
         Self {
             child,
             port,
+            bridge,
             log,
             root,
         }
@@ -151,6 +167,9 @@ impl Drop for TlsEngine {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .status();
     }
 }
 

@@ -21,7 +21,7 @@ WORKDIR /home/user
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
 COPY . ./
-RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh README.md .dockerignore \
+RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-runner.cjs README.md .dockerignore \
  && chown -R user:user /home/user
 
 USER user

@@ -6,6 +6,7 @@ mod config;
 mod image;
 mod inventory;
 mod pool;
+mod runner;
 mod sandbox;
 
 use std::collections::{HashMap, HashSet};
@@ -88,6 +89,8 @@ pub struct DockerProvider {
     /// Most project sandboxes running at once, and which ones jobs hold.
     max_running: usize,
     leases: Arc<budget::Leases>,
+    /// Command runners inside the containers (one attached exec each).
+    runners: Arc<runner::Runners>,
 }
 
 /// A labelled container as found on the engine.
@@ -128,6 +131,7 @@ impl DockerProvider {
         Ok(Self {
             max_running,
             leases: Arc::default(),
+            runners: Arc::default(),
             docker,
             config,
             activity: Arc::default(),
@@ -473,6 +477,7 @@ impl DockerProvider {
             activity: self.activity.clone(),
             project_id,
             _lease: self.leases.take(project_id),
+            runners: self.runners.clone(),
         };
         let ids = sandbox
             .exec(vec!["sh".into(), "-c".into(), "id -u; id -g".into()])

@@ -14,6 +14,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
+use super::runner::{Command, Ended};
 use super::{Activity, docker_error};
 use crate::sandbox::output::BoundedOutput;
 use crate::sandbox::workspace::{check_resolved, resolve_argv};
@@ -38,6 +39,7 @@ pub struct DockerSandbox {
     pub(super) project_id: uuid::Uuid,
     /// Keeps the budget from stopping this sandbox while a job holds it.
     pub(super) _lease: super::budget::Lease,
+    pub(super) runners: Arc<super::runner::Runners>,
 }
 
 impl DockerSandbox {
@@ -95,7 +97,17 @@ impl DockerSandbox {
     /// Refuses paths that a symbolic link in the workspace leads outside it. Docker's archive
     /// API acts as root and follows such links, so this is checked as the sandbox user first.
     async fn confine(&self, paths: &[&WorkspacePath]) -> Result<Vec<WorkspacePath>, SandboxError> {
-        let resolved = self.exec(resolve_argv(paths)).await?;
+        let argv = resolve_argv(paths);
+        let quick = Duration::from_secs(60);
+        let resolved = match self
+            .through_runner(Command::Argv(argv.clone()), quick)
+            .await
+        {
+            Some(Ok(Ended::Exited(output))) => output,
+            Some(Ok(Ended::TimedOut)) => return Err(SandboxError::Timeout(quick)),
+            Some(Err(error)) => return Err(error),
+            None => self.exec(argv).await?,
+        };
         if !resolved.success() {
             return Err(SandboxError::Backend(format!(
                 "could not resolve paths in the sandbox: {}",
@@ -125,6 +137,46 @@ impl DockerSandbox {
 
     fn touch(&self) {
         self.activity.touch(self.project_id);
+    }
+
+    /// Runs through the container's runner: `None` when there is no working runner (the
+    /// caller then uses an exec of its own); a lost container is an error, not a `None`.
+    async fn through_runner(
+        &self,
+        command: Command<'_>,
+        timeout: Duration,
+    ) -> Option<Result<Ended, SandboxError>> {
+        let runner = match self.runners.get(&self.docker, &self.container_id).await {
+            Ok(runner) => runner,
+            Err(error) => {
+                tracing::debug!(%error, "no command runner; using an exec per command");
+                return None;
+            }
+        };
+        let grace = Duration::from_secs(KILL_GRACE_SECS);
+        // The client-side limit is only a backstop in case the runner stops answering.
+        let backstop = timeout + grace + Duration::from_secs(10);
+        match tokio::time::timeout(backstop, runner.run(command, timeout, grace)).await {
+            Err(_) => Some(Err(SandboxError::Timeout(timeout))),
+            Ok(Ok(ended)) => Some(Ok(ended)),
+            Ok(Err(error)) => match self.ensure_running().await {
+                Err(gone) => Some(Err(gone)),
+                Ok(()) => {
+                    tracing::warn!(%error, "the command runner failed; using an exec instead");
+                    None
+                }
+            },
+        }
+    }
+
+    /// A command killed by a signal (128+), or one the engine could not run (125, 126), may
+    /// mean the whole container went (stopped or removed from outside).
+    async fn checked(&self, output: CommandOutput) -> Result<CommandOutput, SandboxError> {
+        if matches!(output.exit_code, 125 | 126) || output.exit_code >= 128 || output.exit_code < 0
+        {
+            self.ensure_running().await?;
+        }
+        Ok(output)
     }
 
     /// After a command died of a signal: was it the whole container? The engine notices a
@@ -160,6 +212,17 @@ impl Sandbox for DockerSandbox {
 
     async fn run(&self, command: &str, timeout: Duration) -> Result<CommandOutput, SandboxError> {
         self.touch();
+        let started = Instant::now();
+        match self.through_runner(Command::Shell(command), timeout).await {
+            Some(Ok(Ended::Exited(output))) => return self.checked(output).await,
+            Some(Ok(Ended::TimedOut)) => return Err(SandboxError::Timeout(timeout)),
+            Some(Err(error)) => return Err(error),
+            // No runner: one exec per command, as below.
+            None => {}
+        }
+        let timeout = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
         // coreutils `timeout` runs the command in its own process group and signals the whole
         // group, so children (npm's workers, a stray server) die with it. Docker's exec API
         // has no way to kill an exec, so this is what makes the time limit real. The group's
@@ -191,13 +254,7 @@ impl Sandbox for DockerSandbox {
         if matches!(output.exit_code, 124 | 137) && started.elapsed() >= timeout {
             return Err(SandboxError::Timeout(timeout));
         }
-        // Killed by a signal (128+), or the engine could not run it (125, 126): maybe the
-        // whole container went (stopped or removed from outside).
-        if matches!(output.exit_code, 125 | 126) || output.exit_code >= 128 || output.exit_code < 0
-        {
-            self.ensure_running().await?;
-        }
-        Ok(output)
+        self.checked(output).await
     }
 
     async fn write_files(&self, files: &[FileWrite]) -> Result<(), SandboxError> {

@@ -1,0 +1,109 @@
+// CodeFlux's command runner inside a Docker sandbox. One runs per connection, started once
+// with `docker exec`; after that a command costs a message instead of an exec (create, start,
+// inspect and a new process tree each time).
+//
+// Requests arrive on stdin, one JSON object per line:
+//   {"id": 1, "command": "npm test", "timeout_ms": 300000, "grace_ms": 5000}
+//   {"id": 2, "argv": ["realpath", "-m", "--", "app"], "timeout_ms": 60000, "grace_ms": 1000}
+//   {"kill": 1}
+// Answers go to stdout, one JSON object per line: output as it comes, then the end.
+//   {"id": 1, "out": "<base64>"}   {"id": 1, "err": "<base64>"}
+//   {"id": 1, "code": 0, "timed_out": false}
+// Each command runs in its own process group, which is what a timeout or a kill signals
+// (TERM, then KILL after the grace period), so its children go with it.
+"use strict";
+const { spawn } = require("node:child_process");
+const os = require("node:os");
+const readline = require("node:readline");
+
+const running = new Map();
+
+function send(message) {
+  process.stdout.write(JSON.stringify(message) + "\n");
+}
+
+function signalGroup(entry, signal) {
+  try {
+    process.kill(-entry.child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+function stop(id) {
+  const entry = running.get(id);
+  if (!entry || entry.stopping) return;
+  entry.stopping = true;
+  signalGroup(entry, "SIGTERM");
+  setTimeout(() => signalGroup(entry, "SIGKILL"), entry.graceMs).unref();
+}
+
+function start(request) {
+  const { id } = request;
+  const [file, args] = Array.isArray(request.argv)
+    ? [request.argv[0], request.argv.slice(1)]
+    : ["bash", ["-lc", String(request.command)]];
+  let child;
+  try {
+    child = spawn(file, args, {
+      cwd: "/home/user",
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  } catch (error) {
+    send({ id, err: Buffer.from(String(error.message) + "\n").toString("base64") });
+    send({ id, code: 127, timed_out: false });
+    return;
+  }
+  const entry = { child, graceMs: request.grace_ms ?? 5000, timedOut: false, stopping: false };
+  running.set(id, entry);
+  child.stdout.on("data", (chunk) => send({ id, out: chunk.toString("base64") }));
+  child.stderr.on("data", (chunk) => send({ id, err: chunk.toString("base64") }));
+  const timer = setTimeout(() => {
+    entry.timedOut = true;
+    stop(id);
+  }, request.timeout_ms ?? 300000);
+  let ended = false;
+  const end = (code, signal) => {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    running.delete(id);
+    const number = signal ? os.constants.signals[signal] ?? 9 : 0;
+    send({ id, code: code ?? 128 + number, timed_out: entry.timedOut });
+  };
+  child.on("error", (error) => {
+    send({ id, err: Buffer.from(String(error.message) + "\n").toString("base64") });
+    end(127, null);
+  });
+  // "exit" rather than "close": a background child that keeps the output open (`server &`)
+  // must not hold the answer. Output still buffered is read for a moment first.
+  child.on("exit", (code, signal) => {
+    let open = 2;
+    const closed = () => {
+      open -= 1;
+      if (open === 0) end(code, signal);
+    };
+    child.stdout.once("close", closed);
+    child.stderr.once("close", closed);
+    setTimeout(() => end(code, signal), 100).unref();
+  });
+}
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on("line", (line) => {
+  let request;
+  try {
+    request = JSON.parse(line);
+  } catch {
+    return;
+  }
+  if (request.kill !== undefined) stop(request.kill);
+  else start(request);
+});
+// CodeFlux went away: nothing it started keeps running.
+lines.on("close", () => {
+  for (const id of running.keys()) stop(id);
+  const waitMs = Math.max(0, ...[...running.values()].map((entry) => entry.graceMs)) + 200;
+  setTimeout(() => process.exit(0), waitMs).unref();
+});
