@@ -94,7 +94,8 @@ impl EventKind {
 #[derive(Clone)]
 pub struct EventHub {
     store: Store,
-    channels: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Event>>>>,
+    /// Events go out shared: a watcher receives a pointer, never its own copy of the payload.
+    channels: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>>,
     /// Serialises sequence allocation so stored order equals broadcast order.
     append_lock: Arc<Mutex<()>>,
 }
@@ -134,7 +135,7 @@ impl EventHub {
         tree.insert(event_key(project_id, seq), serde_json::to_vec(&event)?)?;
         if let Some(sender) = self.channel_if_watched(project_id) {
             // No receiver left is fine: nobody is watching.
-            let _ = sender.send(event.clone());
+            let _ = sender.send(Arc::new(event.clone()));
         }
         Ok(event)
     }
@@ -145,7 +146,7 @@ impl EventHub {
     pub fn watch(
         &self,
         project_id: Uuid,
-    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), StoreError> {
+    ) -> Result<(Vec<Event>, broadcast::Receiver<Arc<Event>>), StoreError> {
         let receiver = self.channel(project_id).subscribe();
         Ok((self.latest_job_events(project_id)?, receiver))
     }
@@ -173,7 +174,7 @@ impl EventHub {
         Ok(events)
     }
 
-    fn channel(&self, project_id: Uuid) -> broadcast::Sender<Event> {
+    fn channel(&self, project_id: Uuid) -> broadcast::Sender<Arc<Event>> {
         let mut channels = self
             .channels
             .lock()
@@ -186,7 +187,7 @@ impl EventHub {
             .clone()
     }
 
-    fn channel_if_watched(&self, project_id: Uuid) -> Option<broadcast::Sender<Event>> {
+    fn channel_if_watched(&self, project_id: Uuid) -> Option<broadcast::Sender<Arc<Event>>> {
         let channels = self
             .channels
             .lock()
@@ -247,6 +248,24 @@ mod tests {
                 text: "done".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn every_watcher_gets_the_same_shared_event_not_a_copy() {
+        let hub = EventHub::new(Store::temporary().unwrap());
+        let (project, job) = (Uuid::now_v7(), Uuid::now_v7());
+        let (_, mut first) = hub.watch(project).unwrap();
+        let (_, mut second) = hub.watch(project).unwrap();
+        hub.publish(
+            project,
+            job,
+            EventKind::ModelText {
+                text: "a long answer".repeat(100),
+            },
+        )
+        .unwrap();
+        let (a, b) = (first.recv().await.unwrap(), second.recv().await.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one payload fanned out");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use maud::{Markup, html};
 use uuid::Uuid;
 
+use std::borrow::Borrow;
+
 use crate::events::{Event, EventKind};
 
 /// One line of the progress list; `None` for events shown only in the panel's header.
@@ -74,15 +76,18 @@ pub fn item(event: &Event) -> Option<Markup> {
 }
 
 /// What the agent is doing right now, for the panel's header.
-fn step_label(events: &[Event]) -> String {
-    let turn = events.iter().rev().find_map(|event| match &event.kind {
-        EventKind::ModelTurn {
-            iteration,
-            max_iterations,
-        } => Some((*iteration, *max_iterations)),
-        _ => None,
-    });
-    let doing = match events.last().map(|event| &event.kind) {
+fn step_label<E: Borrow<Event>>(events: &[E]) -> String {
+    let turn = events
+        .iter()
+        .rev()
+        .find_map(|event| match &event.borrow().kind {
+            EventKind::ModelTurn {
+                iteration,
+                max_iterations,
+            } => Some((*iteration, *max_iterations)),
+            _ => None,
+        });
+    let doing = match events.last().map(|event| &event.borrow().kind) {
         None | Some(EventKind::Queued) => "Waiting in the queue".to_string(),
         Some(EventKind::Started { .. }) => "Preparing the sandbox".to_string(),
         Some(EventKind::ToolStarted { tool, summary }) => format!("{} {summary}", verb(tool)),
@@ -116,11 +121,11 @@ fn verb(tool: &str) -> &'static str {
     }
 }
 
-fn progress_percent(events: &[Event]) -> u32 {
+fn progress_percent<E: Borrow<Event>>(events: &[E]) -> u32 {
     events
         .iter()
         .rev()
-        .find_map(|event| match &event.kind {
+        .find_map(|event| match &event.borrow().kind {
             EventKind::ModelTurn {
                 iteration,
                 max_iterations,
@@ -132,9 +137,13 @@ fn progress_percent(events: &[Event]) -> u32 {
 }
 
 /// The panel header with its progress bar; replaced as a whole on every event.
-pub fn head(events: &[Event], out_of_band: bool) -> Markup {
-    let started = events.first().map(|event| event.at.to_rfc3339());
-    let finished = events.last().is_some_and(|event| event.kind.is_terminal());
+/// Takes events or shared events (`Arc<Event>`, as the WebSocket keeps them).
+pub fn head<E: Borrow<Event>>(events: &[E], out_of_band: bool) -> Markup {
+    let first = events.first().map(Borrow::borrow);
+    let started = first.map(|event| event.at.to_rfc3339());
+    let finished = events
+        .last()
+        .is_some_and(|event| event.borrow().kind.is_terminal());
     html! {
         div #progress-head hx-swap-oob=[out_of_band.then_some("true")] {
           div.head {
@@ -145,7 +154,7 @@ pub fn head(events: &[Event], out_of_band: bool) -> Markup {
             @if let Some(started) = started {
                 @if finished { span.elapsed { "finished" } } @else { span.elapsed data-started=(started) title="Elapsed time" { "0:00" } }
             }
-            @if let (false, Some(first)) = (finished, events.first()) {
+            @if let (false, Some(first)) = (finished, first) {
                 button.stop type="button" hx-post={ "/projects/" (first.project_id) "/cancel" } hx-swap="none"
                     title="Stop this request; files written so far are kept" { "Stop" }
             }
@@ -201,7 +210,7 @@ pub fn live_output(latest: Option<&Event>, out_of_band: bool) -> Markup {
 
 /// What the WebSocket sends for one event: the new line, the refreshed header and the
 /// answer being written (or nothing, once it is done).
-pub fn push(event: &Event, events_so_far: &[Event]) -> Markup {
+pub fn push<E: Borrow<Event>>(event: &Event, events_so_far: &[E]) -> Markup {
     html! {
         @if let Some(item) = item(event) {
             div hx-swap-oob="beforeend:#progress-list" { (item) }

@@ -2,6 +2,8 @@
 //! rest as rendered htmx out-of-band fragments, and on the job's end swaps in the new
 //! messages and version without a page reload.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -70,12 +72,12 @@ async fn stream(state: AppState, project_id: Uuid, after: u64, mut socket: WebSo
     // Events the page already rendered count as seen (the header needs them), unsent.
     let (shown, unseen): (Vec<Event>, Vec<Event>) =
         replayed.into_iter().partition(|event| event.seq <= after);
-    let mut seen: Vec<Event> = shown;
+    let mut seen: Vec<Arc<Event>> = shown.into_iter().map(Arc::new).collect();
     // Snapshots of a streamed answer replace each other: only the newest is worth replaying.
     let last = unseen.len().saturating_sub(1);
     let unseen = unseen.into_iter().enumerate().filter_map(|(index, event)| {
         let superseded = matches!(event.kind, EventKind::ModelStreaming { .. }) && index < last;
-        (!superseded).then_some(event)
+        (!superseded).then_some(Arc::new(event))
     });
     for event in unseen {
         if send_event(&state, project_id, &mut socket, &mut seen, event)
@@ -103,7 +105,11 @@ async fn stream(state: AppState, project_id: Uuid, after: u64, mut socket: WebSo
                     return;
                 };
                 let mut ended = false;
-                for event in stored.into_iter().filter(|event| event.seq > last) {
+                for event in stored
+                    .into_iter()
+                    .filter(|event| event.seq > last)
+                    .map(Arc::new)
+                {
                     ended = send_event(&state, project_id, &mut socket, &mut seen, event)
                         .await
                         .is_break();
@@ -132,8 +138,8 @@ async fn send_event(
     state: &AppState,
     project_id: Uuid,
     socket: &mut WebSocket,
-    seen: &mut Vec<Event>,
-    event: Event,
+    seen: &mut Vec<Arc<Event>>,
+    event: Arc<Event>,
 ) -> std::ops::ControlFlow<()> {
     if seen.last().is_some_and(|last| event.seq <= last.seq) {
         return std::ops::ControlFlow::Continue(());
