@@ -2,7 +2,7 @@
 //! `target/figures.md`) for docs/benchmarks.md:
 //!
 //!   eval "$(../shared/ci/docker-up.sh | grep '^export ')"   # or any engine with a Node image
-//!   cargo bench
+//!   cargo bench                      # or only some parts: cargo bench -- hot preview
 //!
 //! The real `codeflux serve` binary (release build) runs against the Docker engine and a
 //! zero-latency scripted model, so the figures are CodeFlux's own: start-up, idle memory,
@@ -695,7 +695,13 @@ fn commit() -> String {
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes `--bench`; a name filter is not supported: this is one run.
+    // `cargo bench -- hot preview` runs only those parts (startup, preview, hot, eight,
+    // pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|name| name == part);
     let model = scripted_model().await;
     let mut table = Table(Vec::new());
     // The sandbox image is built (or found) once, outside every measurement.
@@ -717,17 +723,27 @@ async fn main() {
             .await
             .expect("the sandbox image");
     }
-    println!("startup and idle memory …");
-    startup(&mut table, &model).await;
-    println!("prompt → preview, cold and warm …");
-    prompt_to_preview(&mut table, &model).await;
-    println!("hot paths …");
-    hot_paths(&mut table).await;
-    println!("eight generations at once …");
-    eight_at_once(&mut table, &model).await;
-    for projects in [3_000, 100_000] {
-        println!("pages with {projects} projects …");
-        pages_at_scale(&mut table, projects).await;
+    if wanted("startup") {
+        println!("startup and idle memory …");
+        startup(&mut table, &model).await;
+    }
+    if wanted("preview") {
+        println!("prompt → preview, cold and warm …");
+        prompt_to_preview(&mut table, &model).await;
+    }
+    if wanted("hot") {
+        println!("hot paths …");
+        hot_paths(&mut table).await;
+    }
+    if wanted("eight") {
+        println!("eight generations at once …");
+        eight_at_once(&mut table, &model).await;
+    }
+    if wanted("pages") {
+        for projects in [3_000, 100_000] {
+            println!("pages with {projects} projects …");
+            pages_at_scale(&mut table, projects).await;
+        }
     }
 
     let mut markdown = format!(

@@ -59,6 +59,15 @@ function start(request) {
   running.set(id, entry);
   child.stdout.on("data", (chunk) => send({ id, out: chunk.toString("base64") }));
   child.stderr.on("data", (chunk) => send({ id, err: chunk.toString("base64") }));
+  // Counted from the start: the streams may close before or after the process exits.
+  let openStreams = 2;
+  let exited = null;
+  const streamClosed = () => {
+    openStreams -= 1;
+    if (openStreams === 0 && exited) end(exited.code, exited.signal);
+  };
+  child.stdout.once("close", streamClosed);
+  child.stderr.once("close", streamClosed);
   const timer = setTimeout(() => {
     entry.timedOut = true;
     stop(id);
@@ -76,17 +85,12 @@ function start(request) {
     send({ id, err: Buffer.from(String(error.message) + "\n").toString("base64") });
     end(127, null);
   });
-  // "exit" rather than "close": a background child that keeps the output open (`server &`)
-  // must not hold the answer. Output still buffered is read for a moment first.
+  // The answer waits for the output to be read, but not for long: a background child that
+  // keeps the output open (`server &`) must not hold it.
   child.on("exit", (code, signal) => {
-    let open = 2;
-    const closed = () => {
-      open -= 1;
-      if (open === 0) end(code, signal);
-    };
-    child.stdout.once("close", closed);
-    child.stderr.once("close", closed);
-    setTimeout(() => end(code, signal), 100).unref();
+    exited = { code, signal };
+    if (openStreams === 0) end(code, signal);
+    else setTimeout(() => end(code, signal), 100).unref();
   });
 }
 

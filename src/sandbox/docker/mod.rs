@@ -479,9 +479,7 @@ impl DockerProvider {
             _lease: self.leases.take(project_id),
             runners: self.runners.clone(),
         };
-        let ids = sandbox
-            .exec(vec!["sh".into(), "-c".into(), "id -u; id -g".into()])
-            .await?;
+        let ids = sandbox.owner_ids().await?;
         let mut numbers = ids.stdout.split_whitespace().filter_map(|n| n.parse().ok());
         sandbox.uid = numbers.next().unwrap_or(1000);
         sandbox.gid = numbers.next().unwrap_or(sandbox.uid);

@@ -191,6 +191,10 @@ impl DockerProvider {
                 .await
                 .is_ok_and(|response| response.status().is_success())
             {
+                // The command runner too, so the first command after a claim costs no start.
+                if let Err(error) = self.runners.get(&self.docker, container_id).await {
+                    tracing::debug!(%error, "no command runner in the warm sandbox yet");
+                }
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -169,6 +169,21 @@ impl DockerSandbox {
         }
     }
 
+    /// `id -u; id -g` of the sandbox user (the owner of uploaded files), through the runner
+    /// when there is one; this also starts the runner for the commands to come.
+    pub(super) async fn owner_ids(&self) -> Result<CommandOutput, SandboxError> {
+        let argv: Vec<String> = ["sh", "-c", "id -u; id -g"].map(String::from).into();
+        match self
+            .through_runner(Command::Argv(argv.clone()), Duration::from_secs(60))
+            .await
+        {
+            Some(Ok(Ended::Exited(output))) => Ok(output),
+            Some(Ok(Ended::TimedOut)) => Err(SandboxError::Timeout(Duration::from_secs(60))),
+            Some(Err(error)) => Err(error),
+            None => self.exec(argv).await,
+        }
+    }
+
     /// A command killed by a signal (128+), or one the engine could not run (125, 126), may
     /// mean the whole container went (stopped or removed from outside).
     async fn checked(&self, output: CommandOutput) -> Result<CommandOutput, SandboxError> {
