@@ -782,3 +782,29 @@ async fn sandbox_project(provider: &codeflux::sandbox::docker::DockerProvider) -
     assert_eq!(listed.len(), 1);
     listed[0].project_id.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_sandboxes_left_by_an_earlier_server_are_discarded_at_start() {
+    let mut config = test_config();
+    config.pool = 1;
+    let (earlier, cleanup) = provider(config.clone()).await;
+    let pool = earlier.spawn_pool().unwrap();
+    eventually("the first warm sandbox", || earlier.warm_ready() == 1).await;
+    // The earlier server dies without cleaning up (kill -9): its warm sandbox stays.
+    pool.abort();
+    let leftover = earlier.inventory(false).await.unwrap()[0]
+        .container_id
+        .clone();
+    drop(earlier);
+
+    // It may come from another template image; the next server starts its pool afresh.
+    let (next, _) = provider(config).await;
+    let pool = next.spawn_pool().unwrap();
+    eventually("a new warm sandbox", || next.warm_ready() == 1).await;
+    let listed = next.inventory(false).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].warm);
+    assert_ne!(listed[0].container_id, leftover, "the leftover was removed");
+    pool.abort();
+    drop(cleanup);
+}
