@@ -492,8 +492,9 @@ async fn shows(client: &reqwest::Client, url: &str, host: &str, text: &str) {
     }
 }
 
-/// Exec round trip (ours against the CLI) and file write → visible, on one sandbox.
-async fn hot_paths(table: &mut Table) {
+/// The sandbox settings of the environment, on the test base image and CA when given,
+/// without a pool.
+fn bench_config() -> DockerConfig {
     let mut config = DockerConfig::from_env().expect("sandbox configuration");
     if let Ok(base) = std::env::var("CODEFLUX_TEST_BASE_IMAGE") {
         config.base_image = base;
@@ -504,6 +505,12 @@ async fn hot_paths(table: &mut Table) {
         config.ca_cert = Some(ca.into());
     }
     config.pool = 0;
+    config
+}
+
+/// Exec round trip (ours against the CLI) and file write → visible, on one sandbox.
+async fn hot_paths(table: &mut Table) {
+    let mut config = bench_config();
     config.instance = format!("bench-{}", Uuid::now_v7().simple());
     let instance = config.instance.clone();
     let provider = Arc::new(
@@ -706,16 +713,7 @@ async fn main() {
     let mut table = Table(Vec::new());
     // The sandbox image is built (or found) once, outside every measurement.
     {
-        let mut config = DockerConfig::from_env().expect("sandbox configuration");
-        if let Ok(base) = std::env::var("CODEFLUX_TEST_BASE_IMAGE") {
-            config.base_image = base;
-        }
-        if let Ok(ca) = std::env::var("CODEFLUX_TEST_CA_CERT")
-            && !ca.is_empty()
-        {
-            config.ca_cert = Some(ca.into());
-        }
-        let provider = DockerProvider::connect(config)
+        let provider = DockerProvider::connect(bench_config())
             .await
             .expect("a Docker engine");
         provider

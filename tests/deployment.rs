@@ -396,27 +396,9 @@ async fn an_imported_image_serves_an_offline_generation_without_a_pull() {
     );
 
     let nonce = format!("offline-{}", Uuid::now_v7().simple());
-    fake.push_all([
-        Reply::write(
-            "app/page.tsx",
-            &format!("export default function Page() {{ return <main>{nonce}</main>; }}\n"),
-        ),
-        Reply::summary("done"),
-    ]);
     let data = tempfile::tempdir().unwrap();
     let server = support::process::ServerProcess::start(&data.path().join("data"), &offline).await;
-    let (status, created) = server
-        .post("/api/projects", json!({ "prompt": "a page" }))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let project = created["id"].as_str().unwrap().to_string();
-    let detail = server.settled(&project).await;
-    assert_eq!(
-        detail["messages"][1]["type"],
-        "result",
-        "{detail}\n{}",
-        server.log_text()
-    );
+    let project = server.generate_page(&fake, &nonce, String::new).await;
     let sandbox = docker_cli(&[
         "ps",
         "-q",
@@ -438,13 +420,7 @@ async fn an_imported_image_serves_an_offline_generation_without_a_pull() {
         "codeflux-isolated",
         "the sandbox is on the internal network"
     );
-    wait_for_text(
-        &reqwest::Client::builder().no_proxy().build().unwrap(),
-        &format!("http://127.0.0.1:{}/", server.preview_port),
-        Some(&format!("{project}.localhost:{}", server.preview_port)),
-        &nonce,
-    )
-    .await;
+    server.preview_shows(&project, &nonce).await;
 
     let pulls = docker_cli(&[
         "events",
@@ -693,13 +669,7 @@ async fn the_demo_replays_a_recorded_build_into_a_real_sandbox() {
         answer["fragment"]["verification"]["status"], "passed",
         "the recorded app type-checks and renders: {answer}"
     );
-    wait_for_text(
-        &reqwest::Client::builder().no_proxy().build().unwrap(),
-        &format!("http://127.0.0.1:{}/", server.preview_port),
-        Some(&format!("{project}.localhost:{}", server.preview_port)),
-        "Habit Tracker",
-    )
-    .await;
+    server.preview_shows(&project, "Habit Tracker").await;
 
     // A follow-up is beyond the recording: a plain answer, and the app is unchanged.
     let (status, _) = server

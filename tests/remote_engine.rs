@@ -11,8 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use serde_json::json;
-use support::docker_env::{test_config, wait_for_text};
+use support::docker_env::test_config;
 use support::fake_llm::{FakeLlm, Reply};
 use support::process::{ServerProcess, docker_env, free_port};
 use uuid::Uuid;
@@ -275,34 +274,13 @@ async fn a_remote_engine_over_mutual_tls_runs_sandboxes_and_previews() {
     std::fs::remove_file(&tarball).unwrap();
 
     let nonce = format!("remote-{}", Uuid::now_v7().simple());
-    fake.push_all([
-        Reply::write(
-            "app/page.tsx",
-            &format!("export default function Page() {{ return <main>{nonce}</main>; }}\n"),
-        ),
-        Reply::summary("done"),
-    ]);
     let server = ServerProcess::start(&data, &remote).await;
-    let (status, created) = server
-        .post("/api/projects", json!({ "prompt": "a page" }))
+    let project = server
+        .generate_page(&fake, &nonce, || {
+            format!("dockerd log:\n{}", engine.log_text())
+        })
         .await;
-    assert_eq!(status, 201, "{created}");
-    let project = created["id"].as_str().unwrap().to_string();
-    let detail = server.settled(&project).await;
-    assert_eq!(
-        detail["messages"][1]["type"],
-        "result",
-        "{detail}\n{}\ndockerd log:\n{}",
-        server.log_text(),
-        engine.log_text()
-    );
-    wait_for_text(
-        &reqwest::Client::builder().no_proxy().build().unwrap(),
-        &format!("http://127.0.0.1:{}/", server.preview_port),
-        Some(&format!("{project}.localhost:{}", server.preview_port)),
-        &nonce,
-    )
-    .await;
+    server.preview_shows(&project, &nonce).await;
 
     let (ok, listing) = codeflux(&["sandboxes"], &remote);
     assert!(ok, "{listing}");

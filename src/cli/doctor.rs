@@ -1,8 +1,7 @@
 //! `codeflux doctor`: checks the setup `serve` would use, one line per check with a fix for
 //! each problem, and fails (exit 1) when something would stop a generation.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -14,19 +13,8 @@ use crate::sandbox::docker::{
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Address `serve` would listen on for the UI and API.
-    #[arg(long, env = "CODEFLUX_LISTEN", default_value = "127.0.0.1:3000")]
-    pub listen: SocketAddr,
-    /// Address `serve` would listen on for previews.
-    #[arg(
-        long,
-        env = "CODEFLUX_PREVIEW_LISTEN",
-        default_value = "127.0.0.1:3001"
-    )]
-    pub preview_listen: SocketAddr,
-    /// The data directory `serve` would use.
-    #[arg(long, env = "CODEFLUX_DATA_DIR", default_value = "./codeflux-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub places: super::Places,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +66,8 @@ impl Check {
 /// Runs every check, prints them, and returns whether generation can work.
 pub async fn run(args: DoctorArgs) -> bool {
     let mut checks = Vec::new();
-    let server_running = check_data_dir(&args.data_dir, &mut checks);
-    checks.push(check_ports(&args, server_running));
+    let server_running = check_data_dir(&args.places.data_dir, &mut checks);
+    checks.push(check_ports(&args.places, server_running));
     check_sandboxes(&mut checks).await;
     checks.push(check_model(LlmConfig::from_env()).await);
     print(&checks);
@@ -143,7 +131,7 @@ fn check_data_dir(data_dir: &Path, checks: &mut Vec<Check>) -> bool {
     running
 }
 
-fn check_ports(args: &DoctorArgs, server_running: bool) -> Check {
+fn check_ports(args: &super::Places, server_running: bool) -> Check {
     const NAME: &str = "ports";
     let busy: Vec<String> = [args.listen, args.preview_listen]
         .into_iter()

@@ -83,8 +83,9 @@ pub struct AgentArgs {
     pub preview_url: Option<String>,
 }
 
+/// Where `serve` listens and keeps its data (`doctor` checks the same).
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub struct Places {
     /// Address for the UI and API.
     #[arg(long, env = "CODEFLUX_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
@@ -98,6 +99,12 @@ pub struct ServeArgs {
     /// Where projects, messages and jobs are kept.
     #[arg(long, env = "CODEFLUX_DATA_DIR", default_value = "./codeflux-data")]
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub places: Places,
     /// How many jobs run at the same time.
     #[arg(long, env = "CODEFLUX_MAX_JOBS", default_value_t = 2)]
     pub max_jobs: usize,
@@ -215,36 +222,38 @@ fn setup_for(settings: &Settings, sandbox: &crate::sandbox::select::Selected) ->
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut settings = args
-        .agent
-        .settings(Some(args.data_dir.clone()), args.max_jobs);
+    let Places {
+        listen,
+        preview_listen,
+        ref data_dir,
+    } = args.places;
+    let mut settings = args.agent.settings(Some(data_dir.clone()), args.max_jobs);
     if args.agent.preview_url.is_none() {
-        settings.preview_url_template = default_preview_url(args.preview_listen.port());
+        settings.preview_url_template = default_preview_url(preview_listen.port());
     }
     settings.auth = crate::auth::Auth::new(args.auth_token.clone())?;
-    settings.auth.check_exposure("the UI", args.listen)?;
+    settings.auth.check_exposure("the UI", listen)?;
     settings
         .auth
-        .check_exposure("the preview proxy", args.preview_listen)?;
+        .check_exposure("the preview proxy", preview_listen)?;
     if let Some(path) = &args.preview_ca_cert {
         settings.preview_extra_ca =
             Some(std::fs::read(path).with_context(|| {
                 format!("cannot read CODEFLUX_PREVIEW_CA_CERT {}", path.display())
             })?);
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
-    let (instance, data_dir) = installation(&args.data_dir);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let (instance, full_data_dir) = installation(data_dir);
     // The store is opened once here; its tree for E2B sandbox ids goes to the backend.
-    let store = crate::store::Store::open(&args.data_dir)
-        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
-    let sandbox =
-        crate::sandbox::select::from_env(&instance, Some(&data_dir), store.tree("e2b_sandboxes")?)
-            .await;
+    let store = crate::store::Store::open(data_dir)
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    let sandbox = crate::sandbox::select::from_env(
+        &instance,
+        Some(&full_data_dir),
+        store.tree("e2b_sandboxes")?,
+    )
+    .await;
     settings.agent.offline = offline(&sandbox);
     let mut setup = setup_for(&settings, &sandbox);
     let llm: Arc<dyn Llm> = if args.demo {
@@ -290,12 +299,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let preview_listener = tokio::net::TcpListener::bind(args.preview_listen)
+        .with_context(|| format!("cannot listen on {}", listen))?;
+    let preview_listener = tokio::net::TcpListener::bind(preview_listen)
         .await
-        .with_context(|| format!("cannot listen for previews on {}", args.preview_listen))?;
+        .with_context(|| format!("cannot listen for previews on {}", preview_listen))?;
     services
         .serve(listener, Some(preview_listener), shutdown_signal())
         .await?;

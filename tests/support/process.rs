@@ -184,6 +184,49 @@ impl ServerProcess {
         );
     }
 
+    /// Scripts `fake` to write a page showing `text`, posts a prompt, and waits until it is
+    /// answered with a result; returns the project. `context` adds to a failure's message.
+    pub async fn generate_page(
+        &self,
+        fake: &super::fake_llm::FakeLlm,
+        text: &str,
+        context: impl Fn() -> String,
+    ) -> String {
+        use super::fake_llm::Reply;
+        fake.push_all([
+            Reply::write(
+                "app/page.tsx",
+                &format!("export default function Page() {{ return <main>{text}</main>; }}\n"),
+            ),
+            Reply::summary("done"),
+        ]);
+        let (status, created) = self
+            .post("/api/projects", serde_json::json!({ "prompt": "a page" }))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let project = created["id"].as_str().unwrap().to_string();
+        let detail = self.settled(&project).await;
+        assert_eq!(
+            detail["messages"][1]["type"],
+            "result",
+            "{detail}\n{}\n{}",
+            self.log_text(),
+            context()
+        );
+        project
+    }
+
+    /// Waits (bounded, generously) until the project's preview shows `text`.
+    pub async fn preview_shows(&self, project: &str, text: &str) {
+        super::docker_env::wait_for_text(
+            &reqwest::Client::builder().no_proxy().build().unwrap(),
+            &format!("http://127.0.0.1:{}/", self.preview_port),
+            Some(&format!("{project}.localhost:{}", self.preview_port)),
+            text,
+        )
+        .await;
+    }
+
     /// Waits (bounded) until the project's latest job has published an event that `matches`.
     pub async fn wait_for_event(
         &self,
