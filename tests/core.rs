@@ -613,6 +613,12 @@ async fn the_fake_model_speaks_the_protocol_the_official_openai_client_expects()
     .await;
     assert!(stdout.contains("openai SDK check passed"), "{stdout}");
     assert_eq!(fake.remaining(), 0);
+    // The fake reads images the way the SDK sends them (the shape CodeFlux sends too).
+    assert!(
+        fake.requests()
+            .iter()
+            .any(support::fake_llm::has_image_parts)
+    );
 }
 
 async fn wait_for_tool(server: &Harness, project: &str, tool: &str) {

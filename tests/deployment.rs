@@ -499,8 +499,10 @@ async fn doctor_passes_a_working_setup_after_one_tool_call_request() {
             .0
             .contains("answered with a tool call")
     );
+    assert!(doctor_line(&output, "model images").0.starts_with("ok "));
     let requests = fake.requests();
-    assert_eq!(requests.len(), 1, "one tiny request");
+    assert_eq!(requests.len(), 2, "one tiny request, and one with an image");
+    assert!(support::fake_llm::has_image_parts(&requests[1]));
     let tools: Vec<&str> = requests[0]["tools"]
         .as_array()
         .unwrap()
@@ -569,6 +571,22 @@ async fn doctor_names_each_blocking_problem_with_its_fix_and_exits_non_zero() {
         "{line}"
     );
     assert!(fix.contains("tool calling"));
+
+    // A model without vision: prompts with images would be refused; a warning.
+    fake.push(Reply::terminal("echo ok"));
+    fake.refuse_images();
+    let (ok, output) = doctor(
+        &env,
+        &data.path().join("data"),
+        (support::process::free_port(), support::process::free_port()),
+    );
+    assert!(ok, "{output}");
+    let (line, fix) = doctor_line(&output, "model images");
+    assert!(
+        line.starts_with("warn") && line.contains("does not accept images"),
+        "{line}"
+    );
+    assert!(fix.contains("vision model"), "{fix}");
 
     // A server that refuses the request (e.g. no tool support) fails with that hint.
     fake.push(Reply::Fail {

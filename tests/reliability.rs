@@ -87,7 +87,9 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     let server = Harness::start().await;
     let json = Some("application/json");
     let form = Some("application/x-www-form-urlencoded");
-    let huge_prompt = "x".repeat(1_100_000);
+    let long_prompt = "x".repeat(1_100_000);
+    // Prompt bodies may carry five images, so their limit is higher than other bodies'.
+    let huge_prompt = "x".repeat(codeflux::web::upload::MAX_UPLOAD_BYTES + 1);
     let cases: Vec<Case> = vec![
         // Bodies: too large, not UTF-8, not JSON, wrong shape, wrong or no content type.
         (
@@ -96,6 +98,13 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
             json,
             json!({ "prompt": huge_prompt }).to_string().into_bytes(),
             413,
+        ),
+        (
+            Method::POST,
+            "/api/projects",
+            json,
+            json!({ "prompt": long_prompt }).to_string().into_bytes(),
+            422,
         ),
         (
             Method::POST,
@@ -170,7 +179,11 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
 
     // Pages answer the same failures with an HTML error page.
     let unknown_project = format!("/projects/{}", uuid::Uuid::now_v7());
-    let form_too_large = format!("prompt={}", "y".repeat(1_100_000)).into_bytes();
+    let form_too_large = format!(
+        "prompt={}",
+        "y".repeat(codeflux::web::upload::MAX_UPLOAD_BYTES + 1)
+    )
+    .into_bytes();
     let pages: Vec<Case> = vec![
         (Method::POST, "/projects", form, form_too_large, 413),
         (Method::GET, "/projects/not-a-uuid", None, vec![], 400),

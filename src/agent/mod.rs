@@ -65,6 +65,8 @@ pub struct AgentTask {
     pub prompt: String,
     /// Files the app already has (restored from its last version), for context.
     pub existing_files: Vec<String>,
+    /// Images attached to the new request, as `data:` URLs.
+    pub images: Vec<String>,
 }
 
 /// A finished run that produced (or kept) an app.
@@ -95,6 +97,10 @@ pub enum AgentError {
         "the sandbox stopped working during `{doing}`: {reason}. The files of the last version are kept; send the prompt again to retry."
     )]
     SandboxLost { doing: String, reason: String },
+    #[error(
+        "the model {model} did not accept the attached images ({reason}). Choose a model that reads images (a vision model, for example gpt-4o, Claude, Gemini, Qwen2.5-VL or LLaVA), or send the request without images."
+    )]
+    ImagesRefused { model: String, reason: String },
 }
 
 pub struct Agent<'a> {
@@ -113,7 +119,10 @@ impl Agent<'_> {
             self.settings.offline,
         ))];
         messages.extend(task.history.iter().cloned());
-        messages.push(ChatMessage::user(user_turn(task)));
+        messages.push(ChatMessage::user_with_images(
+            user_turn(task),
+            task.images.clone(),
+        ));
 
         let mut toolbox = Toolbox {
             sandbox: self.sandbox,
@@ -159,7 +168,17 @@ impl Agent<'_> {
                         },
                         &|partial| live.observe(partial),
                     )
-                    .await?;
+                    .await
+                    .map_err(|error| match error {
+                        // A server that cannot read images refuses the whole request.
+                        LlmError::Rejected { message, .. } if !task.images.is_empty() => {
+                            AgentError::ImagesRefused {
+                                model: self.llm.model().to_string(),
+                                reason: message,
+                            }
+                        }
+                        other => AgentError::Model(other),
+                    })?;
                 usage.add(response.usage);
                 let cut_off = response.finish_reason.as_deref() == Some("length");
                 let reply = reply::normalize(&response.message);

@@ -27,6 +27,7 @@ impl Reply {
             tool_calls: self.calls.clone(),
             tool_call_id: None,
             reasoning: None,
+            images: Vec::new(),
         }
     }
 }

@@ -69,7 +69,13 @@ pub async fn run(args: DoctorArgs) -> bool {
     let server_running = check_data_dir(&args.places.data_dir, &mut checks);
     checks.push(check_ports(&args.places, server_running));
     check_sandboxes(&mut checks).await;
-    checks.push(check_model(LlmConfig::from_env()).await);
+    let model = LlmConfig::from_env();
+    let model_check = check_model(model.clone()).await;
+    let model_answers = model_check.outcome != Outcome::Fail;
+    checks.push(model_check);
+    if model_answers {
+        checks.push(check_images(model).await);
+    }
     print(&checks);
     !checks.iter().any(|check| check.outcome == Outcome::Fail)
 }
@@ -380,5 +386,47 @@ async fn check_model(mut config: LlmConfig) -> Check {
             };
             Check::fail(NAME, error.to_string(), fix)
         }
+    }
+}
+
+/// A 1×1 PNG: the smallest image a vision model can be asked about.
+const TINY_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+/// Whether the model takes images in a prompt (one tiny request); a refusal is a warning,
+/// since prompts without images still work.
+async fn check_images(mut config: LlmConfig) -> Check {
+    const NAME: &str = "model images";
+    config.max_attempts = 1;
+    config.request_timeout = config.request_timeout.min(Duration::from_secs(120));
+    let model = config.model.clone();
+    let Ok(client) = OpenAiClient::new(config) else {
+        return Check::warn(
+            NAME,
+            "could not ask the model",
+            "check CODEFLUX_LLM_BASE_URL",
+        );
+    };
+    let request = ChatRequest {
+        messages: vec![ChatMessage::user_with_images(
+            "This is a connectivity check. What colour is this image? One word.",
+            vec![format!("data:image/png;base64,{TINY_PNG}")],
+        )],
+        tools: Vec::new(),
+        temperature: 0.0,
+    };
+    match client.chat(&request).await {
+        Ok(_) => Check::ok(NAME, format!("{model} accepts images in prompts")),
+        Err(LlmError::Rejected { message, .. }) => Check::warn(
+            NAME,
+            format!(
+                "{model} does not accept images ({message}); prompts with images will be refused"
+            ),
+            "to build from screenshots or mockups, choose a vision model (for example gpt-4o, Claude, Gemini, Qwen2.5-VL, LLaVA)",
+        ),
+        Err(error) => Check::warn(
+            NAME,
+            format!("could not tell whether {model} accepts images: {error}"),
+            "try again; if it persists, check the model server's log",
+        ),
     }
 }

@@ -144,10 +144,12 @@ impl Generation {
         );
         let sandbox = prepared.sandbox;
 
-        let prompt = self.store.message(job.project_id, job.message_id)?.content;
+        let message = self.store.message(job.project_id, job.message_id)?;
+        let images = self.images_of(&message)?;
         let task = AgentTask {
             history: self.history(job)?,
-            prompt,
+            prompt: message.content,
+            images,
             existing_files: previous
                 .as_ref()
                 .map(|fragment| fragment.files.keys().cloned().collect::<Vec<_>>())
@@ -283,10 +285,31 @@ impl Generation {
             .into_iter()
             .skip(skip)
             .map(|message| match message.role {
+                // Earlier images are not sent again; the model is told they were there.
+                Role::User if !message.images.is_empty() => ChatMessage::user(format!(
+                    "{}\n\n[{} image(s) were attached to this request]",
+                    message.content,
+                    message.images.len()
+                )),
                 Role::User => ChatMessage::user(message.content),
                 Role::Assistant => ChatMessage::assistant(message.content),
             })
             .collect())
+    }
+
+    /// The prompt's images as `data:` URLs, for the model.
+    fn images_of(&self, message: &Message) -> Result<Vec<String>, StoreError> {
+        use base64::Engine as _;
+        let mut urls = Vec::with_capacity(message.images.len());
+        for index in 0..message.images.len() {
+            if let Some((media_type, bytes)) =
+                self.store.image(message.project_id, message.id, index)?
+            {
+                let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+                urls.push(format!("data:{media_type};base64,{data}"));
+            }
+        }
+        Ok(urls)
     }
 
     pub fn publish(&self, job: &Job, kind: EventKind) {

@@ -138,7 +138,7 @@ impl OpenAiClient {
     fn body(&self, request: &ChatRequest) -> Value {
         let mut body = json!({
             "model": self.config.model,
-            "messages": request.messages,
+            "messages": request.messages.iter().map(ChatMessage::wire).collect::<Vec<_>>(),
             "temperature": request.temperature,
         });
         if !request.tools.is_empty() {

@@ -185,6 +185,7 @@ impl Accumulator {
                 tool_calls: self.calls,
                 tool_call_id: None,
                 reasoning: Some(self.reasoning).filter(|reasoning| !reasoning.is_empty()),
+                images: Vec::new(),
             },
             usage: self.usage.unwrap_or(TokenUsage {
                 model_calls: 1,

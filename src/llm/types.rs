@@ -32,6 +32,10 @@ pub struct ChatMessage {
     /// `reasoning_content` on DeepSeek-style servers). Read, never sent back.
     #[serde(default, alias = "reasoning_content", skip_serializing)]
     pub reasoning: Option<String>,
+    /// Images with a user message, as `data:` URLs; sent as OpenAI `image_url` content
+    /// parts after the text (see [`ChatMessage::wire`]).
+    #[serde(skip)]
+    pub images: Vec<String>,
 }
 
 impl ChatMessage {
@@ -61,7 +65,31 @@ impl ChatMessage {
             tool_calls: Vec::new(),
             tool_call_id: None,
             reasoning: None,
+            images: Vec::new(),
         }
+    }
+
+    /// A user message with images after its text.
+    pub fn user_with_images(content: impl Into<String>, images: Vec<String>) -> Self {
+        Self {
+            images,
+            ..Self::user(content)
+        }
+    }
+
+    /// The message as the API takes it: plain text content, or content parts when it
+    /// carries images.
+    pub fn wire(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if !self.images.is_empty() {
+            let mut parts =
+                vec![serde_json::json!({ "type": "text", "text": self.text_content() })];
+            parts.extend(self.images.iter().map(
+                |url| serde_json::json!({ "type": "image_url", "image_url": { "url": url } }),
+            ));
+            value["content"] = Value::Array(parts);
+        }
+        value
     }
 
     pub fn text_content(&self) -> &str {

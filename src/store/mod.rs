@@ -5,6 +5,7 @@
 //! creation order, and projects list newest-first by iterating the projects tree backwards.
 
 mod flusher;
+pub mod images;
 mod models;
 mod slug;
 
@@ -58,6 +59,8 @@ pub struct Store {
     events: sled::Tree,
     /// `project_id` → files written by a stopped job, not yet part of a version
     unsaved: sled::Tree,
+    /// `project_id ++ message_id ++ index` → an image attached to that prompt
+    images: sled::Tree,
     flusher: Arc<flusher::Flusher>,
 }
 
@@ -82,6 +85,7 @@ impl Store {
             queue: db.open_tree("queue")?,
             events: db.open_tree("events")?,
             unsaved: db.open_tree("unsaved_files")?,
+            images: db.open_tree("images")?,
             flusher: Arc::new(flusher::Flusher::start(db.clone())),
             db,
         };
@@ -114,6 +118,15 @@ impl Store {
     /// Creates a project with its first user message and a queued job. The job is written
     /// last; the API flushes before it answers, so an acknowledged prompt is never lost.
     pub fn create_project(&self, prompt: &str) -> StoreResult<(Project, Message, Job)> {
+        self.create_project_with(prompt, &[])
+    }
+
+    /// A new project whose first prompt carries images.
+    pub fn create_project_with(
+        &self,
+        prompt: &str,
+        images: &[images::NewImage],
+    ) -> StoreResult<(Project, Message, Job)> {
         let now = Utc::now();
         let project = Project {
             id: Uuid::now_v7(),
@@ -122,7 +135,7 @@ impl Store {
             updated_at: now,
         };
         put(&self.projects, project.id.as_bytes(), &project)?;
-        let (message, job) = self.add_user_message(project.id, prompt)?;
+        let (message, job) = self.add_user_message_with(project.id, prompt, images)?;
         Ok((project, message, job))
     }
 
@@ -178,7 +191,7 @@ impl Store {
         for key in self.open_jobs.scan_prefix(id.as_bytes()).keys() {
             self.queue.remove(&key?[16..32])?;
         }
-        for tree in [&self.messages, &self.open_jobs, &self.events] {
+        for tree in [&self.messages, &self.open_jobs, &self.events, &self.images] {
             for key in tree.scan_prefix(id.as_bytes()).keys() {
                 tree.remove(key?)?;
             }
@@ -221,9 +234,44 @@ impl Store {
 
     /// Records a follow-up prompt and queues the job that answers it.
     pub fn add_user_message(&self, project_id: Uuid, prompt: &str) -> StoreResult<(Message, Job)> {
+        self.add_user_message_with(project_id, prompt, &[])
+    }
+
+    /// A follow-up prompt with images; the images are stored before the message names them.
+    pub fn add_user_message_with(
+        &self,
+        project_id: Uuid,
+        prompt: &str,
+        images: &[images::NewImage],
+    ) -> StoreResult<(Message, Job)> {
         self.project(project_id)?;
-        let message =
-            self.put_message(project_id, Role::User, MessageType::Result, prompt, None)?;
+        let message_id = Uuid::now_v7();
+        for (index, image) in images.iter().enumerate() {
+            let mut value = Vec::with_capacity(image.bytes.len() + 8);
+            value.extend_from_slice(image.kind.media_type().as_bytes());
+            value.push(b'\n');
+            value.extend_from_slice(&image.bytes);
+            self.images
+                .insert(image_key(project_id, message_id, index), value)?;
+        }
+        let message = Message {
+            id: message_id,
+            project_id,
+            role: Role::User,
+            kind: MessageType::Result,
+            content: prompt.to_string(),
+            created_at: Utc::now(),
+            usage: None,
+            images: images
+                .iter()
+                .map(|image| images::ImageInfo {
+                    kind: image.kind,
+                    bytes: image.bytes.len(),
+                })
+                .collect(),
+        };
+        put(&self.messages, &pair_key(project_id, message.id), &message)?;
+        self.touch_project(project_id)?;
         let job = Job {
             id: Uuid::now_v7(),
             project_id,
@@ -280,10 +328,29 @@ impl Store {
             content: content.to_string(),
             created_at: Utc::now(),
             usage,
+            images: Vec::new(),
         };
         put(&self.messages, &pair_key(project_id, message.id), &message)?;
         self.touch_project(project_id)?;
         Ok(message)
+    }
+
+    /// One image of a prompt: its media type and bytes.
+    pub fn image(
+        &self,
+        project_id: Uuid,
+        message_id: Uuid,
+        index: usize,
+    ) -> StoreResult<Option<(String, Vec<u8>)>> {
+        if index >= images::MAX_IMAGES {
+            return Ok(None);
+        }
+        let Some(value) = self.images.get(image_key(project_id, message_id, index))? else {
+            return Ok(None);
+        };
+        let split = value.iter().position(|byte| *byte == b'\n').unwrap_or(0);
+        let media_type = String::from_utf8_lossy(&value[..split]).into_owned();
+        Ok(Some((media_type, value[split + 1..].to_vec())))
     }
 
     /// A project's messages, oldest first.
@@ -448,6 +515,12 @@ pub(crate) fn pair_key(first: Uuid, second: Uuid) -> Vec<u8> {
     let mut key = Vec::with_capacity(32);
     key.extend_from_slice(first.as_bytes());
     key.extend_from_slice(second.as_bytes());
+    key
+}
+
+fn image_key(project_id: Uuid, message_id: Uuid, index: usize) -> Vec<u8> {
+    let mut key = pair_key(project_id, message_id);
+    key.push(index as u8);
     key
 }
 

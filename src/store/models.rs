@@ -59,6 +59,9 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TokenUsage>,
+    /// Images attached to a prompt, in order (their bytes are stored apart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::images::ImageInfo>,
 }
 
 /// A version of the generated app: the files as they stood when an assistant answered.

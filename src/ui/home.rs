@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::store::MAX_PROMPT_CHARS;
 use crate::store::ProjectStatus;
+use crate::store::images::MAX_IMAGES;
 
 pub const EXAMPLES: [&str; 4] = [
     "Build a habit tracker with streaks and a weekly overview",
@@ -33,7 +34,8 @@ pub fn status_badge(status: ProjectStatus) -> Markup {
 /// The prompt form; re-rendered with the error when validation fails.
 pub fn prompt_form(value: &str, error: Option<&str>) -> Markup {
     html! {
-        form #prompt-form .prompt-form action="/projects" method="post" hx-post="/projects" hx-swap="outerHTML" hx-disabled-elt="find button" {
+        form #prompt-form .prompt-form action="/projects" method="post" enctype="multipart/form-data"
+            hx-post="/projects" hx-encoding="multipart/form-data" hx-swap="outerHTML" hx-disabled-elt="find button" {
             label.sr-only for="prompt" { "What do you want to build?" }
             textarea #prompt name="prompt" placeholder="Describe the app you want, e.g. a habit tracker with streaks…"
                 maxlength=(MAX_PROMPT_CHARS) required
@@ -41,10 +43,27 @@ pub fn prompt_form(value: &str, error: Option<&str>) -> Markup {
             @if let Some(error) = error {
                 p #prompt-error .error-text role="alert" { (error) }
             }
+            (image_picker("prompt"))
             div.form-row {
                 span #prompt-hint .hint { "Ctrl / ⌘ + Enter to build" }
                 button.primary type="submit" { "Build it" }
             }
+        }
+    }
+}
+
+/// Images to go with a prompt: a file picker (drag-and-drop and paste onto the form add to it,
+/// see app.js) and the list of what is attached.
+pub fn image_picker(prefix: &str) -> Markup {
+    html! {
+        div.attach {
+            label.attach-button for={ (prefix) "-images" } { "Attach images" }
+            input.sr-only id={ (prefix) "-images" } type="file" name="images" multiple
+                accept="image/png,image/jpeg,image/webp" aria-describedby={ (prefix) "-images-hint" };
+            span.hint id={ (prefix) "-images-hint" } {
+                "PNG, JPEG or WebP, up to " (MAX_IMAGES) " of 5 MB; drop or paste them here too"
+            }
+            ul.attached aria-live="polite" {}
         }
     }
 }

@@ -134,6 +134,16 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
         article.message.(role_class).error[error].stopped[stopped] id={ "message-" (message.id) } {
             span.who { (who) }
             (message.content)
+            @if !message.images.is_empty() {
+                div.thumbs {
+                    @for index in 0..message.images.len() {
+                        @let url = format!("/projects/{project_id}/messages/{}/images/{index}", message.id);
+                        a href=(url) target="_blank" rel="noopener" {
+                            img src=(url) alt={ "Attached image " (index + 1) } loading="lazy";
+                        }
+                    }
+                }
+            }
             @if let Some(fragment) = &view.fragment {
                 button.fragment-card type="button"
                     hx-get={ "/projects/" (project_id) "/workspace?fragment=" (fragment.message_id) }
@@ -177,11 +187,13 @@ fn tokens(count: u64) -> String {
 pub fn follow_up_form(project_id: Uuid, value: &str, error: Option<&str>) -> Markup {
     html! {
         form #follow-up .follow-up action={ "/projects/" (project_id) "/messages" } method="post"
+            enctype="multipart/form-data" hx-encoding="multipart/form-data"
             hx-post={ "/projects/" (project_id) "/messages" } hx-swap="outerHTML" hx-disabled-elt="find button" {
             label.sr-only for="follow-up-prompt" { "Ask for a change" }
             textarea #follow-up-prompt name="prompt" placeholder="Ask for a change, e.g. add a dark mode toggle…"
                 maxlength=(MAX_PROMPT_CHARS) required aria-invalid=[error.map(|_| "true")] { (value) }
             @if let Some(error) = error { p.error-text role="alert" { (error) } }
+            (super::home::image_picker("follow-up"))
             div.form-row {
                 span.hint { "Ctrl / ⌘ + Enter to send" }
                 button.primary type="submit" { "Send" }

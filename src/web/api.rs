@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{JsonOf, PathOf, QueryOf};
+use super::extract::{PathOf, QueryOf};
+use super::upload::PromptUpload;
 use super::{AppError, AppState};
 use crate::events::EventKind;
 use crate::store::{Project, ProjectStatus, Store, Version};
@@ -14,11 +15,6 @@ use crate::store::{Project, ProjectStatus, Store, Version};
 pub use crate::store::{MAX_PROMPT_CHARS, MessageView};
 const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_PAGE_SIZE: usize = 100;
-
-#[derive(Debug, Deserialize)]
-pub struct PromptBody {
-    pub prompt: Option<String>,
-}
 
 /// Trims the prompt and checks its length (1–10,000 characters).
 pub fn validate_prompt(raw: Option<&str>) -> Result<String, AppError> {
@@ -70,10 +66,10 @@ pub struct ListQuery {
 
 pub async fn create_project(
     State(state): State<AppState>,
-    JsonOf(body): JsonOf<PromptBody>,
+    upload: PromptUpload,
 ) -> Result<(StatusCode, Json<ProjectDetail>), AppError> {
-    let prompt = validate_prompt(body.prompt.as_deref())?;
-    let (project, _, job) = state.store.create_project(&prompt)?;
+    let prompt = validate_prompt(upload.prompt.as_deref())?;
+    let (project, _, job) = state.store.create_project_with(&prompt, &upload.images)?;
     state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();
@@ -86,10 +82,13 @@ pub async fn create_project(
 pub async fn add_message(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
-    JsonOf(body): JsonOf<PromptBody>,
+    upload: PromptUpload,
 ) -> Result<(StatusCode, Json<MessageView>), AppError> {
-    let prompt = validate_prompt(body.prompt.as_deref())?;
-    let (message, job) = state.store.add_user_message(project_id, &prompt)?;
+    let prompt = validate_prompt(upload.prompt.as_deref())?;
+    state.store.project(project_id)?;
+    let (message, job) = state
+        .store
+        .add_user_message_with(project_id, &prompt, &upload.images)?;
     state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();

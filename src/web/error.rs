@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::store::StoreError;
+use crate::store::images::ImageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -27,6 +28,9 @@ pub enum AppError {
     Rejected { status: StatusCode, message: String },
     #[error("storage failed: {0}")]
     Store(StoreError),
+    /// An attached image that cannot be taken (too large, wrong type, too many).
+    #[error("{0}")]
+    Image(#[from] crate::store::images::ImageError),
 }
 
 impl From<StoreError> for AppError {
@@ -88,6 +92,11 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Rejected { status, .. } => *status,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Image(error) => match error {
+                ImageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                ImageError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ImageError::TooMany => StatusCode::UNPROCESSABLE_ENTITY,
+            },
         }
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod extract;
 mod pages;
+pub mod upload;
 mod ws;
 
 use std::sync::Arc;
@@ -68,7 +69,9 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route(
             "/projects",
-            get(api::list_projects).post(api::create_project),
+            get(api::list_projects)
+                .post(api::create_project)
+                .layer(DefaultBodyLimit::max(upload::MAX_UPLOAD_BYTES)),
         )
         .route(
             "/projects/{id}",
@@ -76,7 +79,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/projects/{id}/messages",
-            axum::routing::post(api::add_message),
+            axum::routing::post(api::add_message)
+                .layer(DefaultBodyLimit::max(upload::MAX_UPLOAD_BYTES)),
         )
         .route("/projects/{id}/events", get(api::project_events))
         .route("/projects/{id}/cancel", post(api::cancel))
@@ -91,13 +95,22 @@ pub fn app(state: AppState) -> Router {
         .route("/setup/sandbox", get(pages::sandbox_banner))
         .route(
             "/projects",
-            get(pages::more_projects).post(pages::create_project),
+            get(pages::more_projects)
+                .post(pages::create_project)
+                .layer(DefaultBodyLimit::max(upload::MAX_UPLOAD_BYTES)),
         )
         .route(
             "/projects/{id}",
             get(pages::project_page).delete(pages::delete_project),
         )
-        .route("/projects/{id}/messages", post(pages::add_message))
+        .route(
+            "/projects/{id}/messages",
+            post(pages::add_message).layer(DefaultBodyLimit::max(upload::MAX_UPLOAD_BYTES)),
+        )
+        .route(
+            "/projects/{id}/messages/{message_id}/images/{index}",
+            get(pages::image),
+        )
         .route("/projects/{id}/cancel", post(pages::cancel))
         .route(
             "/projects/{id}/versions/{version_id}/restore",

@@ -11,9 +11,11 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::api::{MessageView, PromptBody, validate_prompt};
-use super::extract::{FormOf, PathOf, QueryOf};
+use super::api::{MessageView, validate_prompt};
+use super::extract::{PathOf, QueryOf};
+use super::upload::PromptUpload;
 use super::{AppError, AppState};
+use crate::store::images::NewImage;
 use crate::store::{Fragment, ProjectStatus};
 use crate::ui::project::{ProjectPage, Tab, Workspace};
 use crate::ui::{self, home, layout, progress, project};
@@ -107,13 +109,27 @@ pub async fn more_projects(
     ))
 }
 
+/// The prompt text, its images, and a problem with the upload to show in the form (a
+/// refused image) rather than as an error page.
+fn split_upload(
+    upload: Result<PromptUpload, AppError>,
+) -> Result<(String, Vec<NewImage>, Option<AppError>), AppError> {
+    match upload {
+        Ok(upload) => Ok((upload.prompt.unwrap_or_default(), upload.images, None)),
+        Err(error @ (AppError::Image(_) | AppError::Invalid(_))) => {
+            Ok((String::new(), Vec::new(), Some(error)))
+        }
+        Err(other) => Err(other),
+    }
+}
+
 pub async fn create_project(
     State(state): State<AppState>,
     headers: HeaderMap,
-    FormOf(body): FormOf<PromptBody>,
+    upload: Result<PromptUpload, AppError>,
 ) -> Result<Response, AppError> {
-    let raw = body.prompt.unwrap_or_default();
-    let prompt = match validate_prompt(Some(&raw)) {
+    let (raw, images, problem) = split_upload(upload)?;
+    let prompt = match problem.map_or_else(|| validate_prompt(Some(&raw)), Err) {
         Ok(prompt) => prompt,
         Err(error) => {
             let form = home::prompt_form(&raw, Some(&error.to_string()));
@@ -125,7 +141,7 @@ pub async fn create_project(
             return Ok(html_response(StatusCode::UNPROCESSABLE_ENTITY, markup));
         }
     };
-    let (created, _, job) = state.store.create_project(&prompt)?;
+    let (created, _, job) = state.store.create_project_with(&prompt, &images)?;
     state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();
@@ -245,11 +261,11 @@ pub async fn add_message(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
     headers: HeaderMap,
-    FormOf(body): FormOf<PromptBody>,
+    upload: Result<PromptUpload, AppError>,
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
-    let raw = body.prompt.unwrap_or_default();
-    let prompt = match validate_prompt(Some(&raw)) {
+    let (raw, images, problem) = split_upload(upload)?;
+    let prompt = match problem.map_or_else(|| validate_prompt(Some(&raw)), Err) {
         Ok(prompt) => prompt,
         Err(error) => {
             return Ok(html_response(
@@ -258,7 +274,9 @@ pub async fn add_message(
             ));
         }
     };
-    let (_, job) = state.store.add_user_message(project_id, &prompt)?;
+    let (_, job) = state
+        .store
+        .add_user_message_with(project_id, &prompt, &images)?;
     let queued = state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();
@@ -276,6 +294,30 @@ pub async fn add_message(
             (progress::panel(project_id, &[queued], true, true))
         },
     ))
+}
+
+/// An image attached to a prompt, as it was uploaded (thumbnails in the conversation).
+pub async fn image(
+    State(state): State<AppState>,
+    PathOf((project_id, message_id, index)): PathOf<(Uuid, Uuid, usize)>,
+) -> Result<Response, AppError> {
+    let (media_type, bytes) = state
+        .store
+        .image(project_id, message_id, index)?
+        .ok_or(AppError::NotFound("image"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, media_type),
+            // Uploaded bytes are only ever shown as the image type they were checked to be.
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// All files of one version as a zip archive.

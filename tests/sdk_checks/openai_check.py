@@ -58,6 +58,22 @@ def main() -> None:
     )
     assert titled.choices[0].message.content == "Habit Tracker"
 
+    # An image in a prompt, as the SDK's documented content parts carry it.
+    pictured = client.chat.completions.create(
+        model="fake-model",
+        messages=[
+            {"role": "system", "content": "Describe"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is in this image?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                ],
+            },
+        ],
+    )
+    assert pictured.choices[0].message.content
+
     try:
         openai.OpenAI(api_key="wrong", max_retries=0).chat.completions.create(
             model="fake-model", messages=[{"role": "user", "content": "x"}]

@@ -83,6 +83,8 @@ struct Script {
     chunk_delay: std::time::Duration,
     /// Answer `stream: true` with a 400, as servers without streaming do.
     refuse_streaming: bool,
+    /// Answer requests with image parts with a 400, as models without vision do.
+    refuse_images: bool,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,11 @@ impl FakeLlm {
 
     pub fn refuse_streaming(&self) {
         self.script.lock().unwrap().refuse_streaming = true;
+    }
+
+    /// From now on, requests carrying images get a 400, as from a model without vision.
+    pub fn refuse_images(&self) {
+        self.script.lock().unwrap().refuse_images = true;
     }
 
     /// Forgets the replies not yet given.
@@ -222,6 +229,14 @@ async fn chat(
             }
         }
         script.requests.push(body.clone());
+        if script.refuse_images && has_image_parts(&body) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid content type. image_url is only supported by certain models.",
+                "invalid_request_error",
+                None,
+            );
+        }
         if streaming && script.refuse_streaming {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -452,4 +467,15 @@ fn error(status: StatusCode, message: &str, code: &str, retry_after: Option<u32>
             .insert("retry-after", seconds.to_string().parse().unwrap());
     }
     response
+}
+
+/// Whether any message carries OpenAI `image_url` content parts.
+pub fn has_image_parts(body: &Value) -> bool {
+    body["messages"].as_array().is_some_and(|messages| {
+        messages.iter().any(|message| {
+            message["content"]
+                .as_array()
+                .is_some_and(|parts| parts.iter().any(|part| part["type"] == "image_url"))
+        })
+    })
 }
