@@ -334,7 +334,29 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     );
     screenshot(&client, "code").await;
 
-    // A follow-up, sent with Ctrl+Enter, streams and answers without a reload.
+    // A follow-up with a screenshot attached, sent with Ctrl+Enter, streams and answers
+    // without a reload.
+    let shot = data_dir.path().join("mockup.png");
+    {
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+            .unwrap();
+        std::fs::write(&shot, png).unwrap();
+    }
+    client
+        .find(Locator::Css("#follow-up-images"))
+        .await
+        .unwrap()
+        .send_keys(&shot.display().to_string())
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the attached image listed with its name",
+        "return [...document.querySelectorAll('#follow-up .attached li')].some(li => li.innerText.includes('mockup.png'))",
+    )
+    .await;
     let follow_up = client
         .find(Locator::Css("#follow-up-prompt"))
         .await
@@ -364,6 +386,18 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return document.querySelectorAll('.fragment-card').length === 2",
     )
     .await;
+    wait_for(
+        &client,
+        "the screenshot's thumbnail in the conversation",
+        "return [...document.querySelectorAll('.message.user .thumbs img')].some(img => img.complete && img.naturalWidth === 1)",
+    )
+    .await;
+    assert!(
+        fake.agent_requests()
+            .iter()
+            .any(support::fake_llm::has_image_parts),
+        "the screenshot went to the model"
+    );
 
     // Every answer says the app was checked.
     wait_for(
