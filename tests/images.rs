@@ -44,6 +44,14 @@ fn image_parts(request: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A file in a multipart form, as a browser sends it.
+fn file_part(bytes: Vec<u8>, name: &str, media_type: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_string())
+        .mime_str(media_type)
+        .unwrap()
+}
+
 fn script_a_page(fake: &FakeLlm) {
     fake.push_all([
         Reply::write(
@@ -121,13 +129,7 @@ async fn images_reach_the_model_as_image_parts_and_stay_with_their_message() {
     script_a_page(&server.fake);
     let form = reqwest::multipart::Form::new()
         .text("prompt", "now match this one")
-        .part(
-            "images",
-            reqwest::multipart::Part::bytes(webp())
-                .file_name("shot.webp")
-                .mime_str("image/webp")
-                .unwrap(),
-        );
+        .part("images", file_part(webp(), "shot.webp", "image/webp"));
     let response = reqwest::Client::new()
         .post(format!("{}/api/projects/{project}/messages", server.base))
         .multipart(form)
@@ -261,13 +263,7 @@ async fn the_prompt_forms_take_images_and_a_page_post_with_one_builds() {
     script_a_page(&server.fake);
     let form = reqwest::multipart::Form::new()
         .text("prompt", "like this screenshot")
-        .part(
-            "images",
-            reqwest::multipart::Part::bytes(png())
-                .file_name("shot.png")
-                .mime_str("image/png")
-                .unwrap(),
-        )
+        .part("images", file_part(png(), "shot.png", "image/png"))
         // What a browser sends for a second, empty file input.
         .part(
             "images",
