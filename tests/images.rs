@@ -288,7 +288,7 @@ async fn the_prompt_forms_take_images_and_a_page_post_with_one_builds() {
         vec![data_url("image/png", &png())]
     );
 
-    // A refused image comes back inside the form, not as an error page.
+    // A refused image comes back inside the form, with what was typed, not as an error page.
     let form = reqwest::multipart::Form::new()
         .text("prompt", "again")
         .part(
@@ -307,4 +307,8 @@ async fn the_prompt_forms_take_images_and_a_page_post_with_one_builds() {
     let body = response.text().await.unwrap();
     assert!(body.contains("only PNG, JPEG and WebP"), "{body}");
     assert!(body.contains(r#"id="follow-up""#), "the form again: {body}");
+    assert!(
+        body.contains(">again</textarea>"),
+        "what was typed is kept: {body}"
+    );
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::api::{MessageView, validate_prompt};
 use super::extract::{PathOf, QueryOf};
-use super::upload::PromptUpload;
+use super::upload::{PageUpload, RefusedUpload};
 use super::{AppError, AppState};
 use crate::store::images::NewImage;
 use crate::store::{Fragment, ProjectStatus};
@@ -110,23 +110,24 @@ pub async fn more_projects(
 }
 
 /// The prompt text, its images, and a problem with the upload to show in the form (a
-/// refused image) rather than as an error page.
+/// refused image) rather than as an error page. What was typed is kept either way.
 fn split_upload(
-    upload: Result<PromptUpload, AppError>,
+    PageUpload(upload): PageUpload,
 ) -> Result<(String, Vec<NewImage>, Option<AppError>), AppError> {
     match upload {
         Ok(upload) => Ok((upload.prompt.unwrap_or_default(), upload.images, None)),
-        Err(error @ (AppError::Image(_) | AppError::Invalid(_))) => {
-            Ok((String::new(), Vec::new(), Some(error)))
-        }
-        Err(other) => Err(other),
+        Err(RefusedUpload {
+            prompt,
+            error: error @ (AppError::Image(_) | AppError::Invalid(_)),
+        }) => Ok((prompt.unwrap_or_default(), Vec::new(), Some(error))),
+        Err(refused) => Err(refused.error),
     }
 }
 
 pub async fn create_project(
     State(state): State<AppState>,
     headers: HeaderMap,
-    upload: Result<PromptUpload, AppError>,
+    upload: PageUpload,
 ) -> Result<Response, AppError> {
     let (raw, images, problem) = split_upload(upload)?;
     let prompt = match problem.map_or_else(|| validate_prompt(Some(&raw)), Err) {
@@ -261,7 +262,7 @@ pub async fn add_message(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
     headers: HeaderMap,
-    upload: Result<PromptUpload, AppError>,
+    upload: PageUpload,
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
     let (raw, images, problem) = split_upload(upload)?;

@@ -20,6 +20,23 @@ pub struct PromptUpload {
     pub images: Vec<NewImage>,
 }
 
+/// A refused image, with the prompt text that came before it in the form, so the page can
+/// show the reason without losing what was typed.
+#[derive(Debug)]
+pub struct RefusedUpload {
+    pub prompt: Option<String>,
+    pub error: AppError,
+}
+
+impl From<RefusedUpload> for AppError {
+    fn from(refused: RefusedUpload) -> Self {
+        refused.error
+    }
+}
+
+/// Like [`PromptUpload`], but a refused image comes back with the prompt (for the pages).
+pub struct PageUpload(pub Result<PromptUpload, RefusedUpload>);
+
 #[derive(Deserialize)]
 struct JsonBody {
     prompt: Option<String>,
@@ -49,7 +66,7 @@ impl<S: Send + Sync> FromRequest<S> for PromptUpload {
                     status: rejection.status(),
                     message: rejection.body_text(),
                 })?;
-            return from_multipart(multipart).await;
+            return from_multipart(multipart).await.map_err(AppError::from);
         }
         if content_type.starts_with("application/x-www-form-urlencoded") {
             let FormOf(form) = FormOf::<FormBody>::from_request(request, state).await?;
@@ -74,14 +91,24 @@ impl<S: Send + Sync> FromRequest<S> for PromptUpload {
     }
 }
 
-async fn from_multipart(mut multipart: Multipart) -> Result<PromptUpload, AppError> {
-    let malformed = |error: axum::extract::multipart::MultipartError| AppError::Rejected {
-        status: error.status(),
-        message: error.body_text(),
-    };
+async fn from_multipart(mut multipart: Multipart) -> Result<PromptUpload, RefusedUpload> {
     let mut upload = PromptUpload {
         prompt: None,
         images: Vec::new(),
+    };
+    match read_fields(&mut multipart, &mut upload).await {
+        Ok(()) => Ok(upload),
+        Err(error) => Err(RefusedUpload {
+            prompt: upload.prompt,
+            error,
+        }),
+    }
+}
+
+async fn read_fields(multipart: &mut Multipart, upload: &mut PromptUpload) -> Result<(), AppError> {
+    let malformed = |error: axum::extract::multipart::MultipartError| AppError::Rejected {
+        status: error.status(),
+        message: error.body_text(),
     };
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         match field.name().unwrap_or_default() {
@@ -107,7 +134,44 @@ async fn from_multipart(mut multipart: Multipart) -> Result<PromptUpload, AppErr
             _ => {}
         }
     }
-    Ok(upload)
+    Ok(())
+}
+
+impl<S: Send + Sync> FromRequest<S> for PageUpload {
+    type Rejection = AppError;
+
+    /// Multipart forms keep the prompt when an image is refused; other bodies as
+    /// [`PromptUpload`], with every refusal of an image or prompt left to the page to show.
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        let multipart = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        if multipart {
+            let multipart = Multipart::from_request(request, state)
+                .await
+                .map_err(|rejection| AppError::Rejected {
+                    status: rejection.status(),
+                    message: rejection.body_text(),
+                })?;
+            return Ok(Self(from_multipart(multipart).await));
+        }
+        match PromptUpload::from_request(request, state).await {
+            Ok(upload) => Ok(Self(Ok(upload))),
+            Err(error @ (AppError::Image(_) | AppError::Invalid(_))) => {
+                Ok(Self(Err(RefusedUpload {
+                    prompt: None,
+                    error,
+                })))
+            }
+            Err(other) => Err(other),
+        }
+    }
 }
 
 /// The bytes of a `data:<type>;base64,<data>` URL.
