@@ -53,42 +53,66 @@ impl<S: Send + Sync> FromRequest<S> for PromptUpload {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if content_type.starts_with("multipart/form-data") {
-            let multipart = Multipart::from_request(request, state)
-                .await
-                .map_err(|rejection| AppError::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                })?;
-            return from_multipart(multipart).await.map_err(AppError::from);
-        }
-        if content_type.starts_with("application/x-www-form-urlencoded") {
-            let FormOf(form) = FormOf::<FormBody>::from_request(request, state).await?;
-            return Ok(Self {
-                prompt: form.prompt,
-                images: Vec::new(),
-            });
-        }
-        let JsonOf(body) = JsonOf::<JsonBody>::from_request(request, state).await?;
-        if body.images.len() > MAX_IMAGES {
-            return Err(ImageError::TooMany.into());
-        }
-        let images = body
-            .images
+        Ok(read_upload(request, state).await??)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for PageUpload {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        Ok(Self(read_upload(request, state).await?))
+    }
+}
+
+/// Reads any prompt body. The outer error is a body that cannot be read at all (too large,
+/// not JSON, a broken multipart stream); the inner one a refused image or image URL, with the
+/// prompt that came with it.
+async fn read_upload<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<Result<PromptUpload, RefusedUpload>, AppError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|rejection| AppError::Rejected {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            })?;
+        return Ok(from_multipart(multipart).await);
+    }
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let FormOf(form) = FormOf::<FormBody>::from_request(request, state).await?;
+        return Ok(Ok(PromptUpload {
+            prompt: form.prompt,
+            images: Vec::new(),
+        }));
+    }
+    let JsonOf(body) = JsonOf::<JsonBody>::from_request(request, state).await?;
+    let images = if body.images.len() > MAX_IMAGES {
+        Err(ImageError::TooMany.into())
+    } else {
+        body.images
             .iter()
             .map(|url| images::accept(decode_data_url(url)?).map_err(AppError::from))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
+            .collect::<Result<_, _>>()
+    };
+    Ok(match images {
+        Ok(images) => Ok(PromptUpload {
             prompt: body.prompt,
             images,
-        })
-    }
+        }),
+        Err(error) => Err(RefusedUpload {
+            prompt: body.prompt,
+            error,
+        }),
+    })
 }
 
 async fn from_multipart(mut multipart: Multipart) -> Result<PromptUpload, RefusedUpload> {
@@ -135,43 +159,6 @@ async fn read_fields(multipart: &mut Multipart, upload: &mut PromptUpload) -> Re
         }
     }
     Ok(())
-}
-
-impl<S: Send + Sync> FromRequest<S> for PageUpload {
-    type Rejection = AppError;
-
-    /// Multipart forms keep the prompt when an image is refused; other bodies as
-    /// [`PromptUpload`], with every refusal of an image or prompt left to the page to show.
-    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
-        let multipart = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                value
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/form-data")
-            });
-        if multipart {
-            let multipart = Multipart::from_request(request, state)
-                .await
-                .map_err(|rejection| AppError::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                })?;
-            return Ok(Self(from_multipart(multipart).await));
-        }
-        match PromptUpload::from_request(request, state).await {
-            Ok(upload) => Ok(Self(Ok(upload))),
-            Err(error @ (AppError::Image(_) | AppError::Invalid(_))) => {
-                Ok(Self(Err(RefusedUpload {
-                    prompt: None,
-                    error,
-                })))
-            }
-            Err(other) => Err(other),
-        }
-    }
 }
 
 /// The bytes of a `data:<type>;base64,<data>` URL.
