@@ -190,15 +190,7 @@ impl Server {
     async fn until_preview_shows(&self, project: &str, text: &str) {
         let url = format!("http://127.0.0.1:{}/", self.preview_port);
         let host = format!("{project}.localhost:{}", self.preview_port);
-        loop {
-            if let Ok(response) = self.http.get(&url).header("host", &host).send().await
-                && response.status() == 200
-                && response.text().await.unwrap_or_default().contains(text)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        shows(&self.http, &url, &host, text).await;
     }
 
     async fn metric(&self, name: &str) -> f64 {

@@ -245,33 +245,14 @@ impl Store {
         images: &[images::NewImage],
     ) -> StoreResult<(Message, Job)> {
         self.project(project_id)?;
-        let message_id = Uuid::now_v7();
-        for (index, image) in images.iter().enumerate() {
-            let mut value = Vec::with_capacity(image.bytes.len() + 8);
-            value.extend_from_slice(image.kind.media_type().as_bytes());
-            value.push(b'\n');
-            value.extend_from_slice(&image.bytes);
-            self.images
-                .insert(image_key(project_id, message_id, index), value)?;
-        }
-        let message = Message {
-            id: message_id,
+        let message = self.put_message(
             project_id,
-            role: Role::User,
-            kind: MessageType::Result,
-            content: prompt.to_string(),
-            created_at: Utc::now(),
-            usage: None,
-            images: images
-                .iter()
-                .map(|image| images::ImageInfo {
-                    kind: image.kind,
-                    bytes: image.bytes.len(),
-                })
-                .collect(),
-        };
-        put(&self.messages, &pair_key(project_id, message.id), &message)?;
-        self.touch_project(project_id)?;
+            Role::User,
+            MessageType::Result,
+            prompt,
+            None,
+            images,
+        )?;
         let job = Job {
             id: Uuid::now_v7(),
             project_id,
@@ -294,7 +275,7 @@ impl Store {
         usage: Option<TokenUsage>,
         fragment: Option<NewFragment>,
     ) -> StoreResult<(Message, Option<Fragment>)> {
-        let message = self.put_message(project_id, Role::Assistant, kind, content, usage)?;
+        let message = self.put_message(project_id, Role::Assistant, kind, content, usage, &[])?;
         let fragment = fragment
             .map(|new| {
                 let fragment = Fragment {
@@ -319,16 +300,33 @@ impl Store {
         kind: MessageType,
         content: &str,
         usage: Option<TokenUsage>,
+        images: &[images::NewImage],
     ) -> StoreResult<Message> {
+        let id = Uuid::now_v7();
+        // The images first, so a message never names an image that is not there.
+        for (index, image) in images.iter().enumerate() {
+            let mut value = Vec::with_capacity(image.bytes.len() + 16);
+            value.extend_from_slice(image.kind.media_type().as_bytes());
+            value.push(b'\n');
+            value.extend_from_slice(&image.bytes);
+            self.images
+                .insert(image_key(project_id, id, index), value)?;
+        }
         let message = Message {
-            id: Uuid::now_v7(),
+            id,
             project_id,
             role,
             kind,
             content: content.to_string(),
             created_at: Utc::now(),
             usage,
-            images: Vec::new(),
+            images: images
+                .iter()
+                .map(|image| images::ImageInfo {
+                    kind: image.kind,
+                    bytes: image.bytes.len(),
+                })
+                .collect(),
         };
         put(&self.messages, &pair_key(project_id, message.id), &message)?;
         self.touch_project(project_id)?;
