@@ -648,12 +648,7 @@ async fn the_demo_replays_a_recorded_build_into_a_real_sandbox() {
     let data = tempfile::tempdir().unwrap();
     let server = support::process::ServerProcess::start(&data.path().join("data"), &env).await;
 
-    let home = reqwest::get(format!("{}/", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = support::text_of(&format!("{}/", server.base)).await;
     assert!(
         home.contains("a recorded replay, not a live model"),
         "{home}"
@@ -707,12 +702,7 @@ async fn the_demo_replays_a_recorded_build_into_a_real_sandbox() {
     );
 
     // Both jobs, the sandbox and the preview visits show in /metrics.
-    let metrics = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::text_of(&format!("{}/metrics", server.base)).await;
     for line in [
         r#"codeflux_jobs_finished_total{outcome="done"} 2"#,
         "codeflux_sandboxes_running 1",

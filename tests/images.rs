@@ -113,12 +113,7 @@ async fn images_reach_the_model_as_image_parts_and_stay_with_their_message() {
     .await
     .unwrap();
     assert_eq!(missing.status(), 404);
-    let page = reqwest::get(format!("{}/projects/{project}", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::text_of(&format!("{}/projects/{project}", server.base)).await;
     assert!(
         page.contains(&format!("/messages/{message_id}/images/0")),
         "thumbnails"
@@ -245,12 +240,7 @@ async fn a_model_without_vision_gets_a_plain_answer_naming_the_problem() {
 #[tokio::test]
 async fn the_prompt_forms_take_images_and_a_page_post_with_one_builds() {
     let server = Harness::start().await;
-    let home = reqwest::get(format!("{}/", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = support::text_of(&format!("{}/", server.base)).await;
     assert!(
         home.contains(r#"hx-encoding="multipart/form-data""#),
         "{home}"

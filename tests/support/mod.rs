@@ -27,3 +27,8 @@ pub async fn run_sdk_check(script: &str, envs: &[(&str, &str)]) -> String {
     );
     stdout
 }
+
+/// The body of a GET to `url` as text (a page, `/metrics`).
+pub async fn text_of(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
