@@ -201,10 +201,15 @@ impl Services {
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         );
+        // Set when the server task has ended here: a finished JoinHandle must not be awaited
+        // again below. (Both branches can be ready at once: the stop also ends the server.)
+        let mut server_ended = false;
         tokio::select! {
             _ = stop.cancelled() => {}
             result = &mut server => {
-                // The listener failed on its own; shut the rest down the same way.
+                server_ended = true;
+                // Either the stop ended it, or the listener failed on its own; shut the rest
+                // down the same way.
                 stop.cancel();
                 result.map_err(std::io::Error::other)??;
             }
@@ -230,7 +235,9 @@ impl Services {
         }
         let rest = SHUTDOWN_LIMIT.saturating_sub(started.elapsed());
         let _ = tokio::time::timeout(rest, async {
-            let _ = server.await;
+            if !server_ended {
+                let _ = server.await;
+            }
             if let Some(previews) = previews {
                 let _ = previews.await;
             }
