@@ -29,6 +29,9 @@ pub struct Settings {
     pub auth: crate::auth::Auth,
     /// Extra CA (PEM) the preview proxy trusts for `https` dev servers.
     pub preview_extra_ca: Option<Vec<u8>>,
+    /// The origin people open the UI at, when it is not the listen address
+    /// (`CODEFLUX_PUBLIC_URL`); the element picker in previews talks to it.
+    pub public_origin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,7 @@ pub struct Services {
     pub state: AppState,
     pub jobs: JobQueue,
     preview_extra_ca: Option<Vec<u8>>,
+    public_origin: Option<String>,
 }
 
 impl Services {
@@ -141,6 +145,7 @@ impl Services {
             state,
             jobs,
             preview_extra_ca: settings.preview_extra_ca.clone(),
+            public_origin: settings.public_origin.clone(),
         })
     }
 
@@ -162,6 +167,7 @@ impl Services {
                 stop.cancel();
             }
         });
+        let address: SocketAddr = listener.local_addr()?;
         let previews = match preview_listener {
             Some(preview_listener) => {
                 let targets = Arc::new(Revival::new(self.jobs.generation().clone()));
@@ -171,6 +177,7 @@ impl Services {
                     crate::preview::PreviewOptions {
                         auth: self.state.auth.clone(),
                         extra_ca: self.preview_extra_ca.clone(),
+                        ui_origins: ui_origins(address, self.public_origin.as_deref()),
                     },
                 )?
                 .layer(axum::middleware::map_response(
@@ -194,7 +201,6 @@ impl Services {
             None => None,
         };
         let dispatcher = self.jobs.start();
-        let address: SocketAddr = listener.local_addr()?;
         tracing::info!("CodeFlux is listening on http://{address}");
         let mut server = tokio::spawn(
             axum::serve(listener, crate::web::app(self.state.clone()))
@@ -254,3 +260,46 @@ impl Services {
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
 const JOBS_LIMIT: Duration = Duration::from_secs(3);
 const SANDBOXES_LIMIT: Duration = Duration::from_secs(5);
+
+/// The origins a browser may open the UI at: the public URL's, and the listen address's
+/// (by `localhost` and loopback for a local or all-interfaces listener).
+pub fn ui_origins(listen: SocketAddr, public_origin: Option<&str>) -> Vec<String> {
+    let port = listen.port();
+    let mut origins: Vec<String> = public_origin.map(str::to_string).into_iter().collect();
+    let ip = listen.ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        origins.push(format!("http://localhost:{port}"));
+        origins.push(format!("http://127.0.0.1:{port}"));
+        origins.push(format!("http://[::1]:{port}"));
+    }
+    if !ip.is_loopback() && !ip.is_unspecified() {
+        origins.push(format!("http://{listen}"));
+    }
+    origins.dedup();
+    origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ui_origins_are_the_public_url_and_the_listen_address() {
+        let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        assert_eq!(
+            ui_origins(local, None),
+            [
+                "http://localhost:3000",
+                "http://127.0.0.1:3000",
+                "http://[::1]:3000"
+            ]
+        );
+        let everywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            ui_origins(everywhere, Some("https://codeflux.example.com"))[0],
+            "https://codeflux.example.com"
+        );
+        let lan: SocketAddr = "192.168.1.20:3000".parse().unwrap();
+        assert_eq!(ui_origins(lan, None), ["http://192.168.1.20:3000"]);
+    }
+}

@@ -136,6 +136,58 @@ async fn wait_for(client: &Client, what: &str, script: &str) {
     panic!("timed out waiting for {what}; the page says:\n{text}");
 }
 
+/// Turns on select mode, waits for the preview's picker to take it, moves the pointer onto
+/// the element at `xpath` in the preview (a screenshot then shows the outline, when named)
+/// and clicks it.
+async fn pick_in_preview(client: &Client, xpath: &str, screenshot_name: Option<&str>) {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    client
+        .find(Locator::Css("#select-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let frame = client
+        .find(Locator::Css("iframe#preview-frame"))
+        .await
+        .unwrap();
+    frame.enter_frame().await.unwrap();
+    wait_for(
+        client,
+        "the picker's overlay in the preview",
+        "return !!document.querySelector('codeflux-picker')",
+    )
+    .await;
+    let element = client.find(Locator::XPath(xpath)).await.unwrap();
+    let hover = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element: element.clone(),
+        duration: Some(Duration::from_millis(100)),
+        x: 0.0,
+        y: 0.0,
+    });
+    client.perform_actions(hover).await.unwrap();
+    client.enter_parent_frame().await.unwrap();
+    assert_eq!(
+        client
+            .execute(
+                "return document.querySelector('#select-toggle').getAttribute('aria-pressed')",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!("true"),
+        "select mode is on while choosing"
+    );
+    if let Some(name) = screenshot_name {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        screenshot(client, name).await;
+    }
+    frame.enter_frame().await.unwrap();
+    element.click().await.unwrap();
+    client.enter_parent_frame().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     let config = test_config();
@@ -313,6 +365,72 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     screenshot(&client, "finished").await;
 
+    // Select mode: hovering outlines an element with its source, clicking attaches it to the
+    // follow-up box. Two are picked, one removed again.
+    let skip_line = page
+        .lines()
+        .position(|line| line.contains(">Skip<"))
+        .unwrap()
+        + 1;
+    let skip_column = page
+        .lines()
+        .nth(skip_line - 1)
+        .unwrap()
+        .find("<Button variant")
+        .unwrap()
+        + 1;
+    let title_line = page
+        .lines()
+        .position(|line| line.contains("<CardTitle>"))
+        .unwrap()
+        + 1;
+    pick_in_preview(&client, "//button[contains(., 'Skip')]", Some("select")).await;
+    let skip_chip = format!("<Button> in app/page.tsx:{skip_line}");
+    wait_for(
+        &client,
+        "the Skip button's chip",
+        &format!("return [...document.querySelectorAll('#selected-elements code')].map(c => c.innerText).join('|') === '{skip_chip}'"),
+    )
+    .await;
+    let tag: String = client
+        .execute(
+            "return document.querySelector('#selected-elements input[name=selected]').value",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        tag,
+        format!("app/page.tsx:{skip_line}:{skip_column}:Button")
+    );
+    pick_in_preview(&client, &format!("//*[text()='{nonce}']"), None).await;
+    let title_chip = format!("<CardTitle> in app/page.tsx:{title_line}");
+    wait_for(
+        &client,
+        "a second chip",
+        "return document.querySelectorAll('#selected-elements .picked-item').length === 2",
+    )
+    .await;
+    screenshot(&client, "selected").await;
+    client
+        .find(Locator::Css(&format!(
+            "#selected-elements .remove-chip[aria-label='Remove {title_chip}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "one chip left",
+        &format!("return [...document.querySelectorAll('#selected-elements code')].map(c => c.innerText).join('|') === '{skip_chip}'"),
+    )
+    .await;
+
     client
         .find(Locator::Css("#tab-code"))
         .await
@@ -397,6 +515,37 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
             .iter()
             .any(support::fake_llm::has_image_parts),
         "the screenshot went to the model"
+    );
+    // The picked element went to the model with its place and the lines around it, and the
+    // conversation shows it with the prompt.
+    let follow_up_request = fake
+        .agent_requests()
+        .into_iter()
+        .find(support::fake_llm::has_image_parts)
+        .unwrap()
+        .to_string();
+    assert!(
+        follow_up_request.contains(&format!(
+            "1. <Button> in app/page.tsx:{skip_line} (column {skip_column})"
+        )) && follow_up_request.contains(&format!("> {skip_line} | ")),
+        "the model was told where the selected element is: {follow_up_request}"
+    );
+    wait_for(
+        &client,
+        "the sent chip in the conversation",
+        &format!("return [...document.querySelectorAll('.message.user .picked.sent code')].some(c => c.innerText === '{skip_chip}')"),
+    )
+    .await;
+    assert_eq!(
+        client
+            .execute(
+                "return document.querySelectorAll('#selected-elements .picked-item').length",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!(0),
+        "the follow-up box is empty again"
     );
 
     // Every answer says the app was checked.

@@ -8,12 +8,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codeflux::preview::{PreviewTargets, RunningOnly};
+use codeflux::preview::{PreviewOptions, PreviewTargets, RunningOnly};
 use codeflux::sandbox::docker::NetworkMode;
 use codeflux::sandbox::{FileWrite, SandboxProvider, WorkspacePath, conformance};
 use futures::StreamExt;
 use serde_json::json;
-use support::docker_env::{containers_of, provider, test_config, wait_for_text};
+use support::docker_env::{containers_of, docker_cli, provider, test_config, wait_for_text};
 use support::fake_llm::{FakeLlm, Reply};
 use support::harness::Harness;
 use uuid::Uuid;
@@ -29,12 +29,16 @@ fn page(text: &str) -> FileWrite {
 }
 
 async fn start_proxy(targets: Arc<dyn PreviewTargets>) -> u16 {
+    start_proxy_with(targets, Default::default()).await
+}
+
+async fn start_proxy_with(targets: Arc<dyn PreviewTargets>, options: PreviewOptions) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         axum::serve(
             listener,
-            codeflux::preview::router(targets, Default::default()).unwrap(),
+            codeflux::preview::router(targets, options).unwrap(),
         )
         .await
         .unwrap()
@@ -387,6 +391,162 @@ async fn the_template_type_checks_and_renders_every_kit_component() {
     );
 
     provider.release(project).await.unwrap();
+    assert_eq!(containers_of(&cleanup.instance), 0);
+}
+
+const TAGGED_PAGE: &str = r#"import { Fragment } from "react";
+import { Button } from "@/components/ui/button";
+
+export default function Tagged() {
+  return (
+    <main className="p-4">
+      <>
+        <Fragment><span>fragment child</span></Fragment>
+      </>
+      <Button variant="outline">Tagged button</Button>
+    </main>
+  );
+}
+"#;
+
+/// Selecting in the preview rests on the template: its dev server tags every JSX element
+/// with file, line, column and name (the place it is used, for components that pass their
+/// props on), the proxy adds the picker to pages for the UI's origins only, and neither the
+/// files on disk nor a production build carry a tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dev_server_tags_elements_for_the_picker_and_the_build_does_not() {
+    let (provider, cleanup) = provider(test_config()).await;
+    let project = Uuid::now_v7();
+    let sandbox = provider.acquire(project).await.unwrap().sandbox;
+    sandbox
+        .write_files(&[FileWrite {
+            path: WorkspacePath::parse("app/tagged/page.tsx").unwrap(),
+            content: TAGGED_PAGE.as_bytes().to_vec(),
+        }])
+        .await
+        .unwrap();
+    let port = start_proxy_with(
+        Arc::new(RunningOnly(provider.clone())),
+        PreviewOptions {
+            ui_origins: vec!["http://ui.test:4000".into()],
+            ..PreviewOptions::default()
+        },
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/tagged");
+    let host = format!("{project}.localhost:{port}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_for_text(&client, &url, Some(&host), "Tagged button").await;
+    let page = client
+        .get(&url)
+        .header("host", &host)
+        .header("accept", "text/html")
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"<main data-cf-loc="app/tagged/page.tsx:6:5:main""#,
+        r#"<span data-cf-loc="app/tagged/page.tsx:8:19:span">fragment child"#,
+        // The kit's button spreads its props last: the place of use wins over button.tsx.
+        r#"data-cf-loc="app/tagged/page.tsx:10:7:Button""#,
+        r#"<body data-cf-loc="app/layout.tsx:"#,
+        r#"<head><script src="/__codeflux/picker.js" data-ui-origins="http://ui.test:4000" async></script>"#,
+    ] {
+        assert!(
+            page.contains(expected),
+            "{expected} is missing from:\n{page}"
+        );
+    }
+    let picker = client
+        .get(format!("http://127.0.0.1:{port}/__codeflux/picker.js"))
+        .header("host", &host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picker.status(), 200);
+    assert!(
+        picker
+            .text()
+            .await
+            .unwrap()
+            .contains("codeflux: \"picked\"")
+    );
+    // Without the UI's origins there is no picker (a proxy for other tools).
+    let plain = start_proxy(Arc::new(RunningOnly(provider.clone()))).await;
+    let untouched = client
+        .get(format!("http://127.0.0.1:{plain}/tagged"))
+        .header("host", format!("{project}.localhost:{plain}"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(untouched.contains("Tagged button") && !untouched.contains("picker.js"));
+
+    // The tagger itself: type arguments, an explicit tag, and files outside the app.
+    let cases = sandbox
+        .run(
+            r#"node -e 'const { tag } = require("/usr/local/lib/codeflux-tagger.cjs");
+console.log(tag("const a = <List<string> items={[]} />;", "x.tsx"));
+console.log(tag(`const b = <div data-cf-loc="mine" />;`, "y.jsx"));'"#,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cases.stdout.trim(),
+        "const a = <List<string> data-cf-loc=\"x.tsx:1:11:List\" items={[]} />;\nconst b = <div data-cf-loc=\"mine\" />;",
+        "{cases:?}"
+    );
+    let clean = sandbox
+        .run(
+            "grep -c data-cf-loc app/tagged/page.tsx; grep -c 'data-cf-loc' /tmp/codeflux-dev.log",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        clean.stdout.trim(),
+        "0\n0",
+        "the file on disk and the dev server's log (React warnings) never show a tag"
+    );
+    provider.release(project).await.unwrap();
+
+    // A production build of the same page, offline, in a fresh container of the image.
+    let image = provider.prepare_image(&mut |_| {}).await.unwrap();
+    let script = "set -e; mkdir -p app/tagged; printf '%s' \"$PAGE\" > app/tagged/page.tsx; \
+        npm run build > /tmp/build.log 2>&1 || { tail -40 /tmp/build.log; exit 1; }; \
+        echo built=$(grep -rl 'Tagged button' .next/server | wc -l); \
+        echo tagged=$(grep -rl data-cf-loc .next | wc -l)";
+    let output = docker_cli(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        &format!("codeflux.instance={}", cleanup.instance),
+        "-e",
+        &format!("PAGE={TAGGED_PAGE}"),
+        "--entrypoint",
+        "bash",
+        &image,
+        "-c",
+        script,
+    ]);
+    assert!(
+        !output.contains("built=0") && output.contains("built="),
+        "the build did not include the page: {output}"
+    );
+    assert!(
+        output.contains("tagged=0"),
+        "the production build carries tags: {output}"
+    );
     assert_eq!(containers_of(&cleanup.instance), 0);
 }
 

@@ -1,6 +1,6 @@
 // Small behaviours htmx does not cover: keyboard submit, example chips, copy buttons,
-// the preview's refresh button, the running timer and attaching images. No framework, no
-// network.
+// the preview's refresh button, the running timer, attaching images and selecting elements
+// in the preview. No framework, no network.
 (function () {
   "use strict";
 
@@ -120,6 +120,95 @@
     var form = event.target.closest && event.target.closest("form");
     if (form && event.dataTransfer && attach(form, event.dataTransfer.files)) {
       event.preventDefault();
+    }
+  });
+
+  // Selecting elements in the preview. The picker runs inside the preview frame (its own
+  // origin, see src/preview/picker.js); this page only exchanges messages with it, checking
+  // that they come from that frame and the preview's origin, and sending to that origin only.
+  var MAX_SELECTED = 10;
+  var selectTimer = null;
+  function previewFrame() { return document.getElementById("preview-frame"); }
+  function originOf(frame) {
+    try { return new URL(frame.getAttribute("src"), location.href).origin; } catch (ignored) { return null; }
+  }
+  function selectToggle() { return document.getElementById("select-toggle"); }
+  function selectHint(text) {
+    var hint = document.getElementById("select-hint");
+    if (hint) hint.textContent = text;
+  }
+  function setSelecting(on) {
+    var toggle = selectToggle();
+    var frame = previewFrame();
+    if (!toggle || !frame || !frame.contentWindow) return;
+    toggle.setAttribute("aria-pressed", on ? "true" : "false");
+    frame.contentWindow.postMessage({ codeflux: "select", on: on }, originOf(frame));
+    clearTimeout(selectTimer);
+    selectHint("");
+    if (on) {
+      // The picker answers at once; silence means it is not there or does not know this
+      // page's origin.
+      selectTimer = setTimeout(function () {
+        toggle.setAttribute("aria-pressed", "false");
+        selectHint("The preview did not answer. Wait until it has loaded; if you opened CodeFlux at another address than its listen address, set CODEFLUX_PUBLIC_URL to " + location.origin + ".");
+      }, 4000);
+    }
+  }
+  function addChip(place) {
+    var list = document.getElementById("selected-elements");
+    if (!list || typeof place.loc !== "string") return;
+    var inputs = list.querySelectorAll('input[name="selected"]');
+    var taken = Array.prototype.some.call(inputs, function (input) { return input.value === place.loc; });
+    if (taken) return;
+    if (inputs.length >= MAX_SELECTED) {
+      selectHint("At most " + MAX_SELECTED + " elements per request.");
+      return;
+    }
+    var text = "<" + place.name + "> in " + place.file + ":" + place.line;
+    var item = document.createElement("li");
+    item.className = "picked-item";
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = "selected";
+    input.value = place.loc;
+    var label = document.createElement("code");
+    label.textContent = text;
+    var remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "remove-chip";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", "Remove " + text);
+    item.append(input, label, remove);
+    list.appendChild(item);
+    var box = document.getElementById("follow-up-prompt");
+    if (box) box.focus();
+  }
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest("#select-toggle");
+    if (toggle) {
+      setSelecting(toggle.getAttribute("aria-pressed") !== "true");
+      return;
+    }
+    var remove = event.target.closest(".remove-chip");
+    if (remove) remove.closest(".picked-item").remove();
+  });
+  window.addEventListener("message", function (event) {
+    var frame = previewFrame();
+    if (!frame || event.source !== frame.contentWindow || event.origin !== originOf(frame)) return;
+    var data = event.data || {};
+    var toggle = selectToggle();
+    if (data.codeflux === "selecting") {
+      clearTimeout(selectTimer);
+    } else if (data.codeflux === "ready") {
+      // The preview reloaded (a new version): carry select mode over.
+      if (toggle && toggle.getAttribute("aria-pressed") === "true") setSelecting(true);
+    } else if (data.codeflux === "select-ended") {
+      if (toggle) toggle.setAttribute("aria-pressed", "false");
+      selectHint("");
+    } else if (data.codeflux === "picked") {
+      if (toggle) toggle.setAttribute("aria-pressed", "false");
+      selectHint("");
+      addChip(data);
     }
   });
 

@@ -15,13 +15,15 @@ RUN (getent passwd user >/dev/null || useradd --create-home --home-dir /home/use
  && mkdir -p /home/user && chown user:user /home/user
 
 COPY start-dev.sh /usr/local/bin/codeflux-start
-RUN chmod 755 /usr/local/bin/codeflux-start
+# Tags JSX elements with their source location in the dev server (selecting in the preview).
+COPY codeflux-tagger.cjs /usr/local/lib/codeflux-tagger.cjs
+RUN chmod 755 /usr/local/bin/codeflux-start && chmod 644 /usr/local/lib/codeflux-tagger.cjs
 
 WORKDIR /home/user
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
 COPY . ./
-RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-runner.cjs README.md .dockerignore \
+RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-runner.cjs codeflux-tagger.cjs README.md .dockerignore \
  && chown -R user:user /home/user
 
 USER user

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::events::EventKind;
 use crate::llm::{ChatMessage, ChatRequest, Llm, LlmError};
 use crate::sandbox::Sandbox;
-use crate::store::{TokenUsage, Verification, VerificationStatus};
+use crate::store::{SelectedElement, TokenUsage, Verification, VerificationStatus};
 
 pub use tools::{Journal, Toolbox};
 
@@ -67,6 +67,8 @@ pub struct AgentTask {
     pub existing_files: Vec<String>,
     /// Images attached to the new request, as `data:` URLs.
     pub images: Vec<String>,
+    /// Elements the person picked in the preview: where the change goes.
+    pub selected: Vec<SelectedElement>,
 }
 
 /// A finished run that produced (or kept) an app.
@@ -376,12 +378,33 @@ impl Agent<'_> {
 }
 
 fn user_turn(task: &AgentTask) -> String {
-    if task.existing_files.is_empty() {
-        return task.prompt.clone();
+    let mut turn = task.prompt.clone();
+    if !task.selected.is_empty() {
+        turn.push_str(&selected_elements(&task.selected));
     }
-    format!(
-        "{}\n\n(The app already exists in /home/user. Files written so far: {}. Read the ones you change first.)",
-        task.prompt,
-        task.existing_files.join(", ")
-    )
+    if !task.existing_files.is_empty() {
+        turn.push_str(&format!(
+            "\n\n(The app already exists in /home/user. Files written so far: {}. Read the ones you change first.)",
+            task.existing_files.join(", ")
+        ));
+    }
+    turn
+}
+
+/// The elements picked in the preview, with the lines around each, so the model starts
+/// at the right place.
+pub fn selected_elements(selected: &[SelectedElement]) -> String {
+    let mut text = String::from(
+        "\n\nThe person selected these elements in the preview; the request is about them:",
+    );
+    for (index, element) in selected.iter().enumerate() {
+        text.push_str(&format!("\n{}. {}", index + 1, element.label()));
+        if element.column > 0 {
+            text.push_str(&format!(" (column {})", element.column));
+        }
+        if let Some(snippet) = &element.snippet {
+            text.push_str(&format!("\n```tsx\n{snippet}\n```"));
+        }
+    }
+    text
 }

@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// listen on an address other machines can reach.
     #[arg(long, env = "CODEFLUX_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// The address people open CodeFlux at, when it differs from `--listen` (behind a
+    /// reverse proxy, or by a LAN name), e.g. `https://codeflux.example.com`. Selecting
+    /// elements in the preview talks only to this origin and the listen address's.
+    #[arg(long, env = "CODEFLUX_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// PEM bundle the preview proxy trusts for `https` dev servers (a self-hosted E2B).
     #[arg(long, env = "CODEFLUX_PREVIEW_CA_CERT")]
     pub preview_ca_cert: Option<PathBuf>,
@@ -153,6 +158,7 @@ impl AgentArgs {
             llm: LlmConfig::from_env(),
             auth: crate::auth::Auth::default(),
             preview_extra_ca: None,
+            public_origin: None,
         }
     }
 }
@@ -242,6 +248,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 format!("cannot read CODEFLUX_PREVIEW_CA_CERT {}", path.display())
             })?);
     }
+    if let Some(url) = &args.public_url {
+        settings.public_origin = Some(public_origin(url)?);
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let (instance, full_data_dir) = installation(data_dir);
@@ -312,6 +321,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 const DEFAULT_PREVIEW_PORT: u16 = 3001;
+
+/// The origin of `CODEFLUX_PUBLIC_URL` (`https://codeflux.example.com/some/path` →
+/// `https://codeflux.example.com`).
+fn public_origin(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url)
+        .with_context(|| format!("CODEFLUX_PUBLIC_URL {url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        anyhow::bail!("CODEFLUX_PUBLIC_URL {url:?} must be an http:// or https:// address");
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
 
 /// Previews at `<project>.localhost` on the preview listener's port.
 fn default_preview_url(port: u16) -> String {

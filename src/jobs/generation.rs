@@ -150,6 +150,7 @@ impl Generation {
             history: self.history(job)?,
             prompt: message.content,
             images,
+            selected: message.selected,
             existing_files: previous
                 .as_ref()
                 .map(|fragment| fragment.files.keys().cloned().collect::<Vec<_>>())
@@ -286,12 +287,27 @@ impl Generation {
             .skip(skip)
             .map(|message| match message.role {
                 // Earlier images are not sent again; the model is told they were there.
-                Role::User if !message.images.is_empty() => ChatMessage::user(format!(
-                    "{}\n\n[{} image(s) were attached to this request]",
-                    message.content,
-                    message.images.len()
-                )),
-                Role::User => ChatMessage::user(message.content),
+                Role::User => {
+                    let mut text = message.content;
+                    if !message.selected.is_empty() {
+                        let places: Vec<String> = message
+                            .selected
+                            .iter()
+                            .map(|element| element.label())
+                            .collect();
+                        text.push_str(&format!(
+                            "\n\n[selected in the preview: {}]",
+                            places.join(", ")
+                        ));
+                    }
+                    if !message.images.is_empty() {
+                        text.push_str(&format!(
+                            "\n\n[{} image(s) were attached to this request]",
+                            message.images.len()
+                        ));
+                    }
+                    ChatMessage::user(text)
+                }
                 Role::Assistant => ChatMessage::assistant(message.content),
             })
             .collect())

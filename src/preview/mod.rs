@@ -5,6 +5,7 @@
 mod access;
 mod forward;
 mod pages;
+mod picker;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::HOST;
+use axum::http::header::{ACCEPT_ENCODING, HOST};
 use axum::response::Response;
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -64,6 +65,8 @@ struct Proxy {
     targets: Arc<dyn PreviewTargets>,
     forwarder: forward::Forwarder,
     auth: Auth,
+    /// The picker's `<script>` tag for pages, when the UI's origins are known.
+    picker_tag: Option<bytes::Bytes>,
 }
 
 /// How the proxy treats visitors and dev servers.
@@ -75,6 +78,9 @@ pub struct PreviewOptions {
     /// A PEM bundle trusted besides the system's roots for `https` dev servers (a
     /// self-hosted E2B with its own CA): `CODEFLUX_PREVIEW_CA_CERT`.
     pub extra_ca: Option<Vec<u8>>,
+    /// Origins the UI is opened at (`http://localhost:3000`, `CODEFLUX_PUBLIC_URL`): the
+    /// element picker added to preview pages talks to these only. Empty: no picker.
+    pub ui_origins: Vec<String>,
 }
 
 pub use forward::ForwardError;
@@ -88,6 +94,8 @@ pub fn router(
         targets,
         forwarder: forward::Forwarder::new(options.extra_ca.as_deref())?,
         auth: options.auth,
+        picker_tag: (!options.ui_origins.is_empty())
+            .then(|| picker::script_tag(&options.ui_origins)),
     };
     Ok(Router::new().fallback(handle).with_state(proxy))
 }
@@ -108,7 +116,7 @@ pub fn project_from_host(host: &str) -> Option<Uuid> {
     host.split('.').next()?.parse().ok()
 }
 
-async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
+async fn handle(State(proxy): State<Proxy>, mut request: Request) -> Response {
     let host = request
         .headers()
         .get(HOST)
@@ -122,9 +130,23 @@ async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
     if let Some(refusal) = access::check(&proxy.auth, project_id, &request) {
         return refusal;
     }
+    if request.uri().path() == picker::SCRIPT_PATH && proxy.picker_tag.is_some() {
+        return picker::script();
+    }
+    // Pages get the picker's tag, so they are asked for uncompressed.
+    let tag = proxy
+        .picker_tag
+        .clone()
+        .filter(|_| picker::wants_page(request.method(), request.headers()));
+    if tag.is_some() {
+        request.headers_mut().remove(ACCEPT_ENCODING);
+    }
     match proxy.targets.upstream(project_id).await {
         Ok(Some(upstream)) => match proxy.forwarder.forward(&upstream, request).await {
-            Ok(response) => response,
+            Ok(response) => match tag {
+                Some(tag) => picker::inject(response, tag),
+                None => response,
+            },
             // Running, but the dev server does not answer yet: it is still starting.
             Err(forward::ForwardError::Connect(_)) => pages::starting(),
             Err(error) => pages::bad_gateway(&error.to_string()),

@@ -41,6 +41,13 @@ pub struct ProjectPage {
     pub next: Option<Uuid>,
 }
 
+/// What a prompt carries besides its text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attachments<'a> {
+    pub images: &'a [images::NewImage],
+    pub selected: &'a [SelectedElement],
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -118,14 +125,14 @@ impl Store {
     /// Creates a project with its first user message and a queued job. The job is written
     /// last; the API flushes before it answers, so an acknowledged prompt is never lost.
     pub fn create_project(&self, prompt: &str) -> StoreResult<(Project, Message, Job)> {
-        self.create_project_with(prompt, &[])
+        self.create_project_with(prompt, Attachments::default())
     }
 
     /// A new project whose first prompt carries images.
     pub fn create_project_with(
         &self,
         prompt: &str,
-        images: &[images::NewImage],
+        attachments: Attachments,
     ) -> StoreResult<(Project, Message, Job)> {
         let now = Utc::now();
         let project = Project {
@@ -135,7 +142,7 @@ impl Store {
             updated_at: now,
         };
         put(&self.projects, project.id.as_bytes(), &project)?;
-        let (message, job) = self.add_user_message_with(project.id, prompt, images)?;
+        let (message, job) = self.add_user_message_with(project.id, prompt, attachments)?;
         Ok((project, message, job))
     }
 
@@ -234,15 +241,16 @@ impl Store {
 
     /// Records a follow-up prompt and queues the job that answers it.
     pub fn add_user_message(&self, project_id: Uuid, prompt: &str) -> StoreResult<(Message, Job)> {
-        self.add_user_message_with(project_id, prompt, &[])
+        self.add_user_message_with(project_id, prompt, Attachments::default())
     }
 
-    /// A follow-up prompt with images; the images are stored before the message names them.
+    /// A follow-up prompt with images and picked elements; the images are stored before the
+    /// message names them.
     pub fn add_user_message_with(
         &self,
         project_id: Uuid,
         prompt: &str,
-        images: &[images::NewImage],
+        attachments: Attachments,
     ) -> StoreResult<(Message, Job)> {
         self.project(project_id)?;
         let message = self.put_message(
@@ -251,7 +259,7 @@ impl Store {
             MessageType::Result,
             prompt,
             None,
-            images,
+            attachments,
         )?;
         let job = Job {
             id: Uuid::now_v7(),
@@ -275,7 +283,14 @@ impl Store {
         usage: Option<TokenUsage>,
         fragment: Option<NewFragment>,
     ) -> StoreResult<(Message, Option<Fragment>)> {
-        let message = self.put_message(project_id, Role::Assistant, kind, content, usage, &[])?;
+        let message = self.put_message(
+            project_id,
+            Role::Assistant,
+            kind,
+            content,
+            usage,
+            Attachments::default(),
+        )?;
         let fragment = fragment
             .map(|new| {
                 let fragment = Fragment {
@@ -300,7 +315,7 @@ impl Store {
         kind: MessageType,
         content: &str,
         usage: Option<TokenUsage>,
-        images: &[images::NewImage],
+        Attachments { images, selected }: Attachments,
     ) -> StoreResult<Message> {
         let id = Uuid::now_v7();
         // The images first, so a message never names an image that is not there.
@@ -327,6 +342,7 @@ impl Store {
                     bytes: image.bytes.len(),
                 })
                 .collect(),
+            selected: selected.to_vec(),
         };
         put(&self.messages, &pair_key(project_id, message.id), &message)?;
         self.touch_project(project_id)?;

@@ -62,6 +62,36 @@ pub struct Message {
     /// Images attached to a prompt, in order (their bytes are stored apart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<super::images::ImageInfo>,
+    /// Elements picked in the preview to say where the change goes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected: Vec<SelectedElement>,
+}
+
+/// An element picked in the preview: where its JSX is, and the lines around it as they
+/// stood when the prompt was sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SelectedElement {
+    /// Relative to the app's folder, e.g. `components/habit-list.tsx`.
+    pub file: String,
+    pub line: u32,
+    #[serde(default)]
+    pub column: u32,
+    /// The JSX tag, e.g. `Button` or `div`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+}
+
+impl SelectedElement {
+    /// "`<Button>` in components/habit-list.tsx:42", as chips and the model see it.
+    pub fn label(&self) -> String {
+        format!("<{}> in {}:{}", self.name, self.file, self.line)
+    }
+
+    /// `file:line:column:Name`, the form the picker sends and the follow-up form keeps.
+    pub fn tag(&self) -> String {
+        format!("{}:{}:{}:{}", self.file, self.line, self.column, self.name)
+    }
 }
 
 /// A version of the generated app: the files as they stood when an assistant answered.

@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use super::{code, home::status_badge, progress};
 use crate::events::Event;
-use crate::store::{Fragment, MessageType, ProjectStatus, Role, VerificationStatus};
+use crate::store::{
+    Fragment, MessageType, ProjectStatus, Role, SelectedElement, VerificationStatus,
+};
 use crate::store::{MAX_PROMPT_CHARS, MessageView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +98,7 @@ pub fn page(view: &ProjectPage) -> Markup {
                 }
                 (conversation(view.id, view.messages, selected, false))
                 (progress::panel(view.id, view.events, busy, false))
-                (follow_up_form(view.id, "", None))
+                (follow_up_form(view.id, "", None, &[]))
             }
             (workspace(&view.workspace, false))
         }
@@ -134,6 +136,11 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
         article.message.(role_class).error[error].stopped[stopped] id={ "message-" (message.id) } {
             span.who { (who) }
             (message.content)
+            @if !message.selected.is_empty() {
+                ul.picked.sent aria-label="Selected elements" {
+                    @for element in &message.selected { li.picked-item { code { (element.label()) } } }
+                }
+            }
             @if !message.images.is_empty() {
                 div.thumbs {
                     @for index in 0..message.images.len() {
@@ -184,12 +191,20 @@ fn tokens(count: u64) -> String {
     }
 }
 
-pub fn follow_up_form(project_id: Uuid, value: &str, error: Option<&str>) -> Markup {
+pub fn follow_up_form(
+    project_id: Uuid,
+    value: &str,
+    error: Option<&str>,
+    selected: &[SelectedElement],
+) -> Markup {
     html! {
         form #follow-up .follow-up action={ "/projects/" (project_id) "/messages" } method="post"
             enctype="multipart/form-data" hx-encoding="multipart/form-data"
             hx-post={ "/projects/" (project_id) "/messages" } hx-swap="outerHTML" hx-disabled-elt="find button" {
             label.sr-only for="follow-up-prompt" { "Ask for a change" }
+            ul.picked #selected-elements aria-label="Selected elements" {
+                @for element in selected { (selected_chip(element)) }
+            }
             textarea #follow-up-prompt name="prompt" placeholder="Ask for a change, e.g. add a dark mode toggle…"
                 maxlength=(MAX_PROMPT_CHARS) required aria-invalid=[error.map(|_| "true")] { (value) }
             @if let Some(error) = error { p.error-text role="alert" { (error) } }
@@ -198,6 +213,17 @@ pub fn follow_up_form(project_id: Uuid, value: &str, error: Option<&str>) -> Mar
                 span.hint { "Ctrl / ⌘ + Enter to send" }
                 button.primary type="submit" { "Send" }
             }
+        }
+    }
+}
+
+/// A picked element in the follow-up box; app.js builds the same markup for new picks.
+fn selected_chip(element: &SelectedElement) -> Markup {
+    html! {
+        li.picked-item {
+            input type="hidden" name="selected" value=(element.tag());
+            code { (element.label()) }
+            button.remove-chip type="button" aria-label={ "Remove " (element.label()) } { "×" }
         }
     }
 }
@@ -217,6 +243,14 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                 (tab(Tab::Code, "Code"))
                 span.spacer {}
                 @if view.tab == Tab::Preview && view.fragment.is_some() {
+                    span #select-hint .hint role="status" {}
+                    button #select-toggle type="button" aria-pressed="false" data-select-frame="preview-frame"
+                        title="Click an element in the preview to point your next change at it (Esc to stop)" {
+                        svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.6" stroke-linejoin="round" {
+                            path d="M3 2l10 5-4.5 1.5L7 13z" {}
+                        }
+                        "Select"
+                    }
                     span.url title=(view.preview_url) { (view.preview_url) }
                     button type="button" data-refresh-frame="preview-frame" aria-label="Reload the preview" { "↻" }
                     button type="button" data-copy=(view.preview_url) { "Copy URL" }

@@ -10,7 +10,7 @@ use super::extract::{PathOf, QueryOf};
 use super::upload::PromptUpload;
 use super::{AppError, AppState};
 use crate::events::EventKind;
-use crate::store::{Project, ProjectStatus, Store, Version};
+use crate::store::{Attachments, Project, ProjectStatus, Store, Version};
 
 pub use crate::store::{MAX_PROMPT_CHARS, MessageView};
 const DEFAULT_PAGE_SIZE: usize = 20;
@@ -69,7 +69,17 @@ pub async fn create_project(
     upload: PromptUpload,
 ) -> Result<(StatusCode, Json<ProjectDetail>), AppError> {
     let prompt = validate_prompt(upload.prompt.as_deref())?;
-    let (project, _, job) = state.store.create_project_with(&prompt, &upload.images)?;
+    if !upload.selected.is_empty() {
+        return Err(AppError::Invalid(
+            "elements can be selected only in an app that exists: send them with a follow-up"
+                .to_string(),
+        ));
+    }
+    let attachments = Attachments {
+        images: &upload.images,
+        selected: &[],
+    };
+    let (project, _, job) = state.store.create_project_with(&prompt, attachments)?;
     state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();
@@ -86,9 +96,14 @@ pub async fn add_message(
 ) -> Result<(StatusCode, Json<MessageView>), AppError> {
     let prompt = validate_prompt(upload.prompt.as_deref())?;
     state.store.project(project_id)?;
+    let selected = super::selection::with_snippets(&state.store, project_id, upload.selected)?;
+    let attachments = Attachments {
+        images: &upload.images,
+        selected: &selected,
+    };
     let (message, job) = state
         .store
-        .add_user_message_with(project_id, &prompt, &upload.images)?;
+        .add_user_message_with(project_id, &prompt, attachments)?;
     state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod extract;
 mod pages;
+pub mod selection;
 pub mod upload;
 mod ws;
 

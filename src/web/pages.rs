@@ -16,7 +16,7 @@ use super::extract::{PathOf, QueryOf};
 use super::upload::{PageUpload, RefusedUpload};
 use super::{AppError, AppState};
 use crate::store::images::NewImage;
-use crate::store::{Fragment, ProjectStatus};
+use crate::store::{Attachments, Fragment, ProjectStatus, SelectedElement};
 use crate::ui::project::{ProjectPage, Tab, Workspace};
 use crate::ui::{self, home, layout, progress, project};
 
@@ -109,17 +109,33 @@ pub async fn more_projects(
     ))
 }
 
-/// The prompt text, its images, and a problem with the upload to show in the form (a
-/// refused image) rather than as an error page. What was typed is kept either way.
-fn split_upload(
-    PageUpload(upload): PageUpload,
-) -> Result<(String, Vec<NewImage>, Option<AppError>), AppError> {
+/// A prompt as the pages take it: what was typed, its images and picked elements, and a
+/// problem with the upload to show in the form (a refused image) rather than as an error
+/// page. What was typed is kept either way.
+struct PagePrompt {
+    raw: String,
+    images: Vec<NewImage>,
+    selected: Vec<SelectedElement>,
+    problem: Option<AppError>,
+}
+
+fn split_upload(PageUpload(upload): PageUpload) -> Result<PagePrompt, AppError> {
     match upload {
-        Ok(upload) => Ok((upload.prompt.unwrap_or_default(), upload.images, None)),
+        Ok(upload) => Ok(PagePrompt {
+            raw: upload.prompt.unwrap_or_default(),
+            images: upload.images,
+            selected: upload.selected,
+            problem: None,
+        }),
         Err(RefusedUpload {
             prompt,
             error: error @ (AppError::Image(_) | AppError::Invalid(_)),
-        }) => Ok((prompt.unwrap_or_default(), Vec::new(), Some(error))),
+        }) => Ok(PagePrompt {
+            raw: prompt.unwrap_or_default(),
+            images: Vec::new(),
+            selected: Vec::new(),
+            problem: Some(error),
+        }),
         Err(refused) => Err(refused.error),
     }
 }
@@ -129,7 +145,12 @@ pub async fn create_project(
     headers: HeaderMap,
     upload: PageUpload,
 ) -> Result<Response, AppError> {
-    let (raw, images, problem) = split_upload(upload)?;
+    let PagePrompt {
+        raw,
+        images,
+        problem,
+        ..
+    } = split_upload(upload)?;
     let prompt = match problem.map_or_else(|| validate_prompt(Some(&raw)), Err) {
         Ok(prompt) => prompt,
         Err(error) => {
@@ -142,7 +163,11 @@ pub async fn create_project(
             return Ok(html_response(StatusCode::UNPROCESSABLE_ENTITY, markup));
         }
     };
-    let (created, _, job) = state.store.create_project_with(&prompt, &images)?;
+    let attachments = Attachments {
+        images: &images,
+        selected: &[],
+    };
+    let (created, _, job) = state.store.create_project_with(&prompt, attachments)?;
     state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();
@@ -265,19 +290,35 @@ pub async fn add_message(
     upload: PageUpload,
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
-    let (raw, images, problem) = split_upload(upload)?;
-    let prompt = match problem.map_or_else(|| validate_prompt(Some(&raw)), Err) {
-        Ok(prompt) => prompt,
+    let PagePrompt {
+        raw,
+        images,
+        selected,
+        problem,
+    } = split_upload(upload)?;
+    let checked = problem
+        .map_or_else(|| validate_prompt(Some(&raw)), Err)
+        .and_then(|prompt| {
+            let selected =
+                super::selection::with_snippets(&state.store, project_id, selected.clone())?;
+            Ok((prompt, selected))
+        });
+    let (prompt, selected) = match checked {
+        Ok(checked) => checked,
         Err(error) => {
             return Ok(html_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                project::follow_up_form(project_id, &raw, Some(&error.to_string())),
+                project::follow_up_form(project_id, &raw, Some(&error.to_string()), &selected),
             ));
         }
     };
+    let attachments = Attachments {
+        images: &images,
+        selected: &selected,
+    };
     let (_, job) = state
         .store
-        .add_user_message_with(project_id, &prompt, &images)?;
+        .add_user_message_with(project_id, &prompt, attachments)?;
     let queued = state.job_submitted(&job)?;
     state.store.flush().await?;
     state.jobs.wake();
@@ -289,7 +330,7 @@ pub async fn add_message(
     Ok(html_response(
         StatusCode::OK,
         html! {
-            (project::follow_up_form(project_id, "", None))
+            (project::follow_up_form(project_id, "", None, &[]))
             (project::conversation(project_id, &detail.messages, selected, true))
             (project::status(detail.status, true))
             (progress::panel(project_id, &[queued], true, true))

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use super::AppError;
 use super::extract::{FormOf, JsonOf};
+use super::selection::{self, SelectedInput};
+use crate::store::SelectedElement;
 use crate::store::images::{self, ImageError, MAX_IMAGE_BYTES, MAX_IMAGES, NewImage};
 
 /// Largest prompt body: five images at their limit, base64-inflated, plus the text.
@@ -18,6 +20,8 @@ pub struct PromptUpload {
     /// As sent; `api::validate_prompt` trims and checks it.
     pub prompt: Option<String>,
     pub images: Vec<NewImage>,
+    /// Elements picked in the preview, checked but without snippets yet.
+    pub selected: Vec<SelectedElement>,
 }
 
 /// A refused image, with the prompt text that came before it in the form, so the page can
@@ -42,6 +46,8 @@ struct JsonBody {
     prompt: Option<String>,
     #[serde(default)]
     images: Vec<String>,
+    #[serde(default)]
+    selected: Vec<SelectedInput>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +98,7 @@ async fn read_upload<S: Send + Sync>(
         return Ok(Ok(PromptUpload {
             prompt: form.prompt,
             images: Vec::new(),
+            selected: Vec::new(),
         }));
     }
     let JsonOf(body) = JsonOf::<JsonBody>::from_request(request, state).await?;
@@ -103,10 +110,16 @@ async fn read_upload<S: Send + Sync>(
             .map(|url| images::accept(decode_data_url(url)?).map_err(AppError::from))
             .collect::<Result<_, _>>()
     };
-    Ok(match images {
-        Ok(images) => Ok(PromptUpload {
+    let selected = body
+        .selected
+        .into_iter()
+        .map(SelectedInput::parse)
+        .collect::<Result<_, _>>();
+    Ok(match images.and_then(|images| Ok((images, selected?))) {
+        Ok((images, selected)) => Ok(PromptUpload {
             prompt: body.prompt,
             images,
+            selected,
         }),
         Err(error) => Err(RefusedUpload {
             prompt: body.prompt,
@@ -119,6 +132,7 @@ async fn from_multipart(mut multipart: Multipart) -> Result<PromptUpload, Refuse
     let mut upload = PromptUpload {
         prompt: None,
         images: Vec::new(),
+        selected: Vec::new(),
     };
     match read_fields(&mut multipart, &mut upload).await {
         Ok(()) => Ok(upload),
@@ -137,6 +151,10 @@ async fn read_fields(multipart: &mut Multipart, upload: &mut PromptUpload) -> Re
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         match field.name().unwrap_or_default() {
             "prompt" => upload.prompt = Some(field.text().await.map_err(malformed)?),
+            "selected" | "selected[]" => {
+                let tag = field.text().await.map_err(malformed)?;
+                upload.selected.push(selection::parse_tag(&tag)?);
+            }
             "images" | "images[]" => {
                 // Read in chunks so an oversized file is refused without holding it.
                 let mut bytes = Vec::new();
