@@ -1,6 +1,7 @@
 //! The preview proxy in front of an `https` dev server (as on E2B): pages and the hot-reload
 //! WebSocket both pass through (wss upstream), trusting the CA it is configured with, and
-//! the upstream's headers (E2B's traffic token) go along.
+//! the upstream's headers (E2B's traffic token) go along. Pages get the element picker as on
+//! Docker.
 
 use std::sync::Arc;
 
@@ -43,6 +44,15 @@ async fn tls_dev_server() -> (String, u16) {
             "/",
             get(|headers: HeaderMap| async move {
                 format!("hello over tls, token {:?}", headers.get(TOKEN_HEADER))
+            }),
+        )
+        .route(
+            "/page",
+            get(|headers: HeaderMap| async move {
+                axum::response::Html(format!(
+                    "<!DOCTYPE html><html><head><title>app</title></head><body>encoding {:?}</body></html>",
+                    headers.get("accept-encoding")
+                ))
             }),
         )
         .route(
@@ -106,6 +116,7 @@ async fn proxy(dev_port: u16, extra_ca: Option<String>) -> u16 {
         Arc::new(TlsTarget(dev_port)),
         PreviewOptions {
             extra_ca: extra_ca.map(String::into_bytes),
+            ui_origins: vec!["https://codeflux.example.com".into()],
             ..PreviewOptions::default()
         },
     )
@@ -133,6 +144,23 @@ async fn pages_and_hot_reload_pass_through_to_an_https_dev_server() {
     assert!(
         text.contains("hello over tls") && text.contains("secret-traffic-token"),
         "{text}"
+    );
+
+    // Pages get the element picker, asked for uncompressed so it can be added.
+    let page = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/page"))
+        .header("host", &host)
+        .header("accept", "text/html")
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        "<!DOCTYPE html><html><head><script src=\"/__codeflux/picker.js\" data-ui-origins=\"https://codeflux.example.com\" async></script><title>app</title></head><body>encoding None</body></html>"
     );
 
     let mut request =
