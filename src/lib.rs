@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod llm;
 pub mod metrics;
 pub mod preview;
+pub mod quick_edit;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -1,6 +1,7 @@
 //! End to end in real headless Chromium against a real `codeflux serve`: the fake model and
 //! the Docker sandbox behind it. Submit a prompt, watch progress stream in, see the preview
-//! show the generated page, read the file in the Code tab, send a follow-up. Screenshots of
+//! show the generated page, select elements in it, read the file in the Code tab, send a
+//! follow-up, restore a version, make a quick edit without the model. Screenshots of
 //! the real UI land in docs/screenshots/ for the README.
 
 mod support;
@@ -578,6 +579,73 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     )
     .await;
     screenshot(&client, "restored").await;
+
+    // A quick edit without the model: pick the Skip button, change its text in the panel;
+    // it becomes version 4 and the preview shows it.
+    let model_calls = fake.requests().len();
+    wait_for(
+        &client,
+        "the Select button of the restored preview",
+        "return !!document.querySelector('#select-toggle')",
+    )
+    .await;
+    pick_in_preview(&client, "//button[contains(., 'Skip')]", None).await;
+    wait_for(
+        &client,
+        "the quick-edit panel with the button's text",
+        "const field = document.querySelector('#quick-edit input[name=text]'); return !!field && field.value === 'Skip'",
+    )
+    .await;
+    let field = client
+        .find(Locator::Css("#quick-edit input[name=text]"))
+        .await
+        .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("Not today").await.unwrap();
+    screenshot(&client, "quick-edit").await;
+    client
+        .find(Locator::Css("#quick-edit button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the quick edit saved as version 4",
+        "return document.querySelector('#quick-edit').innerText.includes('Saved as version 4') && document.querySelectorAll('.fragment-card').length === 4",
+    )
+    .await;
+    let frame = client
+        .find(Locator::Css("iframe#preview-frame"))
+        .await
+        .unwrap();
+    frame.enter_frame().await.unwrap();
+    wait_for(
+        &client,
+        "the edited text in the preview (hot reload)",
+        "return document.body.innerText.includes('Not today')",
+    )
+    .await;
+    client.enter_parent_frame().await.unwrap();
+    assert_eq!(
+        fake.requests().len(),
+        model_calls,
+        "a quick edit calls no model"
+    );
+    client
+        .find(Locator::Css(".close-quick-edit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the closed panel",
+        "return document.querySelector('#quick-edit').childElementCount === 0",
+    )
+    .await;
 
     // The same page on a phone.
     client.set_window_size(390, 844).await.unwrap();

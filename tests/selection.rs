@@ -1,6 +1,7 @@
 //! Elements selected in the preview and sent with a follow-up: the model gets each one's
 //! file, line and the lines around it; the prompt keeps them (conversation, history); bad
 //! selections are refused with nothing stored, and the page form keeps its chips.
+//! Quick edits change static text or literal classes as a new version without the model.
 //! The picking itself runs in Chromium (tests/browser.rs) on the Docker template
 //! (tests/docker.rs).
 
@@ -180,4 +181,196 @@ async fn bad_selections_are_refused_and_nothing_is_stored() {
     assert!(body.contains("a path inside the app"), "{body}");
     assert!(body.contains(">paint it</textarea>"), "{body}");
     assert_eq!(message_count(&server, &project).await, before);
+}
+
+async fn versions(server: &Harness, project: &str) -> Vec<Value> {
+    let (_, versions) = server
+        .get(&format!("/api/projects/{project}/versions"))
+        .await;
+    versions.as_array().unwrap().clone()
+}
+
+async fn newest_file(server: &Harness, project: &str, path: &str) -> String {
+    let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+    detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|message| message["fragment"]["files"][path].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_quick_edit_changes_static_text_or_classes_as_a_new_version_without_the_model() {
+    let server = Harness::start().await;
+    let project = project_with_page(&server).await;
+    let model_calls = server.fake.requests().len();
+    let path = format!("/api/projects/{project}/edits");
+
+    let (status, version) = server
+        .post(
+            &path,
+            json!({ "file": "app/page.tsx", "line": 6, "column": 7, "name": "h1", "text": "My habits" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{version}");
+    assert_eq!(version["version"], 2);
+    assert_eq!(
+        newest_file(&server, &project, "app/page.tsx").await,
+        PAGE.replace("<h1>Habits</h1>", "<h1>My habits</h1>")
+    );
+    let (status, _) = server
+        .post(
+            &path,
+            json!({ "file": "app/page.tsx", "line": 5, "column": 5, "name": "main", "class_name": "p-8 bg-blue-50" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert!(
+        newest_file(&server, &project, "app/page.tsx")
+            .await
+            .contains(r#"<main className="p-8 bg-blue-50">"#)
+    );
+    // A file only the template has becomes part of the app.
+    let (status, _) = server
+        .post(
+            &path,
+            json!({ "file": "app/layout.tsx", "line": 13, "column": 7, "name": "body", "class_name": "min-h-screen bg-slate-50" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert!(
+        newest_file(&server, &project, "app/layout.tsx")
+            .await
+            .contains(r#"<body className="min-h-screen bg-slate-50">"#)
+    );
+    assert_eq!(versions(&server, &project).await.len(), 4);
+    assert_eq!(server.fake.requests().len(), model_calls, "no model call");
+    let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+    let said = detail["messages"].as_array().unwrap()[2]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        said,
+        "Quick edit of <h1> in app/page.tsx:6 (no model): text \u{201c}Habits\u{201d} \u{2192} \u{201c}My habits\u{201d}."
+    );
+}
+
+#[tokio::test]
+async fn quick_edits_of_computed_or_moved_elements_or_during_a_job_are_refused() {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            "export default function Page() {\n  const n = 2;\n  return <p className={n ? \"a\" : \"b\"}>{n} left</p>;\n}\n",
+        ),
+        Reply::summary("A counter."),
+    ]);
+    let project = server.create("a counter").await;
+    server.settled(&project).await;
+    let path = format!("/api/projects/{project}/edits");
+    for (body, why) in [
+        (
+            json!({ "file": "app/page.tsx", "line": 3, "column": 10, "name": "p", "text": "x" }),
+            "computed in code",
+        ),
+        (
+            json!({ "file": "app/page.tsx", "line": 3, "column": 10, "name": "p", "class_name": "x" }),
+            "computed in code",
+        ),
+        (
+            json!({ "file": "app/page.tsx", "line": 2, "column": 3, "name": "p", "text": "x" }),
+            "no longer at line 2",
+        ),
+        (
+            json!({ "file": "app/missing.tsx", "line": 1, "column": 1, "name": "p", "text": "x" }),
+            "no longer at",
+        ),
+        (
+            json!({ "file": "app/page.tsx", "line": 3, "column": 10, "name": "p" }),
+            "nothing to change",
+        ),
+    ] {
+        let (status, answer) = server.post(&path, body.clone()).await;
+        assert_eq!(status, 422, "{body} was accepted: {answer}");
+        assert!(answer.to_string().contains(why), "{why:?} not in {answer}");
+    }
+    assert_eq!(versions(&server, &project).await.len(), 1);
+
+    // The panel says so instead of offering fields.
+    let panel = support::text_of(&format!(
+        "{}/projects/{project}/edit?loc=app/page.tsx:3:10:p",
+        server.base
+    ))
+    .await;
+    assert!(
+        panel.contains("computed in code") && !panel.contains("name=\"text\""),
+        "{panel}"
+    );
+
+    // While a job works on the project, edits wait their turn: 409.
+    server.fake.set_delay(std::time::Duration::from_secs(2));
+    server.fake.push_all([Reply::summary("Thinking.")]);
+    server.follow_up(&project, "think about it").await;
+    let (status, answer) = server
+        .post(
+            &path,
+            json!({ "file": "app/layout.tsx", "line": 13, "column": 7, "name": "body", "class_name": "x" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    server.settled(&project).await;
+}
+
+#[tokio::test]
+async fn the_panel_offers_the_fields_and_applies_them() {
+    let server = Harness::start().await;
+    let project = project_with_page(&server).await;
+    let panel = support::text_of(&format!(
+        "{}/projects/{project}/edit?loc=app/page.tsx:7:7:Button",
+        server.base
+    ))
+    .await;
+    assert!(
+        panel.contains(r#"name="text" value="Skip today""#)
+            && !panel.contains("name=\"class_name\""),
+        "{panel}"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/projects/{project}/edit", server.base))
+        .header("origin", &server.base)
+        .header("hx-request", "true")
+        .form(&[("loc", "app/page.tsx:7:7:Button"), ("text", "Not today")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("Saved as version 2"), "{body}");
+    assert!(
+        body.contains(r#"value="Not today""#),
+        "the panel shows the new text: {body}"
+    );
+    assert!(
+        body.contains(r#"id="conversation""#),
+        "the new version is listed: {body}"
+    );
+    let refused = reqwest::Client::new()
+        .post(format!("{}/projects/{project}/edit", server.base))
+        .header("origin", &server.base)
+        .header("hx-request", "true")
+        .form(&[("loc", "app/page.tsx:7:7:Button"), ("text", "<b>bold</b>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("cannot contain"), "{body}");
+    assert!(
+        body.contains(r#"value="&lt;b&gt;bold&lt;/b&gt;""#),
+        "the typed value is kept: {body}"
+    );
 }

@@ -183,6 +183,13 @@
     var box = document.getElementById("follow-up-prompt");
     if (box) box.focus();
   }
+  // The quick-edit panel for the picked element (static text and classes, no model).
+  function loadQuickEdit(loc) {
+    var slot = document.getElementById("quick-edit");
+    if (!slot || !window.htmx) return;
+    var url = slot.getAttribute("data-edit-url") + "?loc=" + encodeURIComponent(loc);
+    window.htmx.ajax("GET", url, { target: "#quick-edit", swap: "outerHTML" });
+  }
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest("#select-toggle");
     if (toggle) {
@@ -191,6 +198,8 @@
     }
     var remove = event.target.closest(".remove-chip");
     if (remove) remove.closest(".picked-item").remove();
+    var close = event.target.closest(".close-quick-edit");
+    if (close) close.closest("#quick-edit").textContent = "";
   });
   window.addEventListener("message", function (event) {
     var frame = previewFrame();
@@ -209,6 +218,7 @@
       if (toggle) toggle.setAttribute("aria-pressed", "false");
       selectHint("");
       addChip(data);
+      loadQuickEdit(data.loc);
     }
   });
 

@@ -19,6 +19,7 @@ Your tools:
 Rules:
 - Put "use client" as the very first line of every file that uses React hooks, event handlers or browser APIs.
 - Style only with Tailwind classes; do not create or edit .css files.
+- Leave next.config.ts, tsconfig.json and postcss.config.mjs as they are: the sandbox relies on them.
 - Build complete, realistic, responsive and accessible screens: real layout, sensible sample data held in state, working interactions. No placeholders or TODOs.
 - Split larger features into components under components/ and import them with relative or "@/" paths.
 - No external APIs, no remote images or fonts: everything must work offline. Use emoji or lucide-react icons for imagery.

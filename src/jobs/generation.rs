@@ -229,6 +229,46 @@ impl Generation {
         Ok(version)
     }
 
+    /// Saves a quick edit as the newest version and writes the file into the sandbox, where
+    /// the dev server reloads it.
+    pub async fn save_edit(
+        &self,
+        project_id: Uuid,
+        edit: &super::FileEdit,
+    ) -> Result<crate::store::Version, StoreError> {
+        let (version, _) = self.store.add_edited_version(
+            project_id,
+            &edit.path,
+            &edit.content,
+            &edit.description,
+        )?;
+        self.store.flush().await?;
+        if self.sandboxes.is_none() {
+            return Ok(version);
+        }
+        let written = async {
+            let prepared = self.prepare_sandbox(project_id).await?;
+            // A fresh sandbox was given the newest version's files already.
+            if !prepared.created {
+                let write = FileWrite {
+                    path: WorkspacePath::parse(&edit.path)?,
+                    content: edit.content.clone().into_bytes(),
+                };
+                prepared.sandbox.write_files(&[write]).await?;
+            }
+            Ok::<_, JobError>(())
+        };
+        if let Err(error) = written.await {
+            tracing::warn!(%project_id, %error, "could not write the edit into the sandbox; replacing it");
+            if let Some(provider) = &self.sandboxes
+                && let Err(error) = provider.release(project_id).await
+            {
+                tracing::warn!(%project_id, %error, "could not remove the sandbox either");
+            }
+        }
+        Ok(version)
+    }
+
     async fn sync_restored(
         &self,
         project_id: Uuid,

@@ -6,7 +6,7 @@
 mod generation;
 mod revival;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -19,7 +19,24 @@ pub use generation::{Generation, JobError, Journal, Journals, PreparedSandbox, P
 pub use revival::Revival;
 
 use crate::events::EventKind;
+use crate::quick_edit::QuickEditError;
 use crate::store::{Job, JobStatus, Message, MessageType, StoreError};
+
+/// One file's new content from a quick edit, and what the new version says it did.
+#[derive(Debug, Clone)]
+pub struct FileEdit {
+    pub path: String,
+    pub content: String,
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error(transparent)]
+    Edit(#[from] QuickEditError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// How many times a job may be started before a crash during it counts as a failure.
 const MAX_ATTEMPTS: u32 = 2;
@@ -303,6 +320,46 @@ impl JobQueue {
         project_id: Uuid,
         version_id: Uuid,
     ) -> Result<Option<crate::store::Version>, StoreError> {
+        let generation = self.inner.generation.clone();
+        self.while_idle(project_id, async move {
+            generation.restore(project_id, version_id).await
+        })
+        .await
+    }
+
+    /// A quick edit (see [`crate::quick_edit`]) while no job works on the project: `edit`
+    /// gets the app's current files and says which file becomes what, and the result is a
+    /// new version, also written to the sandbox. `Ok(None)`: a job is running or queued.
+    pub async fn quick_edit(
+        &self,
+        project_id: Uuid,
+        edit: impl FnOnce(&BTreeMap<String, String>) -> Result<FileEdit, QuickEditError> + Send,
+    ) -> Result<Option<crate::store::Version>, EditError> {
+        let generation = self.inner.generation.clone();
+        let result = self
+            .while_idle(project_id, async move {
+                let files = generation.store.current_files(project_id)?;
+                let change = match edit(&files) {
+                    Ok(change) => change,
+                    Err(error) => return Ok(Err(error)),
+                };
+                generation.save_edit(project_id, &change).await.map(Ok)
+            })
+            .await?;
+        match result {
+            None => Ok(None),
+            Some(Ok(version)) => Ok(Some(version)),
+            Some(Err(error)) => Err(EditError::Edit(error)),
+        }
+    }
+
+    /// Runs `work` holding the project, so that no job starts on it meanwhile; `Ok(None)`
+    /// without running it when a job is running or queued.
+    async fn while_idle<T>(
+        &self,
+        project_id: Uuid,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<Option<T>, StoreError> {
         let generation = &self.inner.generation;
         // A job that just finished lets go of its project a moment after its status says so.
         let mut tries = 0;
@@ -319,10 +376,10 @@ impl JobQueue {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let restored = generation.restore(project_id, version_id).await;
+        let done = work.await;
         self.set_busy(project_id, false);
         self.inner.wake.notify_one();
-        restored.map(Some)
+        done.map(Some)
     }
 
     /// Puts a job stopped by a shutdown back in the queue; it runs again from the start.

@@ -429,6 +429,49 @@ impl Store {
         Ok((Version::of(&restored, number), restored))
     }
 
+    /// The app's files as they stand: the newest version's, with what a stopped job wrote
+    /// since on top.
+    pub fn current_files(&self, project_id: Uuid) -> StoreResult<BTreeMap<String, String>> {
+        let mut files = self
+            .latest_fragment(project_id)?
+            .map(|fragment| fragment.files)
+            .unwrap_or_default();
+        files.extend(self.unsaved_files(project_id)?);
+        Ok(files)
+    }
+
+    /// A new version made without the model (a quick edit): the current files with `path`
+    /// set to `content`, said in `description`.
+    pub fn add_edited_version(
+        &self,
+        project_id: Uuid,
+        path: &str,
+        content: &str,
+        description: &str,
+    ) -> StoreResult<(Version, Fragment)> {
+        let latest = self
+            .latest_fragment(project_id)?
+            .ok_or(StoreError::NotFound("version"))?;
+        let mut files = self.current_files(project_id)?;
+        files.insert(path.to_string(), content.to_string());
+        let number = self.versions(project_id)?.len() as u32 + 1;
+        let (_, edited) = self.add_assistant_message(
+            project_id,
+            MessageType::Result,
+            description,
+            None,
+            Some(NewFragment {
+                title: latest.title,
+                sandbox_url: latest.sandbox_url,
+                files,
+                verification: None,
+            }),
+        )?;
+        let edited = edited.expect("a fragment was given");
+        self.clear_unsaved_files(project_id)?;
+        Ok((Version::of(&edited, number), edited))
+    }
+
     /// The newest fragment of a project: the app as it currently stands.
     pub fn latest_fragment(&self, project_id: Uuid) -> StoreResult<Option<Fragment>> {
         for value in self

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod login;
 pub mod progress;
 pub mod project;
+pub mod quick_edit;
 
 use chrono::{DateTime, Utc};
 

@@ -98,6 +98,7 @@ pub fn page(view: &ProjectPage) -> Markup {
                 }
                 (conversation(view.id, view.messages, selected, false))
                 (progress::panel(view.id, view.events, busy, false))
+                (super::quick_edit::slot(view.id))
                 (follow_up_form(view.id, "", None, &[]))
             }
             (workspace(&view.workspace, false))

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 mod auth;
+mod edits;
 mod error;
 mod extract;
 mod pages;
@@ -86,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .route("/projects/{id}/events", get(api::project_events))
         .route("/projects/{id}/cancel", post(api::cancel))
         .route("/projects/{id}/versions", get(api::list_versions))
+        .route("/projects/{id}/edits", post(edits::api_edit))
         .route(
             "/projects/{id}/versions/{version_id}/restore",
             post(api::restore_version),
@@ -118,6 +120,7 @@ pub fn app(state: AppState) -> Router {
             post(pages::restore_version),
         )
         .route("/projects/{id}/workspace", get(pages::workspace))
+        .route("/projects/{id}/edit", get(edits::panel).post(edits::apply))
         .route(
             "/projects/{id}/fragments/{message_id}/download",
             get(pages::download),

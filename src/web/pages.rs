@@ -29,7 +29,7 @@ fn is_htmx(headers: &HeaderMap) -> bool {
 }
 
 /// HTML answers vary on `HX-Request`, so caches never mix a fragment with a page.
-fn html_response(status: StatusCode, markup: Markup) -> Response {
+pub(super) fn html_response(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup).into_response();
     response
         .headers_mut()
@@ -206,7 +206,7 @@ pub fn newest_workspace(detail: &super::api::ProjectDetail) -> Workspace<'_> {
 }
 
 /// The fragment to show: the one asked for, else the newest.
-fn pick_fragment(messages: &[MessageView], wanted: Option<Uuid>) -> Option<&Fragment> {
+pub(super) fn pick_fragment(messages: &[MessageView], wanted: Option<Uuid>) -> Option<&Fragment> {
     let mut fragments = messages.iter().filter_map(|view| view.fragment.as_ref());
     match wanted {
         Some(id) => fragments.find(|fragment| fragment.message_id == id),
