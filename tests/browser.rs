@@ -102,8 +102,8 @@ async fn screenshot(client: &Client, name: &str) {
         .unwrap();
 }
 
-/// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
-async fn click_and_confirm(client: &Client, css: &str) {
+/// Clicks the element `css` selects.
+async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
         .await
@@ -111,6 +111,11 @@ async fn click_and_confirm(client: &Client, css: &str) {
         .click()
         .await
         .unwrap();
+}
+
+/// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
+async fn click_and_confirm(client: &Client, css: &str) {
+    click(client, css).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     client.accept_alert().await.unwrap();
 }
@@ -142,13 +147,7 @@ async fn wait_for(client: &Client, what: &str, script: &str) {
 /// and clicks it.
 async fn pick_in_preview(client: &Client, xpath: &str, screenshot_name: Option<&str>) {
     use fantoccini::actions::{InputSource, MouseActions, PointerAction};
-    client
-        .find(Locator::Css("#select-toggle"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#select-toggle").await;
     let frame = client
         .find(Locator::Css("iframe#preview-frame"))
         .await
@@ -257,13 +256,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     screenshot(&client, "home").await;
 
     // An example chip fills the box; the person writes their own prompt instead.
-    client
-        .find(Locator::Css("[data-example]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-example]").await;
     let prompt = client.find(Locator::Css("#prompt")).await.unwrap();
     assert!(
         prompt
@@ -275,13 +268,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     );
     prompt.clear().await.unwrap();
     prompt.send_keys("build me a habit tracker").await.unwrap();
-    client
-        .find(Locator::Css("#prompt-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#prompt-form button[type=submit]").await;
 
     wait_for(
         &client,
@@ -416,15 +403,11 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     )
     .await;
     screenshot(&client, "selected").await;
-    client
-        .find(Locator::Css(&format!(
-            "#selected-elements .remove-chip[aria-label='Remove {title_chip}']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        &format!("#selected-elements .remove-chip[aria-label='Remove {title_chip}']"),
+    )
+    .await;
     wait_for(
         &client,
         "one chip left",
@@ -432,13 +415,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     )
     .await;
 
-    client
-        .find(Locator::Css("#tab-code"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#tab-code").await;
     wait_for(&client, "the code view", &format!("return !!document.querySelector('#file-content') && document.querySelector('#file-content').innerText.includes('{nonce}')")).await;
     let crumbs = client
         .find(Locator::Css(".crumbs"))
@@ -558,13 +535,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     .await;
 
     // Going back to the first version offers to restore it; restoring makes a third version.
-    client
-        .find(Locator::Css(".fragment-card"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, ".fragment-card").await;
     wait_for(
         &client,
         "the restore offer",
@@ -603,13 +574,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
     field.clear().await.unwrap();
     field.send_keys("Not today").await.unwrap();
     screenshot(&client, "quick-edit").await;
-    client
-        .find(Locator::Css("#quick-edit button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#quick-edit button[type=submit]").await;
     wait_for(
         &client,
         "the quick edit saved as version 4",
@@ -633,13 +598,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         model_calls,
         "a quick edit calls no model"
     );
-    client
-        .find(Locator::Css(".close-quick-edit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, ".close-quick-edit").await;
     wait_for(
         &client,
         "the closed panel",

@@ -285,16 +285,10 @@ async fn the_prompt_forms_take_images_and_a_page_post_with_one_builds() {
             "images",
             reqwest::multipart::Part::bytes(b"GIF89a".to_vec()).file_name("a.gif"),
         );
-    let response = reqwest::Client::new()
-        .post(format!("{}/projects/{project}/messages", server.base))
-        .header("origin", &server.base)
-        .header("hx-request", "true")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    let body = response.text().await.unwrap();
+    let (status, body) = server
+        .htmx_post(&format!("/projects/{project}/messages"), Err(form))
+        .await;
+    assert_eq!(status, 422);
     assert!(body.contains("only PNG, JPEG and WebP"), "{body}");
     assert!(body.contains(r#"id="follow-up""#), "the form again: {body}");
     assert!(

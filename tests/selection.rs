@@ -151,16 +151,9 @@ async fn bad_selections_are_refused_and_nothing_is_stored() {
     let form = reqwest::multipart::Form::new()
         .text("prompt", "   ")
         .text("selected", "app/page.tsx:7:7:Button");
-    let response = reqwest::Client::new()
-        .post(format!("{}/projects/{project}/messages", server.base))
-        .header("origin", &server.base)
-        .header("hx-request", "true")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    let body = response.text().await.unwrap();
+    let messages = format!("/projects/{project}/messages");
+    let (status, body) = server.htmx_post(&messages, Err(form)).await;
+    assert_eq!(status, 422);
     assert!(
         body.contains(r#"<input type="hidden" name="selected" value="app/page.tsx:7:7:Button">"#),
         "the chip is kept: {body}"
@@ -168,16 +161,8 @@ async fn bad_selections_are_refused_and_nothing_is_stored() {
     let form = reqwest::multipart::Form::new()
         .text("prompt", "paint it")
         .text("selected", "/etc/passwd:1:1:div");
-    let response = reqwest::Client::new()
-        .post(format!("{}/projects/{project}/messages", server.base))
-        .header("origin", &server.base)
-        .header("hx-request", "true")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    let body = response.text().await.unwrap();
+    let (status, body) = server.htmx_post(&messages, Err(form)).await;
+    assert_eq!(status, 422);
     assert!(body.contains("a path inside the app"), "{body}");
     assert!(body.contains(">paint it</textarea>"), "{body}");
     assert_eq!(message_count(&server, &project).await, before);
@@ -339,16 +324,14 @@ async fn the_panel_offers_the_fields_and_applies_them() {
             && !panel.contains("name=\"class_name\""),
         "{panel}"
     );
-    let response = reqwest::Client::new()
-        .post(format!("{}/projects/{project}/edit", server.base))
-        .header("origin", &server.base)
-        .header("hx-request", "true")
-        .form(&[("loc", "app/page.tsx:7:7:Button"), ("text", "Not today")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body = response.text().await.unwrap();
+    let edit = format!("/projects/{project}/edit");
+    let (status, body) = server
+        .htmx_post(
+            &edit,
+            Ok(&[("loc", "app/page.tsx:7:7:Button"), ("text", "Not today")]),
+        )
+        .await;
+    assert_eq!(status, 200);
     assert!(body.contains("Saved as version 2"), "{body}");
     assert!(
         body.contains(r#"value="Not today""#),
@@ -358,16 +341,13 @@ async fn the_panel_offers_the_fields_and_applies_them() {
         body.contains(r#"id="conversation""#),
         "the new version is listed: {body}"
     );
-    let refused = reqwest::Client::new()
-        .post(format!("{}/projects/{project}/edit", server.base))
-        .header("origin", &server.base)
-        .header("hx-request", "true")
-        .form(&[("loc", "app/page.tsx:7:7:Button"), ("text", "<b>bold</b>")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 422);
-    let body = refused.text().await.unwrap();
+    let (status, body) = server
+        .htmx_post(
+            &edit,
+            Ok(&[("loc", "app/page.tsx:7:7:Button"), ("text", "<b>bold</b>")]),
+        )
+        .await;
+    assert_eq!(status, 422);
     assert!(body.contains("cannot contain"), "{body}");
     assert!(
         body.contains(r#"value="&lt;b&gt;bold&lt;/b&gt;""#),

@@ -173,6 +173,27 @@ impl Harness {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Posts to a page route as htmx does (same origin, `HX-Request`): a form when `form`
+    /// is `Ok`, a multipart body when it is `Err`. Returns the status and the HTML.
+    pub async fn htmx_post(
+        &self,
+        path: &str,
+        form: Result<&[(&str, &str)], reqwest::multipart::Form>,
+    ) -> (u16, String) {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .header("hx-request", "true");
+        let request = match form {
+            Ok(fields) => request.form(fields),
+            Err(multipart) => request.multipart(multipart),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     /// Creates a project and returns its id.
     pub async fn create(&self, prompt: &str) -> String {
         let (status, body) = self
