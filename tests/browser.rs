@@ -349,6 +349,17 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         &format!("return document.body && document.body.innerText.includes('{nonce}')"),
     )
     .await;
+    // The picker's script in <head> and the source tags do not upset hydration: Next's
+    // dev overlay counts no issue.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let issues = client
+        .execute(
+            "return [...document.querySelectorAll('nextjs-portal')].flatMap(p => p.shadowRoot ? [...p.shadowRoot.querySelectorAll('[data-issues-count]')] : []).map(c => c.textContent.trim()).filter(n => n !== '0')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(issues, json!([]), "Next.js reports issues in the preview");
     client.enter_parent_frame().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     screenshot(&client, "finished").await;
