@@ -142,16 +142,24 @@ async fn wait_for(client: &Client, what: &str, script: &str) {
     panic!("timed out waiting for {what}; the page says:\n{text}");
 }
 
-/// Turns on select mode, waits for the preview's picker to take it, moves the pointer onto
-/// the element at `xpath` in the preview (a screenshot then shows the outline, when named)
-/// and clicks it.
+/// Waits until the preview shows the element at `xpath` (a new version may still be
+/// loading), turns on select mode, waits for the preview's picker to take it, moves the
+/// pointer onto the element (a screenshot then shows the outline, when named) and clicks it.
 async fn pick_in_preview(client: &Client, xpath: &str, screenshot_name: Option<&str>) {
     use fantoccini::actions::{InputSource, MouseActions, PointerAction};
-    click(client, "#select-toggle").await;
     let frame = client
         .find(Locator::Css("iframe#preview-frame"))
         .await
         .unwrap();
+    frame.enter_frame().await.unwrap();
+    wait_for(
+        client,
+        &format!("{xpath} in the preview"),
+        &format!("return !!document.evaluate(\"{xpath}\", document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue"),
+    )
+    .await;
+    client.enter_parent_frame().await.unwrap();
+    click(client, "#select-toggle").await;
     frame.enter_frame().await.unwrap();
     wait_for(
         client,
