@@ -7,7 +7,8 @@
 //! The real `codeflux serve` binary (release build) runs against the Docker engine and a
 //! zero-latency scripted model, so the figures are CodeFlux's own: start-up, idle memory,
 //! prompt → preview with and without the warm pool, eight generations at once, the exec and
-//! file-write hot paths, and page latency with 100,000 projects. Benchmarks measure; no test
+//! file-write hot paths, what the dev server's source tags cost, and page latency with
+//! 100,000 projects. Benchmarks measure; no test
 //! asserts a timing.
 
 use std::path::{Path, PathBuf};
@@ -581,6 +582,121 @@ async fn hot_paths(table: &mut Table) {
     remove_instance(&instance);
 }
 
+/// What the dev server's source tags (selecting in the preview) cost: the first compile of
+/// a heavy page (every kit component) and its recompile after an edit, with the template's
+/// tagger and with it removed, each in a fresh container of the sandbox image.
+async fn tagging(table: &mut Table, image: &str) {
+    let instance = format!("bench-{}", Uuid::now_v7().simple());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let page = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kit-page.tsx");
+    // Times inside the container, so only the dev server is measured: the first request
+    // of `/`, then one after the page changed.
+    let measure = r#"for i in $(seq 240); do curl -s -o /dev/null http://127.0.0.1:3000/favicon.ico && break; sleep 0.5; done
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+s=$(ms); curl -s -o /tmp/first.html http://127.0.0.1:3000/; e=$(ms); echo $((e - s))
+sed -i 's/Kit card title/Kit card title again/' app/page.tsx; sleep 3
+s=$(ms); curl -s -o /dev/null http://127.0.0.1:3000/; e=$(ms); echo $((e - s))
+grep -c data-cf-loc /tmp/first.html || true"#;
+    let mut results = Vec::new();
+    for tagged in [true, false] {
+        let (mut first, mut edit) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let container = docker(&[
+                "run",
+                "-d",
+                "--label",
+                &format!("codeflux.instance={instance}"),
+                "--entrypoint",
+                "sleep",
+                image,
+                "infinity",
+            ]);
+            docker(&[
+                "cp",
+                &page.display().to_string(),
+                &format!("{container}:/home/user/app/page.tsx"),
+            ]);
+            docker(&[
+                "exec",
+                "-u",
+                "0",
+                &container,
+                "chown",
+                "user",
+                "/home/user/app/page.tsx",
+            ]);
+            if !tagged {
+                docker(&[
+                    "exec",
+                    "-u",
+                    "0",
+                    &container,
+                    "rm",
+                    "/usr/local/lib/codeflux-tagger.cjs",
+                ]);
+            }
+            docker(&[
+                "exec",
+                "-d",
+                "-u",
+                "user",
+                "-w",
+                "/home/user",
+                &container,
+                "bash",
+                "-c",
+                "npx next dev --turbopack -H 0.0.0.0 -p 3000 > /tmp/dev.log 2>&1",
+            ]);
+            let out = docker(&[
+                "exec",
+                "-u",
+                "user",
+                "-w",
+                "/home/user",
+                &container,
+                "bash",
+                "-c",
+                measure,
+            ]);
+            let lines: Vec<u64> = out
+                .lines()
+                .filter_map(|line| line.trim().parse().ok())
+                .collect();
+            assert_eq!(lines.len(), 3, "unexpected measurement output: {out}");
+            assert_eq!(lines[2] > 0, tagged, "tags present only with the tagger");
+            first.push(Duration::from_millis(lines[0]));
+            edit.push(Duration::from_millis(lines[1]));
+            docker(&["rm", "-f", &container]);
+        }
+        results.push((median(first), median(edit)));
+    }
+    let [(tagged_first, tagged_edit), (plain_first, plain_edit)] = results[..] else {
+        unreachable!()
+    };
+    table.row(
+        "Dev server, first compile of a heavy page: tagged / untagged",
+        format!("{} / {}", secs(tagged_first), secs(plain_first)),
+        "every kit component on `/` (tests/fixtures/kit-page.tsx), fresh container, timed inside it; with the template's tagger and with it removed; median of 3",
+    );
+    table.row(
+        "Dev server, recompile after an edit: tagged / untagged",
+        format!("{} / {}", secs(tagged_edit), secs(plain_edit)),
+        "the same page after one text change; median of 3",
+    );
+    remove_instance(&instance);
+}
+
 /// The home page and a project page at 1,000 requests a second, with `projects` projects.
 async fn pages_at_scale(table: &mut Table, projects: usize) {
     let data = tempfile::tempdir().unwrap();
@@ -695,7 +811,7 @@ fn commit() -> String {
 #[tokio::main]
 async fn main() {
     // `cargo bench -- hot preview` runs only those parts (startup, preview, hot, eight,
-    // pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
+    // tagging, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
@@ -704,15 +820,15 @@ async fn main() {
     let model = scripted_model().await;
     let mut table = Table(Vec::new());
     // The sandbox image is built (or found) once, outside every measurement.
-    {
+    let image = {
         let provider = DockerProvider::connect(bench_config())
             .await
             .expect("a Docker engine");
         provider
             .prepare_image(&mut |_| {})
             .await
-            .expect("the sandbox image");
-    }
+            .expect("the sandbox image")
+    };
     if wanted("startup") {
         println!("startup and idle memory …");
         startup(&mut table, &model).await;
@@ -728,6 +844,10 @@ async fn main() {
     if wanted("eight") {
         println!("eight generations at once …");
         eight_at_once(&mut table, &model).await;
+    }
+    if wanted("tagging") {
+        println!("source tags in the dev server …");
+        tagging(&mut table, &image).await;
     }
     if wanted("pages") {
         for projects in [3_000, 100_000] {
