@@ -399,19 +399,21 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         &format!("return [...document.querySelectorAll('#selected-elements code')].map(c => c.innerText).join('|') === '{skip_chip}'"),
     )
     .await;
-    let tag: String = client
-        .execute(
-            "return document.querySelector('#selected-elements input[name=selected]').value",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sent: serde_json::Value = serde_json::from_str(
+        client
+            .execute(
+                "return document.querySelector('#selected-elements input[name=selected]').value",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
-        tag,
-        format!("app/page.tsx:{skip_line}:{skip_column}:Button")
+        sent,
+        json!({ "loc": format!("app/page.tsx:{skip_line}:{skip_column}:Button"), "text": "Skip" })
     );
     pick_in_preview(&client, &format!("//*[text()='{nonce}']"), None).await;
     let title_chip = format!("<CardTitle> in app/page.tsx:{title_line}");
@@ -523,7 +525,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         .to_string();
     assert!(
         follow_up_request.contains(&format!(
-            "1. <Button> in app/page.tsx:{skip_line} (column {skip_column})"
+            "1. <Button> in app/page.tsx:{skip_line} (column {skip_column}), showing \u{201c}Skip\u{201d}"
         )) && follow_up_request.contains(&format!("> {skip_line} | ")),
         "the model was told where the selected element is: {follow_up_request}"
     );

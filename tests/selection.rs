@@ -60,7 +60,7 @@ async fn selected_elements_reach_the_model_with_their_lines_and_stay_with_the_pr
             json!({
                 "prompt": "make this red",
                 "selected": [
-                    "app/page.tsx:7:7:Button",
+                    { "file": "app/page.tsx", "line": 7, "column": 7, "name": "Button", "text": "Skip today" },
                     { "file": "components/ui/card.tsx", "line": 1 },
                 ],
             }),
@@ -75,7 +75,7 @@ async fn selected_elements_reach_the_model_with_their_lines_and_stay_with_the_pr
     let turn = last_user_text(server.fake.agent_requests().last().unwrap());
     assert!(turn.starts_with("make this red"), "{turn}");
     for expected in [
-        "1. <Button> in app/page.tsx:7 (column 7)",
+        "1. <Button> in app/page.tsx:7 (column 7), showing \u{201c}Skip today\u{201d}",
         "  5 |     <main className=\"p-8\">",
         "> 7 |       <Button variant=\"outline\">Skip today</Button>",
         // A file the agent never wrote comes from the template.

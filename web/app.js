@@ -157,20 +157,24 @@
   function addChip(place) {
     var list = document.getElementById("selected-elements");
     if (!list || typeof place.loc !== "string") return;
-    var inputs = list.querySelectorAll('input[name="selected"]');
-    var taken = Array.prototype.some.call(inputs, function (input) { return input.value === place.loc; });
+    var items = list.querySelectorAll(".picked-item");
+    var taken = Array.prototype.some.call(items, function (item) { return item.getAttribute("data-loc") === place.loc; });
     if (taken) return;
-    if (inputs.length >= MAX_SELECTED) {
+    if (items.length >= MAX_SELECTED) {
       selectHint("At most " + MAX_SELECTED + " elements per request.");
       return;
     }
     var text = "<" + place.name + "> in " + place.file + ":" + place.line;
+    var shown = typeof place.text === "string" ? place.text : "";
     var item = document.createElement("li");
     item.className = "picked-item";
+    item.setAttribute("data-loc", place.loc);
+    if (shown) item.title = shown;
     var input = document.createElement("input");
     input.type = "hidden";
     input.name = "selected";
-    input.value = place.loc;
+    // With its text, so the model can tell apart the items of one list.
+    input.value = shown ? JSON.stringify({ loc: place.loc, text: shown }) : place.loc;
     var label = document.createElement("code");
     label.textContent = text;
     var remove = document.createElement("button");

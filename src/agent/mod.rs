@@ -402,6 +402,9 @@ pub fn selected_elements(selected: &[SelectedElement]) -> String {
         if element.column > 0 {
             text.push_str(&format!(" (column {})", element.column));
         }
+        if let Some(shown) = &element.text {
+            text.push_str(&format!(", showing \u{201c}{shown}\u{201d}"));
+        }
         if let Some(snippet) = &element.snippet {
             text.push_str(&format!("\n```tsx\n{snippet}\n```"));
         }

@@ -78,6 +78,10 @@ pub struct SelectedElement {
     pub column: u32,
     /// The JSX tag, e.g. `Button` or `div`.
     pub name: String,
+    /// Its visible text when it was picked (shortened), which tells apart the items of a
+    /// list that one line of JSX renders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snippet: Option<String>,
 }
@@ -91,6 +95,14 @@ impl SelectedElement {
     /// `file:line:column:Name`, the form the picker sends and the follow-up form keeps.
     pub fn tag(&self) -> String {
         format!("{}:{}:{}:{}", self.file, self.line, self.column, self.name)
+    }
+
+    /// What the follow-up form sends for it: the tag, or `{"loc", "text"}` with its text.
+    pub fn form_value(&self) -> String {
+        match &self.text {
+            Some(text) => serde_json::json!({ "loc": self.tag(), "text": text }).to_string(),
+            None => self.tag(),
+        }
     }
 }
 

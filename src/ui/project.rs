@@ -221,8 +221,8 @@ pub fn follow_up_form(
 /// A picked element in the follow-up box; app.js builds the same markup for new picks.
 fn selected_chip(element: &SelectedElement) -> Markup {
     html! {
-        li.picked-item {
-            input type="hidden" name="selected" value=(element.tag());
+        li.picked-item data-loc=(element.tag()) title=[element.text.as_deref()] {
+            input type="hidden" name="selected" value=(element.form_value());
             code { (element.label()) }
             button.remove-chip type="button" aria-label={ "Remove " (element.label()) } { "×" }
         }

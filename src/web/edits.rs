@@ -163,6 +163,7 @@ pub async fn api_edit(
         line: body.element.line,
         column: body.element.column,
         name: body.element.name,
+        text: None,
     }
     .parse()?;
     let change = QuickChange {

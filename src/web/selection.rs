@@ -11,6 +11,9 @@ use crate::store::{SelectedElement, Store};
 /// Most elements one prompt may point at.
 pub const MAX_SELECTED: usize = 10;
 
+/// An element's text is cut to this many characters.
+const MAX_TEXT_CHARS: usize = 80;
+
 /// Lines shown before and after the element's line.
 const CONTEXT_BEFORE: u32 = 2;
 const CONTEXT_AFTER: u32 = 4;
@@ -29,6 +32,8 @@ pub enum SelectedInput {
         column: u32,
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        text: Option<String>,
     },
 }
 
@@ -41,9 +46,48 @@ impl SelectedInput {
                 line,
                 column,
                 name,
-            } => checked(file, line, column, name.unwrap_or_default()),
+                text,
+            } => Ok(SelectedElement {
+                text: text.as_deref().and_then(clean_text),
+                ..checked(file, line, column, name.unwrap_or_default())?
+            }),
         }
     }
+}
+
+/// A `selected` form field: the picker's tag, or `{"loc": tag, "text": …}` when the
+/// element showed text.
+pub fn parse_field(value: &str) -> Result<SelectedElement, AppError> {
+    #[derive(Deserialize)]
+    struct Picked {
+        loc: String,
+        text: Option<String>,
+    }
+    if !value.trim_start().starts_with('{') {
+        return parse_tag(value);
+    }
+    let picked: Picked = serde_json::from_str(value).map_err(|_| {
+        AppError::Invalid(format!(
+            "a selected element must be file:line:column:Name or {{\"loc\", \"text\"}}, not {value:?}"
+        ))
+    })?;
+    Ok(SelectedElement {
+        text: picked.text.as_deref().and_then(clean_text),
+        ..parse_tag(&picked.loc)?
+    })
+}
+
+/// One line of at most [`MAX_TEXT_CHARS`] characters, or nothing.
+fn clean_text(text: &str) -> Option<String> {
+    let line = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT_CHARS)
+        .collect::<String>();
+    (!line.is_empty()).then_some(line)
 }
 
 /// `components/habit-list.tsx:42:7:Button`, as the template's dev server tags elements.
@@ -106,6 +150,7 @@ fn checked(
         line,
         column,
         name,
+        text: None,
         snippet: None,
     })
 }
@@ -202,6 +247,29 @@ mod tests {
         ] {
             assert!(parse_tag(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_form_field_may_carry_the_elements_text() {
+        let element =
+            parse_field(r#"{"loc": "app/page.tsx:9:7:li", "text": "  Gym\n  3 days  "}"#).unwrap();
+        assert_eq!(
+            (element.line, element.text.as_deref()),
+            (9, Some("Gym 3 days"))
+        );
+        assert_eq!(
+            element.form_value(),
+            r#"{"loc":"app/page.tsx:9:7:li","text":"Gym 3 days"}"#
+        );
+        assert_eq!(parse_field("app/page.tsx:9:7:li").unwrap().text, None);
+        assert!(parse_field(r#"{"loc": "../x:1:1:li"}"#).is_err());
+        assert!(parse_field("{not json").is_err());
+        let long = parse_field(&format!(
+            r#"{{"loc": "a.tsx:1:1:p", "text": "{}"}}"#,
+            "x".repeat(200)
+        ))
+        .unwrap();
+        assert_eq!(long.text.unwrap().len(), 80);
     }
 
     #[test]

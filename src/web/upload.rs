@@ -152,8 +152,8 @@ async fn read_fields(multipart: &mut Multipart, upload: &mut PromptUpload) -> Re
         match field.name().unwrap_or_default() {
             "prompt" => upload.prompt = Some(field.text().await.map_err(malformed)?),
             "selected" | "selected[]" => {
-                let tag = field.text().await.map_err(malformed)?;
-                upload.selected.push(selection::parse_tag(&tag)?);
+                let value = field.text().await.map_err(malformed)?;
+                upload.selected.push(selection::parse_field(&value)?);
             }
             "images" | "images[]" => {
                 // Read in chunks so an oversized file is refused without holding it.
