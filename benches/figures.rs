@@ -646,29 +646,28 @@ grep -c data-cf-loc /tmp/first.html || true"#;
                     "/usr/local/lib/codeflux-tagger.cjs",
                 ]);
             }
-            docker(&[
-                "exec",
-                "-d",
-                "-u",
-                "user",
-                "-w",
-                "/home/user",
-                &container,
-                "bash",
-                "-c",
+            let in_app = |detached: bool, script: &str| {
+                let mut args = vec!["exec"];
+                if detached {
+                    args.push("-d");
+                }
+                args.extend([
+                    "-u",
+                    "user",
+                    "-w",
+                    "/home/user",
+                    &container,
+                    "bash",
+                    "-c",
+                    script,
+                ]);
+                docker(&args)
+            };
+            in_app(
+                true,
                 "npx next dev --turbopack -H 0.0.0.0 -p 3000 > /tmp/dev.log 2>&1",
-            ]);
-            let out = docker(&[
-                "exec",
-                "-u",
-                "user",
-                "-w",
-                "/home/user",
-                &container,
-                "bash",
-                "-c",
-                measure,
-            ]);
+            );
+            let out = in_app(false, measure);
             let lines: Vec<u64> = out
                 .lines()
                 .filter_map(|line| line.trim().parse().ok())
