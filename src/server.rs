@@ -271,8 +271,7 @@ pub fn ui_origins(listen: SocketAddr, public_origin: Option<&str>) -> Vec<String
         origins.push(format!("http://localhost:{port}"));
         origins.push(format!("http://127.0.0.1:{port}"));
         origins.push(format!("http://[::1]:{port}"));
-    }
-    if !ip.is_loopback() && !ip.is_unspecified() {
+    } else {
         origins.push(format!("http://{listen}"));
     }
     origins.dedup();

@@ -354,3 +354,38 @@ async fn the_panel_offers_the_fields_and_applies_them() {
         "the typed value is kept: {body}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_quick_edits_each_make_one_version() {
+    let server = Harness::start().await;
+    let project = project_with_page(&server).await;
+    let path = format!("/api/projects/{project}/edits");
+    let edits = (0..5).map(|n| {
+        let (server, path) = (&server, &path);
+        async move {
+            server
+                .post(
+                    path,
+                    json!({ "file": "app/page.tsx", "line": 6, "column": 7, "name": "h1", "text": format!("Habits {n}") }),
+                )
+                .await
+        }
+    });
+    let answers = futures::future::join_all(edits).await;
+    // Each waits its turn (a long wait answers 409, the same as during a job).
+    let mut numbers: Vec<u64> = answers
+        .iter()
+        .filter_map(|(status, version)| match status {
+            201 => Some(version["version"].as_u64().unwrap()),
+            409 => None,
+            other => panic!("{other}: {version}"),
+        })
+        .collect();
+    numbers.sort();
+    let expected: Vec<u64> = (2..2 + numbers.len() as u64).collect();
+    assert_eq!(numbers, expected, "one version each, none lost");
+    assert!(!numbers.is_empty());
+    assert_eq!(versions(&server, &project).await.len(), 1 + numbers.len());
+    let newest = newest_file(&server, &project, "app/page.tsx").await;
+    assert_eq!(newest.matches("<h1>Habits ").count(), 1, "{newest}");
+}

@@ -217,16 +217,20 @@ impl Generation {
             return Ok(version);
         }
         if let Err(error) = self.sync_restored(project_id, &before, &fragment).await {
-            // A sandbox left with other files must not be used again: without it, the next
-            // use starts a fresh one with the restored files.
-            tracing::warn!(%project_id, %error, "could not put the restored files in the sandbox; replacing it");
-            if let Some(provider) = &self.sandboxes
-                && let Err(error) = provider.release(project_id).await
-            {
-                tracing::warn!(%project_id, %error, "could not remove the sandbox either");
-            }
+            self.discard_sandbox(project_id, &error).await;
         }
         Ok(version)
+    }
+
+    /// A sandbox that could not be given the newest version's files must not be used
+    /// again: without it, the next use starts a fresh one with them.
+    async fn discard_sandbox(&self, project_id: Uuid, error: &JobError) {
+        tracing::warn!(%project_id, %error, "could not put the newest files in the sandbox; replacing it");
+        if let Some(provider) = &self.sandboxes
+            && let Err(error) = provider.release(project_id).await
+        {
+            tracing::warn!(%project_id, %error, "could not remove the sandbox either");
+        }
     }
 
     /// Saves a quick edit as the newest version and writes the file into the sandbox, where
@@ -259,12 +263,7 @@ impl Generation {
             Ok::<_, JobError>(())
         };
         if let Err(error) = written.await {
-            tracing::warn!(%project_id, %error, "could not write the edit into the sandbox; replacing it");
-            if let Some(provider) = &self.sandboxes
-                && let Err(error) = provider.release(project_id).await
-            {
-                tracing::warn!(%project_id, %error, "could not remove the sandbox either");
-            }
+            self.discard_sandbox(project_id, &error).await;
         }
         Ok(version)
     }

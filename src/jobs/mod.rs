@@ -336,30 +336,21 @@ impl JobQueue {
         edit: impl FnOnce(&BTreeMap<String, String>) -> Result<FileEdit, QuickEditError> + Send,
     ) -> Result<Option<crate::store::Version>, EditError> {
         let generation = self.inner.generation.clone();
-        let result = self
-            .while_idle(project_id, async move {
-                let files = generation.store.current_files(project_id)?;
-                let change = match edit(&files) {
-                    Ok(change) => change,
-                    Err(error) => return Ok(Err(error)),
-                };
-                generation.save_edit(project_id, &change).await.map(Ok)
-            })
-            .await?;
-        match result {
-            None => Ok(None),
-            Some(Ok(version)) => Ok(Some(version)),
-            Some(Err(error)) => Err(EditError::Edit(error)),
-        }
+        self.while_idle(project_id, async move {
+            let files = generation.store.current_files(project_id)?;
+            let change = edit(&files)?;
+            Ok(generation.save_edit(project_id, &change).await?)
+        })
+        .await
     }
 
     /// Runs `work` holding the project, so that no job starts on it meanwhile; `Ok(None)`
     /// without running it when a job is running or queued.
-    async fn while_idle<T>(
+    async fn while_idle<T, E: From<StoreError>>(
         &self,
         project_id: Uuid,
-        work: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<Option<T>, StoreError> {
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Option<T>, E> {
         let generation = &self.inner.generation;
         // A job that just finished lets go of its project a moment after its status says so.
         let mut tries = 0;

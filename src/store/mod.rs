@@ -409,24 +409,41 @@ impl Store {
             .find(|(version, _)| version.id == version_id)
             .ok_or(StoreError::NotFound("version"))?;
         let number = versions.len() as u32 + 1;
-        let (_, restored) = self.add_assistant_message(
+        self.add_version(
             project_id,
-            MessageType::Result,
+            number,
             &format!(
                 "Restored version {} (\u{201c}{}\u{201d}) as version {number}.",
                 chosen.version, chosen.title
             ),
-            None,
-            Some(NewFragment {
+            NewFragment {
                 title: fragment.title.clone(),
                 sandbox_url: fragment.sandbox_url.clone(),
                 files: fragment.files.clone(),
                 verification: fragment.verification.clone(),
-            }),
+            },
+        )
+    }
+
+    /// A version made without a job (restore, quick edit): an assistant message with its
+    /// fragment, which also takes in what a stopped job left unsaved.
+    fn add_version(
+        &self,
+        project_id: Uuid,
+        number: u32,
+        description: &str,
+        fragment: NewFragment,
+    ) -> StoreResult<(Version, Fragment)> {
+        let (_, added) = self.add_assistant_message(
+            project_id,
+            MessageType::Result,
+            description,
+            None,
+            Some(fragment),
         )?;
-        let restored = restored.expect("a fragment was given");
+        let added = added.expect("a fragment was given");
         self.clear_unsaved_files(project_id)?;
-        Ok((Version::of(&restored, number), restored))
+        Ok((Version::of(&added, number), added))
     }
 
     /// The app's files as they stand: the newest version's, with what a stopped job wrote
@@ -452,24 +469,21 @@ impl Store {
         let latest = self
             .latest_fragment(project_id)?
             .ok_or(StoreError::NotFound("version"))?;
-        let mut files = self.current_files(project_id)?;
+        let mut files = latest.files;
+        files.extend(self.unsaved_files(project_id)?);
         files.insert(path.to_string(), content.to_string());
         let number = self.versions(project_id)?.len() as u32 + 1;
-        let (_, edited) = self.add_assistant_message(
+        self.add_version(
             project_id,
-            MessageType::Result,
+            number,
             description,
-            None,
-            Some(NewFragment {
+            NewFragment {
                 title: latest.title,
                 sandbox_url: latest.sandbox_url,
                 files,
                 verification: None,
-            }),
-        )?;
-        let edited = edited.expect("a fragment was given");
-        self.clear_unsaved_files(project_id)?;
-        Ok((Version::of(&edited, number), edited))
+            },
+        )
     }
 
     /// The newest fragment of a project: the app as it currently stands.

@@ -72,13 +72,17 @@ impl AppState {
                 })
             })
             .await;
-        match saved {
-            Ok(Some(version)) => Ok(version),
-            Ok(None) => Err(AppError::Conflict(
-                "a job is working on this project; stop it or wait before editing",
-            )),
-            Err(EditError::Edit(error)) => Err(error.into()),
-            Err(EditError::Store(error)) => Err(error.into()),
+        saved?.ok_or(AppError::Conflict(
+            "a job is working on this project; stop it or wait before editing",
+        ))
+    }
+}
+
+impl From<EditError> for AppError {
+    fn from(error: EditError) -> Self {
+        match error {
+            EditError::Edit(error) => error.into(),
+            EditError::Store(error) => error.into(),
         }
     }
 }
@@ -89,24 +93,16 @@ impl From<QuickEditError> for AppError {
     }
 }
 
-/// The file the element is in: the app's own, or the template's when the agent never
-/// wrote it.
+/// The file the element is in: the app's own, or the template's.
 fn source_of(
     files: &std::collections::BTreeMap<String, String>,
     element: &SelectedElement,
 ) -> Result<String, QuickEditError> {
-    files
-        .get(&element.file)
-        .cloned()
-        .or_else(|| {
-            crate::sandbox::template::file(&element.file)
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-        })
-        .ok_or_else(|| QuickEditError::Moved {
-            name: element.name.clone(),
-            line: element.line,
-            column: element.column,
-        })
+    selection::app_source(files, &element.file).ok_or_else(|| QuickEditError::Moved {
+        name: element.name.clone(),
+        line: element.line,
+        column: element.column,
+    })
 }
 
 /// "Quick edit of <h1> in app/page.tsx:6 (no model): text “A” → “B”."

@@ -170,24 +170,23 @@ pub fn with_snippets(
     if selected.is_empty() {
         return Ok(selected);
     }
-    let latest = store.latest_fragment(project_id)?;
-    let unsaved = store.unsaved_files(project_id)?;
+    let files = store.current_files(project_id)?;
     for element in &mut selected {
-        let source = unsaved
-            .get(&element.file)
-            .cloned()
-            .or_else(|| {
-                latest
-                    .as_ref()
-                    .and_then(|fragment| fragment.files.get(&element.file).cloned())
-            })
-            .or_else(|| {
-                crate::sandbox::template::file(&element.file)
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-            });
-        element.snippet = source.and_then(|source| snippet(&source, element.line));
+        element.snippet =
+            app_source(&files, &element.file).and_then(|source| snippet(&source, element.line));
     }
     Ok(selected)
+}
+
+/// A file of the app as it stands (`files`, from [`Store::current_files`]), or the
+/// template's when the agent never wrote it.
+pub fn app_source(
+    files: &std::collections::BTreeMap<String, String>,
+    path: &str,
+) -> Option<String> {
+    files.get(path).cloned().or_else(|| {
+        crate::sandbox::template::file(path).and_then(|bytes| String::from_utf8(bytes).ok())
+    })
 }
 
 /// The lines around `line`, numbered, the element's own marked with `>`.
