@@ -6,6 +6,7 @@ pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod events;
+pub mod hosts;
 pub mod jobs;
 pub mod llm;
 pub mod metrics;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentSettings;
 use crate::events::EventHub;
+use crate::hosts::{PreviewHosts, UiHosts};
 use crate::jobs::{Generation, JobQueue, PreviewAddress, Revival};
 use crate::llm::{Llm, LlmConfig, OpenAiClient};
 use crate::sandbox::SandboxProvider;
@@ -32,6 +33,8 @@ pub struct Settings {
     /// The origin people open the UI at, when it is not the listen address
     /// (`CODEFLUX_PUBLIC_URL`); the element picker in previews talks to it.
     pub public_origin: Option<String>,
+    /// More names the UI and previews answer to (`CODEFLUX_ALLOWED_HOSTS`).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("cannot set up the preview proxy: {0}")]
     Preview(#[from] crate::preview::ForwardError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
 }
 
 /// The running parts, built once.
@@ -57,6 +62,8 @@ pub struct Services {
     pub jobs: JobQueue,
     preview_extra_ca: Option<Vec<u8>>,
     public_origin: Option<String>,
+    allowed_hosts: Vec<String>,
+    preview_url_template: String,
 }
 
 impl Services {
@@ -146,6 +153,8 @@ impl Services {
             jobs,
             preview_extra_ca: settings.preview_extra_ca.clone(),
             public_origin: settings.public_origin.clone(),
+            allowed_hosts: settings.allowed_hosts.clone(),
+            preview_url_template: settings.preview_url_template.clone(),
         })
     }
 
@@ -168,6 +177,9 @@ impl Services {
             }
         });
         let address: SocketAddr = listener.local_addr()?;
+        let ui_hosts = UiHosts::new(address, self.public_origin.as_deref(), &self.allowed_hosts)?;
+        let preview_hosts = PreviewHosts::new(&self.preview_url_template, &self.allowed_hosts)?;
+        let guard = Arc::new(crate::web::Guard::new(ui_hosts, &self.preview_url_template));
         let previews = match preview_listener {
             Some(preview_listener) => {
                 let targets = Arc::new(Revival::new(self.jobs.generation().clone()));
@@ -178,6 +190,7 @@ impl Services {
                         auth: self.state.auth.clone(),
                         extra_ca: self.preview_extra_ca.clone(),
                         ui_origins: ui_origins(address, self.public_origin.as_deref()),
+                        hosts: preview_hosts,
                     },
                 )?
                 .layer(axum::middleware::map_response(
@@ -203,7 +216,7 @@ impl Services {
         let dispatcher = self.jobs.start();
         tracing::info!("CodeFlux is listening on http://{address}");
         let mut server = tokio::spawn(
-            axum::serve(listener, crate::web::app(self.state.clone()))
+            axum::serve(listener, crate::web::app(self.state.clone(), guard))
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         );

@@ -108,15 +108,22 @@ async fn the_preview_proxy_serves_pages_and_hot_reload() {
     sandbox.write_files(&[page(&changed)]).await.unwrap();
     wait_for_text(&client, &url, Some(&host), &changed).await;
 
-    // Hosts without a project, and projects without a running sandbox, get a clear page.
+    // Hosts that are no preview address are refused; projects without a running sandbox
+    // get a clear page.
     let unknown = client
         .get(&url)
         .header("host", format!("nothing.localhost:{port}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(unknown.status(), 404);
-    assert!(unknown.text().await.unwrap().contains("No such preview"));
+    assert_eq!(unknown.status(), 421);
+    assert!(
+        unknown
+            .text()
+            .await
+            .unwrap()
+            .contains("not a preview address")
+    );
     let stopped = client
         .get(&url)
         .header("host", format!("{}.localhost:{port}", Uuid::now_v7()))

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use codeflux::hosts::UiHosts;
 use codeflux::server::Services;
 use codeflux::store::{MessageType, NewFragment};
-use codeflux::web::{AppState, Setup, app};
+use codeflux::web::{AppState, Guard, Setup, app};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -40,11 +41,25 @@ async fn state() -> AppState {
     .await
 }
 
+/// The router as `serve` on 127.0.0.1:3000 builds it.
+fn router(state: &AppState) -> axum::Router {
+    let hosts = UiHosts::new("127.0.0.1:3000".parse().unwrap(), None, &[]).unwrap();
+    app(
+        state.clone(),
+        Arc::new(Guard::new(hosts, support::harness::PREVIEW_TEMPLATE)),
+    )
+}
+
+/// Sends `request` as a browser at the UI would (with its `Host`).
 async fn send(
     state: &AppState,
-    request: Request<Body>,
+    mut request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
-    let response = app(state.clone()).oneshot(request).await.unwrap();
+    request
+        .headers_mut()
+        .entry("host")
+        .or_insert(axum::http::HeaderValue::from_static("127.0.0.1:3000"));
+    let response = router(state).oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -361,9 +376,10 @@ async fn the_code_tab_shows_a_tree_and_a_highlighted_file() {
 async fn a_version_downloads_as_a_zip() {
     let state = state().await;
     let (project, message) = finished_project(&state, "build a tracker");
-    let response = app(state.clone())
+    let response = router(&state)
         .oneshot(
             Request::get(format!("/projects/{project}/fragments/{message}/download"))
+                .header("host", "127.0.0.1:3000")
                 .body(Body::empty())
                 .unwrap(),
         )

@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// elements in the preview talks only to this origin and the listen address's.
     #[arg(long, env = "CODEFLUX_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// More names the UI and the previews answer to (reverse proxies, LAN names),
+    /// comma-separated: `codeflux.lan,box.lan:8080`. Other `Host`s get 421, which keeps
+    /// web pages from reaching CodeFlux by DNS rebinding.
+    #[arg(long, env = "CODEFLUX_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// PEM bundle the preview proxy trusts for `https` dev servers (a self-hosted E2B).
     #[arg(long, env = "CODEFLUX_PREVIEW_CA_CERT")]
     pub preview_ca_cert: Option<PathBuf>,
@@ -159,6 +164,7 @@ impl AgentArgs {
             auth: crate::auth::Auth::default(),
             preview_extra_ca: None,
             public_origin: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -251,6 +257,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.public_url {
         settings.public_origin = Some(public_origin(url)?);
     }
+    settings.allowed_hosts = args.allowed_hosts.clone();
+    // Checked now, so a wrong name stops the start instead of every request.
+    crate::hosts::UiHosts::new(
+        listen,
+        settings.public_origin.as_deref(),
+        &settings.allowed_hosts,
+    )?;
+    crate::hosts::PreviewHosts::new(&settings.preview_url_template, &settings.allowed_hosts)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let (instance, full_data_dir) = installation(data_dir);

@@ -3,7 +3,7 @@
 //! (`/__codeflux/auth?grant=…`), and opening it sets a cookie for that preview host only.
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
@@ -32,6 +32,27 @@ pub fn check(auth: &Auth, project_id: Uuid, request: &Request) -> Option<Respons
     (!signed_in).then(pages::sign_in_needed)
 }
 
+/// Removes CodeFlux's preview cookie from what goes on to the dev server, keeping the
+/// app's own cookies.
+pub fn strip_session(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) != PREVIEW_COOKIE)
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// Sets the preview host's cookie and sends the browser on to the app's front page.
 fn grant_session(auth: &Auth, project_id: Uuid, request: &Request) -> Response {
     // Inside the UI's frame the preview is a third party: over TLS the cookie must be
@@ -58,4 +79,29 @@ fn query_value(request: &Request, name: &str) -> Option<String> {
         let (key, value) = pair.split_once('=')?;
         (key == name).then(|| value.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preview_cookie_stays_with_codeflux() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; codeflux_preview=1.ab"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("cart=3"));
+        strip_session(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "theme=dark; cart=3");
+        let mut only_ours = HeaderMap::new();
+        only_ours.insert(
+            header::COOKIE,
+            HeaderValue::from_static("codeflux_preview=1.ab"),
+        );
+        strip_session(&mut only_ours);
+        assert!(!only_ours.contains_key(header::COOKIE));
+    }
 }

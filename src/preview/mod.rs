@@ -13,12 +13,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{ACCEPT_ENCODING, HOST};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::auth::Auth;
+pub use crate::hosts::PreviewHosts;
 use crate::sandbox::PreviewUpstream;
 
 /// What happened when a visit asked for a stopped sandbox to start.
@@ -67,6 +69,8 @@ struct Proxy {
     auth: Auth,
     /// The picker's `<script>` tag for pages, when the UI's origins are known.
     picker_tag: Option<bytes::Bytes>,
+    /// The names previews are served at; other `Host`s are refused.
+    hosts: PreviewHosts,
 }
 
 /// How the proxy treats visitors and dev servers.
@@ -81,6 +85,8 @@ pub struct PreviewOptions {
     /// Origins the UI is opened at (`http://localhost:3000`, `CODEFLUX_PUBLIC_URL`): the
     /// element picker added to preview pages talks to these only. Empty: no picker.
     pub ui_origins: Vec<String>,
+    /// The names previews answer to (`<project id>.localhost` unless configured).
+    pub hosts: PreviewHosts,
 }
 
 pub use forward::ForwardError;
@@ -96,6 +102,7 @@ pub fn router(
         auth: options.auth,
         picker_tag: (!options.ui_origins.is_empty())
             .then(|| picker::script_tag(&options.ui_origins)),
+        hosts: options.hosts,
     };
     Ok(Router::new().fallback(handle).with_state(proxy))
 }
@@ -111,25 +118,24 @@ pub async fn serve(
         .await
 }
 
-/// The project id in a host like `0193….localhost:3001` or `0193….preview.example.com`.
-pub fn project_from_host(host: &str) -> Option<Uuid> {
-    host.split('.').next()?.parse().ok()
-}
-
 async fn handle(State(proxy): State<Proxy>, mut request: Request) -> Response {
-    let host = request
-        .headers()
-        .get(HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| request.uri().host())
-        .unwrap_or_default()
-        .to_string();
-    let Some(project_id) = project_from_host(&host) else {
-        return pages::not_found(&host);
+    // Checked before anything else, upgrades (hot reload) included: a name that is not a
+    // preview address is a rebinding page or a misconfiguration, and wakes nothing.
+    let host = crate::hosts::request_authority(&request);
+    let Some(project_id) = proxy.hosts.project(&host) else {
+        tracing::warn!(%host, "refused a preview request for a host that is not a preview address");
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            proxy.hosts.refusal(&host),
+        )
+            .into_response();
     };
     if let Some(refusal) = access::check(&proxy.auth, project_id, &request) {
         return refusal;
     }
+    // The preview session is CodeFlux's, not the app's: the app never sees it.
+    access::strip_session(request.headers_mut());
     if request.uri().path() == picker::SCRIPT_PATH && proxy.picker_tag.is_some() {
         return picker::script();
     }
@@ -157,22 +163,5 @@ async fn handle(State(proxy): State<Proxy>, mut request: Request) -> Response {
             Wake::Unavailable(reason) => pages::unavailable(&reason),
         },
         Err(reason) => pages::bad_gateway(&reason),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn project_id_is_the_first_host_label() {
-        let id = Uuid::now_v7();
-        assert_eq!(project_from_host(&format!("{id}.localhost:3001")), Some(id));
-        assert_eq!(
-            project_from_host(&format!("{id}.preview.example.com")),
-            Some(id)
-        );
-        assert_eq!(project_from_host("localhost:3001"), None);
-        assert_eq!(project_from_host(""), None);
     }
 }

@@ -135,13 +135,24 @@ fn page(state: &AppState, status: StatusCode, next: &str, error: Option<&str>) -
         .into_response()
 }
 
-/// Only paths on this server: never an open redirect to another site.
+/// Only paths on this server: never an open redirect to another site. Browsers drop tabs
+/// and newlines from URLs and read `\` as `/`, so `/\t/evil.example` would end at
+/// `//evil.example`: such targets are refused, and what is left must resolve to this origin.
 fn local_target(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_string()
-        }
-        _ => "/".to_string(),
+    const BASE: &str = "http://codeflux.invalid";
+    let Some(path) = next else {
+        return "/".to_string();
+    };
+    let plain = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.chars().any(|c| c.is_control() || c == '\\');
+    let same_origin = reqwest::Url::parse(BASE)
+        .and_then(|base| base.join(path))
+        .is_ok_and(|url| url.origin().ascii_serialization() == BASE);
+    if plain && same_origin {
+        path.to_string()
+    } else {
+        "/".to_string()
     }
 }
 
@@ -154,4 +165,29 @@ fn urlencode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_target;
+
+    #[test]
+    fn sign_in_sends_people_only_to_this_server() {
+        for good in ["/", "/projects/1?tab=code", "/a//b"] {
+            assert_eq!(local_target(Some(good)), good);
+        }
+        for bad in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "evil.example",
+            "/\u{7f}/evil.example",
+        ] {
+            assert_eq!(local_target(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_target(None), "/");
+    }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod edits;
 mod error;
 mod extract;
+mod guard;
 mod pages;
 pub mod selection;
 pub mod upload;
@@ -15,16 +16,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::Request;
-use axum::http::Method;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 pub use crate::ui::Setup;
 pub use error::AppError;
+pub use guard::Guard;
 
 use crate::events::EventHub;
 use crate::jobs::{JobQueue, PreviewAddress};
@@ -66,8 +65,9 @@ impl AppState {
     }
 }
 
-/// The whole router; `serve` and the tests use the same one.
-pub fn app(state: AppState) -> Router {
+/// The whole router; `serve` and the tests use the same one. `guard` says which names and
+/// origins it answers to.
+pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
     let api = Router::new()
         .route(
             "/projects",
@@ -144,27 +144,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_login,
         ))
-        .layer(middleware::from_fn(refuse_cross_site_writes))
+        .layer(middleware::from_fn_with_state(guard, guard::check))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// CSRF protection without tokens: a browser marks every cross-site request with an
-/// `Origin` (or `Sec-Fetch-Site`), so writes from other sites are refused outright.
-async fn refuse_cross_site_writes(request: Request, next: Next) -> Response {
-    let safe = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if !safe {
-        let headers = request.headers();
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|site| site == "cross-site" || site == "same-site");
-        if cross_site || !ws::same_origin(headers) {
-            return AppError::Forbidden("cross-site request refused").into_response();
-        }
-    }
-    next.run(request).await
 }

@@ -55,6 +55,7 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
         auth: Default::default(),
         preview_extra_ca: None,
         public_origin: None,
+        allowed_hosts: Vec::new(),
     }
 }
 
