@@ -3,6 +3,18 @@
 # goes to a log that CodeFlux reads to check the app after each change (compile errors).
 set -u
 cd /home/user
+# On Docker, CodeFlux sets this sandbox's network rules first and then creates the gate
+# file (on a root-owned tmpfs): no app code runs before the rules are in place.
+if [ -n "${CODEFLUX_NETWORK_GATE:-}" ]; then
+  for _ in $(seq 1 1200); do
+    [ -e "$CODEFLUX_NETWORK_GATE" ] && break
+    sleep 0.1
+  done
+  if [ ! -e "$CODEFLUX_NETWORK_GATE" ]; then
+    echo "codeflux: the network rules were never set; not starting the dev server" >&2
+    exit 1
+  fi
+fi
 log=/tmp/codeflux-dev.log
 : > "$log"
 npx next dev --turbopack -H 0.0.0.0 -p 3000 > >(tee -a "$log") 2>&1 &

@@ -27,6 +27,7 @@ pub fn test_config() -> DockerConfig {
         socket: None,
         pool: 0,
         max_running: None,
+        network_prefix: "codeflux".to_string(),
     }
 }
 

@@ -39,6 +39,9 @@ pub struct DockerConfig {
     pub pool: usize,
     /// Most project sandboxes running at once; `None`: as many as fit in the engine's memory.
     pub max_running: Option<usize>,
+    /// First part of the network names (`codeflux-sandboxes`, `codeflux-isolated`); tests
+    /// use their own.
+    pub network_prefix: String,
 }
 
 impl Default for DockerConfig {
@@ -56,6 +59,7 @@ impl Default for DockerConfig {
             socket: None,
             pool: 1,
             max_running: None,
+            network_prefix: "codeflux".to_string(),
         }
     }
 }
@@ -128,6 +132,7 @@ impl DockerConfig {
                 })?,
             },
             max_running: number("CODEFLUX_SANDBOX_MAX_RUNNING")?.map(|n| n as usize),
+            network_prefix: defaults.network_prefix,
         })
     }
 
@@ -147,10 +152,11 @@ impl DockerConfig {
     }
 
     /// The Docker network the sandboxes join.
-    pub fn network_name(&self) -> &'static str {
-        match self.network {
-            NetworkMode::Bridge => "codeflux-sandboxes",
-            NetworkMode::None => "codeflux-isolated",
-        }
+    pub fn network_name(&self) -> String {
+        let purpose = match self.network {
+            NetworkMode::Bridge => "sandboxes",
+            NetworkMode::None => "isolated",
+        };
+        format!("{}-{purpose}", self.network_prefix)
     }
 }

@@ -3,8 +3,10 @@
 
 mod budget;
 mod config;
+mod firewall;
 mod image;
 mod inventory;
+mod network;
 mod pool;
 mod runner;
 mod sandbox;
@@ -15,10 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkConnectRequest,
-    NetworkCreateRequest,
-};
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder,
@@ -91,6 +90,10 @@ pub struct DockerProvider {
     leases: Arc<budget::Leases>,
     /// Command runners inside the containers (one attached exec each).
     runners: Arc<runner::Runners>,
+    /// The sandboxes' network once it is known to exist; its lock serialises creating it.
+    network_id: tokio::sync::Mutex<Option<String>>,
+    /// This machine's addresses and DNS servers, for the sandboxes' network rules.
+    destinations: firewall::Destinations,
 }
 
 /// A labelled container as found on the engine.
@@ -128,7 +131,9 @@ impl DockerProvider {
                 budget::default_max_running(memory, config.memory_mb)
             }
         };
+        let destinations = firewall::Destinations::discover(&docker).await;
         Ok(Self {
+            destinations,
             max_running,
             leases: Arc::default(),
             runners: Arc::default(),
@@ -139,6 +144,7 @@ impl DockerProvider {
             image: tokio::sync::Mutex::new(None),
             readiness: ReadinessCell::default(),
             pool: pool::Pool::default(),
+            network_id: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -335,44 +341,6 @@ impl DockerProvider {
         }
     }
 
-    /// Creates the sandboxes' network if needed, and joins it when CodeFlux itself runs in
-    /// a container on the same engine, so previews are reached without published ports.
-    pub(crate) async fn ensure_network(&self) -> Result<(), SandboxError> {
-        let name = self.config.network_name();
-        if self.docker.inspect_network(name, None).await.is_err() {
-            let request = NetworkCreateRequest {
-                name: name.to_string(),
-                driver: Some("bridge".to_string()),
-                internal: Some(self.config.network == NetworkMode::None),
-                labels: Some(HashMap::from([(
-                    SANDBOX_LABEL.to_string(),
-                    "network".to_string(),
-                )])),
-                ..Default::default()
-            };
-            if let Err(error) = self.docker.create_network(request).await {
-                // Another CodeFlux may have created it meanwhile.
-                if self.docker.inspect_network(name, None).await.is_err() {
-                    return Err(SandboxError::Backend(format!(
-                        "cannot create network {name}: {}",
-                        docker_error(error)
-                    )));
-                }
-            }
-        }
-        if let Some(own_id) = own_container_id()
-            && self.docker.inspect_container(&own_id, None).await.is_ok()
-        {
-            let request = NetworkConnectRequest {
-                container: own_id,
-                ..Default::default()
-            };
-            // Already connected is fine.
-            let _ = self.docker.connect_network(name, request).await;
-        }
-        Ok(())
-    }
-
     /// Creates a sandbox container named `name`; `project_id` is `None` for a warm one.
     async fn create_container(
         &self,
@@ -392,10 +360,16 @@ impl DockerProvider {
         if let Some(data_dir) = &self.config.data_dir {
             labels.insert(DATA_DIR_LABEL.to_string(), data_dir.display().to_string());
         }
+        let network = self.ensure_network().await?;
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             labels: Some(labels),
             hostname: Some("sandbox".to_string()),
+            // The start script waits for this file: the network rules come first.
+            env: Some(vec![format!(
+                "CODEFLUX_NETWORK_GATE={}",
+                firewall::GATE_FILE
+            )]),
             host_config: Some(HostConfig {
                 memory: Some(self.config.memory_mb * 1024 * 1024),
                 nano_cpus: Some((self.config.cpus * 1e9) as i64),
@@ -404,7 +378,12 @@ impl DockerProvider {
                 cap_drop: Some(vec!["ALL".to_string()]),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 init: Some(true),
-                network_mode: Some(self.config.network_name().to_string()),
+                network_mode: Some(network),
+                // Root's, emptied on every start: the gate closes with each new namespace.
+                tmpfs: Some(HashMap::from([(
+                    firewall::GATE_DIR.to_string(),
+                    "rw,nosuid,nodev,noexec,size=64k,mode=0755".to_string(),
+                )])),
                 ..Default::default()
             }),
             ..Default::default()
@@ -431,14 +410,34 @@ impl DockerProvider {
         Ok(created.id)
     }
 
-    async fn start(&self, container_id: &str) -> Result<(), SandboxError> {
+    /// Starts the container and seals its network before any of its code runs (the dev
+    /// server waits for that); a container already running was sealed when it started.
+    async fn start(&self, container_id: &str, image: &str) -> Result<(), SandboxError> {
         match self.docker.start_container(container_id, None).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
-            }) => Ok(()),
-            Err(error) => Err(SandboxError::Backend(docker_error(error))),
+            }) => return Ok(()),
+            Err(error) => return Err(SandboxError::Backend(docker_error(error))),
         }
+        let sealed = firewall::seal(
+            &self.docker,
+            image,
+            container_id,
+            self.config.network,
+            &self.destinations,
+        )
+        .await;
+        if let Err(error) = sealed {
+            // Never leave a running sandbox without its rules.
+            let options = StopContainerOptionsBuilder::new().t(0).build();
+            let _ = self
+                .docker
+                .stop_container(container_id, Some(options))
+                .await;
+            return Err(error);
+        }
+        Ok(())
     }
 
     async fn address(&self, container_id: &str) -> Result<String, SandboxError> {
@@ -450,7 +449,7 @@ impl DockerProvider {
         inspected
             .network_settings
             .and_then(|settings| settings.networks)
-            .and_then(|networks| networks.get(self.config.network_name()).cloned())
+            .and_then(|networks| networks.get(&self.config.network_name()).cloned())
             .and_then(|endpoint| endpoint.ip_address)
             .filter(|ip| !ip.is_empty())
             .ok_or_else(|| {
@@ -505,7 +504,7 @@ impl SandboxProvider for DockerProvider {
             Some(found) if found.image_tag.as_deref() == Some(image.as_str()) => {
                 if !found.running {
                     self.make_room(project_id).await?;
-                    self.start(&found.id).await?;
+                    self.start(&found.id, &image).await?;
                 }
                 (found.id, false)
             }
@@ -522,7 +521,7 @@ impl SandboxProvider for DockerProvider {
                         let id = self
                             .create_container(&name, Some(project_id), &image)
                             .await?;
-                        self.start(&id).await?;
+                        self.start(&id, &image).await?;
                         id
                     }
                 };

@@ -159,7 +159,7 @@ impl DockerProvider {
                 Uuid::now_v7().simple()
             );
             let id = self.create_container(&name, None, &image).await?;
-            self.start(&id).await?;
+            self.start(&id, &image).await?;
             if let Err(error) = self.warm(&id).await {
                 let _ = self.remove(&id).await;
                 return Err(error);
