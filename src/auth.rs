@@ -42,10 +42,21 @@ pub enum AuthError {
     TokenTooShort,
 }
 
+/// Wrong tokens allowed in a row before sign-ins must wait.
+pub const FREE_SIGN_IN_FAILURES: u32 = 5;
+
 /// The configured token, if any. Without one, everything is open (loopback only).
 #[derive(Clone, Default)]
 pub struct Auth {
     token: Option<String>,
+    /// Failed sign-ins, shared by every clone (one server, one back-off).
+    throttle: std::sync::Arc<std::sync::Mutex<Throttle>>,
+}
+
+#[derive(Debug, Default)]
+struct Throttle {
+    failures: u32,
+    blocked_until: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for Auth {
@@ -65,7 +76,10 @@ impl Auth {
         {
             return Err(AuthError::TokenTooShort);
         }
-        Ok(Self { token })
+        Ok(Self {
+            token,
+            throttle: Default::default(),
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -87,13 +101,48 @@ impl Auth {
             .is_some_and(|token| bool::from(token.as_bytes().ct_eq(offered.as_bytes())))
     }
 
-    /// A new UI session cookie value.
-    pub fn new_session(&self) -> String {
-        self.signed("session", SESSION_LIFETIME)
+    /// A new UI session cookie value, valid while the session `generation` lasts (signing
+    /// out starts a new one on the server, which ends every earlier session).
+    pub fn new_session(&self, generation: u64) -> String {
+        self.signed(&format!("session:{generation}"), SESSION_LIFETIME)
     }
 
-    pub fn is_session(&self, value: &str) -> bool {
-        self.verify("session", value)
+    pub fn is_session(&self, value: &str, generation: u64) -> bool {
+        self.verify(&format!("session:{generation}"), value)
+    }
+
+    /// Whether a sign-in may be tried now; `Err` holds how long to wait. After
+    /// [`FREE_SIGN_IN_FAILURES`] wrong tokens in a row, each further try waits twice as long
+    /// as the last (at most a minute), so guessing the token from the sign-in form is slow.
+    pub fn sign_in_allowed(&self) -> Result<(), Duration> {
+        let throttle = self.lock_throttle();
+        match throttle.blocked_until {
+            Some(until) if until > std::time::Instant::now() => {
+                Err(until - std::time::Instant::now())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a sign-in's outcome for the back-off.
+    pub fn sign_in_outcome(&self, succeeded: bool) {
+        let mut throttle = self.lock_throttle();
+        if succeeded {
+            *throttle = Throttle::default();
+            return;
+        }
+        throttle.failures += 1;
+        if throttle.failures >= FREE_SIGN_IN_FAILURES {
+            let doublings = (throttle.failures - FREE_SIGN_IN_FAILURES).min(6);
+            let wait = Duration::from_secs(1 << doublings).min(Duration::from_secs(60));
+            throttle.blocked_until = Some(std::time::Instant::now() + wait);
+        }
+    }
+
+    fn lock_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The query string of a signed link that opens `project`'s preview.
@@ -175,10 +224,11 @@ mod tests {
     #[test]
     fn sessions_and_links_verify_only_with_the_same_token_and_purpose() {
         let auth = auth();
-        let session = auth.new_session();
-        assert!(auth.is_session(&session));
+        let session = auth.new_session(3);
+        assert!(auth.is_session(&session, 3));
+        assert!(!auth.is_session(&session, 4), "a later generation ends it");
         let other = Auth::new(Some("another-long-enough-token".into())).unwrap();
-        assert!(!other.is_session(&session));
+        assert!(!other.is_session(&session, 3));
         let project = Uuid::now_v7();
         let grant = auth.preview_link_query(project);
         let grant = grant.strip_prefix("grant=").unwrap();
@@ -187,16 +237,16 @@ mod tests {
             !auth.is_preview_link(Uuid::now_v7(), grant),
             "bound to its project"
         );
-        assert!(!auth.is_session(grant), "bound to its purpose");
-        assert!(!auth.is_session("garbage"));
-        assert!(!auth.is_session("1.00"));
+        assert!(!auth.is_session(grant, 0), "bound to its purpose");
+        assert!(!auth.is_session("garbage", 0));
+        assert!(!auth.is_session("1.00", 0));
     }
 
     #[test]
     fn expired_values_are_refused() {
         let auth = auth();
-        let expired = format!("100.{}", hex::encode(auth.signature("session", 100)));
-        assert!(!auth.is_session(&expired));
+        let expired = format!("100.{}", hex::encode(auth.signature("session:0", 100)));
+        assert!(!auth.is_session(&expired, 0));
     }
 
     #[test]
@@ -226,6 +276,30 @@ mod tests {
         assert!(auth().is_token("a-long-enough-test-token"));
         assert!(!auth().is_token("a-long-enough-test-tokem"));
         assert!(!open.is_token(""));
+    }
+
+    #[test]
+    fn wrong_tokens_in_a_row_make_sign_ins_wait_longer_each_time() {
+        let auth = auth();
+        for _ in 0..FREE_SIGN_IN_FAILURES - 1 {
+            auth.sign_in_outcome(false);
+            assert!(auth.sign_in_allowed().is_ok());
+        }
+        auth.sign_in_outcome(false);
+        let first = auth.sign_in_allowed().unwrap_err();
+        assert!(first <= Duration::from_secs(1) && first > Duration::ZERO);
+        auth.clone().sign_in_outcome(false);
+        let second = auth.sign_in_allowed().unwrap_err();
+        assert!(
+            second > Duration::from_secs(1),
+            "clones share it; {second:?}"
+        );
+        for _ in 0..20 {
+            auth.sign_in_outcome(false);
+        }
+        assert!(auth.sign_in_allowed().unwrap_err() <= Duration::from_secs(60));
+        auth.sign_in_outcome(true);
+        assert!(auth.sign_in_allowed().is_ok(), "a right token resets it");
     }
 
     #[test]

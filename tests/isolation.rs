@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use codeflux::sandbox::docker::{DockerConfig, DockerProvider, NetworkMode};
 use codeflux::sandbox::{Sandbox, SandboxProvider};
-use support::docker_env::{Cleanup, provider, test_config};
+use support::docker_env::{Cleanup, docker_cli, provider, test_config};
 use uuid::Uuid;
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -20,17 +20,15 @@ const LIMIT: Duration = Duration::from_secs(600);
 /// Prints `open`, an error code (`EHOSTUNREACH` for the rules' refusal) or `timeout`.
 const PROBE: &str = r#"const [h,p]=process.argv.slice(1);const s=require("net").connect({host:h,port:+p,timeout:3000});s.on("connect",()=>{console.log("open");process.exit(0)});s.on("error",e=>{console.log(e.code);process.exit(0)});s.on("timeout",()=>{console.log("timeout");process.exit(0)})"#;
 
-fn docker_cli(args: &[&str]) -> String {
-    let output = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs");
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+/// The address of the host on `network`.
+fn gateway_of(network: &str) -> String {
+    docker_cli(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        network,
+    ])
 }
 
 /// Networks whose name is exactly `name`.
@@ -168,13 +166,7 @@ async fn sandboxes_reach_the_registry_but_not_each_other_the_host_or_private_ran
     wait_for_dev_server(&provider, b).await;
 
     let network = config.network_name();
-    let gateway = docker_cli(&[
-        "network",
-        "inspect",
-        "--format",
-        "{{(index .IPAM.Config 0).Gateway}}",
-        &network,
-    ]);
+    let gateway = gateway_of(&network);
     let other = address_of(&container_of(b));
     let service = host_service().await;
     let host_address = if_addrs::get_if_addrs()
@@ -275,13 +267,7 @@ async fn air_gapped_sandboxes_reach_nothing_and_still_show_their_preview() {
     let sandbox = provider.acquire(project).await.unwrap().sandbox;
     wait_for_dev_server(&provider, project).await;
     let network = config.network_name();
-    let gateway = docker_cli(&[
-        "network",
-        "inspect",
-        "--format",
-        "{{(index .IPAM.Config 0).Gateway}}",
-        &network,
-    ]);
+    let gateway = gateway_of(&network);
     let service = host_service().await;
     let registry = tokio::net::lookup_host("registry.npmjs.org:443")
         .await
@@ -317,15 +303,10 @@ async fn air_gapped_sandboxes_reach_nothing_and_still_show_their_preview() {
 async fn concurrent_starts_leave_one_network_of_each_name_and_duplicates_are_healed() {
     for mode in [NetworkMode::Bridge, NetworkMode::None] {
         let (first, config, _networks) = isolated_provider(mode).await;
-        // A second server on the same engine and the same networks.
-        let second = Arc::new(DockerProvider::connect(config.clone()).await.unwrap());
         let name = config.network_name();
-        let calls = (0..10).map(|n| {
-            let provider = if n % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
+        // One server: the pool, jobs and previews ask at once (what made three networks).
+        let calls = (0..10).map(|_| {
+            let provider = first.clone();
             tokio::spawn(async move { provider.ensure_network().await })
         });
         let ids: Vec<String> = futures::future::join_all(calls)
@@ -339,6 +320,28 @@ async fn concurrent_starts_leave_one_network_of_each_name_and_duplicates_are_hea
             "{name} after ten concurrent starts"
         );
         assert!(ids.windows(2).all(|pair| pair[0] == pair[1]), "{ids:?}");
+
+        // Two servers on one engine starting at once, on a name nobody made yet: they may
+        // each create one, but they end on the same single network.
+        let (one, raced, _raced_networks) = isolated_provider(mode).await;
+        let other = Arc::new(DockerProvider::connect(raced.clone()).await.unwrap());
+        let calls = (0..10).map(|n| {
+            let provider = if n % 2 == 0 {
+                one.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move { provider.ensure_network().await })
+        });
+        for joined in futures::future::join_all(calls).await {
+            joined.unwrap().unwrap();
+        }
+        let survivor = networks_named(&raced.network_name());
+        assert_eq!(survivor.len(), 1, "after two servers raced: {survivor:?}");
+        for provider in [&one, &other] {
+            let id = provider.ensure_network().await.unwrap();
+            assert_eq!(id[..12], survivor[0], "both servers use the one left");
+        }
 
         // An engine that already holds duplicates (what older versions left) is healed,
         // and sandboxes start on it.

@@ -586,13 +586,89 @@ async fn previews_need_a_signed_link_when_a_token_is_set() {
         .to_string();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     let session = cookie.split(';').next().unwrap();
+    // Let in: the proxy goes on to the project's sandbox, which the visit starts (the
+    // test backend has no dev server, so the answer is the page that waits for it).
     let shown = preview(&ids[0], "/", Some(session)).await.unwrap();
-    assert_ne!(shown.status(), 401, "the preview host lets the browser in");
+    assert_eq!(shown.status(), 503, "the preview host lets the browser in");
+    assert!(
+        shown
+            .text()
+            .await
+            .unwrap()
+            .contains("The sandbox and its dev server are starting up"),
+        "the answer is the preview's own, not a refusal or an error"
+    );
     let elsewhere = preview(&ids[1], "/", Some(session)).await.unwrap();
     assert_eq!(
         elsewhere.status(),
         401,
         "the cookie is bound to its project"
+    );
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_on_the_server_and_wrong_tokens_back_off() {
+    let (server, _) = guarded_server().await;
+    let http = no_redirects();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let sign_in = |token: &'static str| {
+        http.post(url("/login"))
+            .form(&[("token", token), ("next", "/")])
+            .send()
+    };
+    let signed_in = sign_in(TOKEN).await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    let home = |session: String| http.get(url("/")).header("cookie", session).send();
+    assert_eq!(home(session.clone()).await.unwrap().status(), 200);
+
+    let out = http
+        .post(url("/logout"))
+        .header("cookie", &session)
+        .header("origin", &server.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    // A browser (or a thief) that kept the cookie is not signed in any more.
+    let after = home(session).await.unwrap();
+    assert_eq!(
+        after.status(),
+        303,
+        "the old session was ended on the server"
+    );
+    assert!(
+        after.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+
+    // Wrong tokens: a few are answered as wrong, then sign-ins must wait, even a right one.
+    for _ in 0..codeflux::auth::FREE_SIGN_IN_FAILURES {
+        assert_eq!(sign_in("not-the-token").await.unwrap().status(), 401);
+    }
+    let throttled = sign_in(TOKEN).await.unwrap();
+    assert_eq!(throttled.status(), 429);
+    assert!(!throttled.headers().contains_key("set-cookie"));
+    assert!(
+        throttled
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many wrong tokens")
+    );
+    // The first wait is one second; then the right token gets in and resets the count.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = sign_in(TOKEN).await.unwrap();
+    assert_eq!(again.status(), 303);
+    let fresh = again.headers()["set-cookie"].to_str().unwrap();
+    let fresh = fresh.split(';').next().unwrap().to_string();
+    assert_eq!(
+        home(fresh).await.unwrap().status(),
+        200,
+        "a new session works"
     );
 }
 

@@ -44,6 +44,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Key (in the default tree) of the sign-in session generation.
+const SESSION_GENERATION: &[u8] = b"session_generation";
+
 /// How long opening waits for a lock that an earlier store in this process may still hold.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -151,6 +154,31 @@ impl Store {
     /// A tree for a component's own small state (e.g. a sandbox backend's ids).
     pub fn tree(&self, name: &str) -> StoreResult<sled::Tree> {
         Ok(self.db.open_tree(name)?)
+    }
+
+    /// The generation of sign-in sessions: a session made under an older one is over.
+    pub fn session_generation(&self) -> StoreResult<u64> {
+        Ok(self
+            .db
+            .get(SESSION_GENERATION)?
+            .and_then(|bytes| bytes.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Ends every session signed so far (sign-out); durable before it returns.
+    pub async fn end_sessions(&self) -> StoreResult<u64> {
+        let next = self
+            .db
+            .update_and_fetch(SESSION_GENERATION, |old| {
+                let current = old
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((current + 1).to_be_bytes().to_vec())
+            })?
+            .and_then(|bytes| bytes.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        self.flush().await?;
+        Ok(next)
     }
 
     pub(crate) fn events_tree(&self) -> &sled::Tree {

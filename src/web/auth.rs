@@ -21,7 +21,8 @@ pub async fn require_login(
 ) -> Response {
     let path = request.uri().path();
     let public = path == "/login" || path == "/healthz" || path.starts_with("/assets/");
-    if !state.auth.enabled() || public || is_signed_in(&state.auth, request.headers()) {
+    let generation = state.store.session_generation().unwrap_or(u64::MAX);
+    if !state.auth.enabled() || public || is_signed_in(&state.auth, request.headers(), generation) {
         return next.run(request).await;
     }
     // Machines (API clients, Prometheus) get a 401 rather than the sign-in page.
@@ -49,7 +50,7 @@ pub async fn require_login(
     Redirect::to(&login).into_response()
 }
 
-fn is_signed_in(auth: &Auth, headers: &HeaderMap) -> bool {
+fn is_signed_in(auth: &Auth, headers: &HeaderMap, generation: u64) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -61,7 +62,7 @@ fn is_signed_in(auth: &Auth, headers: &HeaderMap) -> bool {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .filter_map(|value| cookie(value, SESSION_COOKIE))
-            .any(|session| auth.is_session(session))
+            .any(|session| auth.is_session(session, generation))
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,10 +93,18 @@ pub async fn login(
     if !state.auth.enabled() {
         return Redirect::to(&next).into_response();
     }
-    if !state
+    if let Err(wait) = state.auth.sign_in_allowed() {
+        let message = format!(
+            "Too many wrong tokens: try again in {} s.",
+            wait.as_secs().max(1)
+        );
+        return page(&state, StatusCode::TOO_MANY_REQUESTS, &next, Some(&message));
+    }
+    let right = state
         .auth
-        .is_token(form.token.as_deref().unwrap_or_default())
-    {
+        .is_token(form.token.as_deref().unwrap_or_default());
+    state.auth.sign_in_outcome(right);
+    if !right {
         tracing::warn!("a sign-in with a wrong token was refused");
         return page(
             &state,
@@ -106,13 +115,25 @@ pub async fn login(
     }
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{}",
-        state.auth.new_session(),
+        state
+            .auth
+            .new_session(match state.store.session_generation() {
+                Ok(generation) => generation,
+                Err(error) => return AppError::from(error).into_response(),
+            }),
         if behind_tls(&headers) { "; Secure" } else { "" }
     );
     session_response(&next, &cookie)
 }
 
-pub async fn logout() -> Response {
+/// Ends every session on the server (the token is the one identity), then clears the
+/// browser's cookie.
+pub async fn logout(State(state): State<AppState>) -> Response {
+    if state.auth.enabled()
+        && let Err(error) = state.store.end_sessions().await
+    {
+        return AppError::from(error).into_response();
+    }
     session_response(
         "/login",
         &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
