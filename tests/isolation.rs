@@ -51,11 +51,13 @@ fn networks_named(name: &str) -> Vec<String> {
 /// Removes a test's networks (by prefix) and containers when dropped.
 struct Networks {
     prefix: String,
-    _containers: Cleanup,
+    containers: Option<Cleanup>,
 }
 
 impl Drop for Networks {
     fn drop(&mut self) {
+        // Containers first: a network with containers on it cannot be removed.
+        drop(self.containers.take());
         for mode in ["sandboxes", "isolated"] {
             for id in networks_named(&format!("{}-{mode}", self.prefix)) {
                 let _ = std::process::Command::new("docker")
@@ -75,7 +77,7 @@ async fn isolated_provider(network: NetworkMode) -> (Arc<DockerProvider>, Docker
     let (provider, cleanup) = provider(config.clone()).await;
     let guard = Networks {
         prefix: config.network_prefix.clone(),
-        _containers: cleanup,
+        containers: Some(cleanup),
     };
     (provider, config, guard)
 }
