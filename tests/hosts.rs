@@ -65,6 +65,18 @@ impl Server {
         (status, response.text().await.unwrap())
     }
 
+    /// Creates a project as a browser at `host` whose page came from `origin` would.
+    async fn create_from(&self, host: &str, origin: &str) -> (u16, String) {
+        self.send(
+            reqwest::Client::new()
+                .post(self.url("/api/projects"))
+                .header("host", host)
+                .header("origin", origin)
+                .json(&json!({ "prompt": "from a browser" })),
+        )
+        .await
+    }
+
     /// A WebSocket handshake to `url` with these headers; the refusal's status, or 101.
     async fn websocket(&self, url: &str, headers: &[(&str, String)]) -> u16 {
         let mut request = url.into_client_request().unwrap();
@@ -208,11 +220,9 @@ async fn writes_and_websockets_from_other_origins_are_refused() {
     // The UI's own origin still works, by each loopback name.
     for name in ["127.0.0.1", "localhost"] {
         let (status, body) = server
-            .send(
-                http.post(server.url("/api/projects"))
-                    .header("host", format!("{name}:{}", server.port))
-                    .header("origin", format!("http://{name}:{}", server.port))
-                    .json(&json!({ "prompt": "from the UI" })),
+            .create_from(
+                &format!("{name}:{}", server.port),
+                &format!("http://{name}:{}", server.port),
             )
             .await;
         assert_eq!(status, 201, "{name}: {body}");
@@ -299,11 +309,9 @@ async fn reverse_proxy_and_lan_names_work_when_configured() {
     let project = project["id"].as_str().unwrap().to_string();
     // A LAN name from CODEFLUX_ALLOWED_HOSTS, on the listen port.
     let (status, body) = server
-        .send(
-            http.post(server.url("/api/projects"))
-                .header("host", format!("codeflux.lan:{}", server.port))
-                .header("origin", format!("http://codeflux.lan:{}", server.port))
-                .json(&json!({ "prompt": "from the LAN" })),
+        .create_from(
+            &format!("codeflux.lan:{}", server.port),
+            &format!("http://codeflux.lan:{}", server.port),
         )
         .await;
     assert_eq!(status, 201, "{body}");

@@ -6,9 +6,13 @@
 
 mod flusher;
 pub mod images;
+mod jobs;
 mod models;
+mod opening;
 mod private_dir;
+mod sessions;
 mod slug;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,17 +47,6 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Key (in the default tree) of the sign-in session generation.
-const SESSION_GENERATION: &[u8] = b"session_generation";
-
-/// How long opening waits for a lock that an earlier store in this process may still hold.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// sled reports a held lock only in its message (an `io::Error` of kind `Other`).
-fn is_lock_conflict(error: &sled::Error) -> bool {
-    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
-}
 
 /// A page of projects, newest first; `next` is the cursor for the following page.
 #[derive(Debug, Clone)]
@@ -93,92 +86,9 @@ pub struct Store {
 }
 
 impl Store {
-    ///
-    /// The directory is made private to this user (0700, files 0600): it holds every
-    /// project's code and prompts. When the database is locked, opening waits a little:
-    /// sled's background thread keeps the lock for a moment after the last handle of an
-    /// earlier store is dropped. A lock still held after that belongs to another server.
-    pub fn open(path: &std::path::Path) -> StoreResult<Self> {
-        private_dir::prepare(path).map_err(|source| StoreError::Directory {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match sled::open(path) {
-                Ok(db) => break db,
-                Err(error) if is_lock_conflict(&error) => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(StoreError::InUse(path.display().to_string()));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        };
-        private_dir::restrict_files(path).map_err(|source| StoreError::Directory {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_db(db)
-    }
-
-    /// A store that lives in memory only (tests, `generate` without a data dir).
-    pub fn temporary() -> StoreResult<Self> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
-    }
-
-    fn from_db(db: sled::Db) -> StoreResult<Self> {
-        let store = Self {
-            projects: db.open_tree("projects")?,
-            messages: db.open_tree("messages")?,
-            fragments: db.open_tree("fragments")?,
-            jobs: db.open_tree("jobs")?,
-            open_jobs: db.open_tree("open_jobs")?,
-            queue: db.open_tree("queue")?,
-            events: db.open_tree("events")?,
-            unsaved: db.open_tree("unsaved_files")?,
-            images: db.open_tree("images")?,
-            flusher: Arc::new(flusher::Flusher::start(db.clone())),
-            db,
-        };
-        // Data written before the queue index existed: derive it once.
-        if store.queue.is_empty() {
-            for key in store.open_jobs.iter().keys() {
-                store.queue.insert(&key?[16..32], &[])?;
-            }
-        }
-        Ok(store)
-    }
-
     /// A tree for a component's own small state (e.g. a sandbox backend's ids).
     pub fn tree(&self, name: &str) -> StoreResult<sled::Tree> {
         Ok(self.db.open_tree(name)?)
-    }
-
-    /// The generation of sign-in sessions: a session made under an older one is over.
-    pub fn session_generation(&self) -> StoreResult<u64> {
-        Ok(self
-            .db
-            .get(SESSION_GENERATION)?
-            .and_then(|bytes| bytes.as_ref().try_into().ok())
-            .map_or(0, u64::from_be_bytes))
-    }
-
-    /// Ends every session signed so far (sign-out); durable before it returns.
-    pub async fn end_sessions(&self) -> StoreResult<u64> {
-        let next = self
-            .db
-            .update_and_fetch(SESSION_GENERATION, |old| {
-                let current = old
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .map_or(0, u64::from_be_bytes);
-                Some((current + 1).to_be_bytes().to_vec())
-            })?
-            .and_then(|bytes| bytes.as_ref().try_into().ok())
-            .map_or(0, u64::from_be_bytes);
-        self.flush().await?;
-        Ok(next)
     }
 
     pub(crate) fn events_tree(&self) -> &sled::Tree {
@@ -455,193 +365,6 @@ impl Store {
     pub fn fragment(&self, message_id: Uuid) -> StoreResult<Option<Fragment>> {
         get(&self.fragments, message_id.as_bytes())
     }
-
-    /// Every version of a project's app, oldest first, numbered from 1.
-    pub fn versions(&self, project_id: Uuid) -> StoreResult<Vec<(Version, Fragment)>> {
-        let mut versions = Vec::new();
-        for message in self.messages(project_id)? {
-            if let Some(fragment) = self.fragment(message.id)? {
-                versions.push((Version::of(&fragment, versions.len() as u32 + 1), fragment));
-            }
-        }
-        Ok(versions)
-    }
-
-    /// Makes an earlier version the newest one: a new assistant message whose fragment
-    /// holds the same files. Nothing newer is removed.
-    pub fn restore_version(
-        &self,
-        project_id: Uuid,
-        version_id: Uuid,
-    ) -> StoreResult<(Version, Fragment)> {
-        let versions = self.versions(project_id)?;
-        let (chosen, fragment) = versions
-            .iter()
-            .find(|(version, _)| version.id == version_id)
-            .ok_or(StoreError::NotFound("version"))?;
-        let number = versions.len() as u32 + 1;
-        self.add_version(
-            project_id,
-            number,
-            &format!(
-                "Restored version {} (\u{201c}{}\u{201d}) as version {number}.",
-                chosen.version, chosen.title
-            ),
-            NewFragment {
-                title: fragment.title.clone(),
-                sandbox_url: fragment.sandbox_url.clone(),
-                files: fragment.files.clone(),
-                verification: fragment.verification.clone(),
-            },
-        )
-    }
-
-    /// A version made without a job (restore, quick edit): an assistant message with its
-    /// fragment, which also takes in what a stopped job left unsaved.
-    fn add_version(
-        &self,
-        project_id: Uuid,
-        number: u32,
-        description: &str,
-        fragment: NewFragment,
-    ) -> StoreResult<(Version, Fragment)> {
-        let (_, added) = self.add_assistant_message(
-            project_id,
-            MessageType::Result,
-            description,
-            None,
-            Some(fragment),
-        )?;
-        let added = added.expect("a fragment was given");
-        self.clear_unsaved_files(project_id)?;
-        Ok((Version::of(&added, number), added))
-    }
-
-    /// The app's files as they stand: the newest version's, with what a stopped job wrote
-    /// since on top.
-    pub fn current_files(&self, project_id: Uuid) -> StoreResult<BTreeMap<String, String>> {
-        let mut files = self
-            .latest_fragment(project_id)?
-            .map(|fragment| fragment.files)
-            .unwrap_or_default();
-        files.extend(self.unsaved_files(project_id)?);
-        Ok(files)
-    }
-
-    /// A new version made without the model (a quick edit): the current files with `path`
-    /// set to `content`, said in `description`.
-    pub fn add_edited_version(
-        &self,
-        project_id: Uuid,
-        path: &str,
-        content: &str,
-        description: &str,
-    ) -> StoreResult<(Version, Fragment)> {
-        let latest = self
-            .latest_fragment(project_id)?
-            .ok_or(StoreError::NotFound("version"))?;
-        let mut files = latest.files;
-        files.extend(self.unsaved_files(project_id)?);
-        files.insert(path.to_string(), content.to_string());
-        let number = self.versions(project_id)?.len() as u32 + 1;
-        self.add_version(
-            project_id,
-            number,
-            description,
-            NewFragment {
-                title: latest.title,
-                sandbox_url: latest.sandbox_url,
-                files,
-                verification: None,
-            },
-        )
-    }
-
-    /// The newest fragment of a project: the app as it currently stands.
-    pub fn latest_fragment(&self, project_id: Uuid) -> StoreResult<Option<Fragment>> {
-        for value in self
-            .messages
-            .scan_prefix(project_id.as_bytes())
-            .values()
-            .rev()
-        {
-            let message: Message = serde_json::from_slice(&value?)?;
-            if let Some(fragment) = self.fragment(message.id)? {
-                return Ok(Some(fragment));
-            }
-        }
-        Ok(None)
-    }
-
-    // --- jobs ---
-
-    pub fn job(&self, id: Uuid) -> StoreResult<Job> {
-        get(&self.jobs, id.as_bytes())?.ok_or(StoreError::NotFound("job"))
-    }
-
-    /// Saves a job and keeps the open-jobs index in step with its status.
-    pub fn put_job(&self, job: &Job) -> StoreResult<()> {
-        put(&self.jobs, job.id.as_bytes(), job)?;
-        let index_key = pair_key(job.project_id, job.id);
-        match job.status {
-            JobStatus::Queued | JobStatus::Running => {
-                self.open_jobs.insert(index_key, &[])?;
-                self.queue.insert(job.id.as_bytes(), &[])?;
-            }
-            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled => {
-                self.open_jobs.remove(index_key)?;
-                self.queue.remove(job.id.as_bytes())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Every job that is queued or running, oldest first, read lazily: the dispatcher stops
-    /// as soon as its workers are busy, however long the queue.
-    pub fn open_jobs(&self) -> impl Iterator<Item = StoreResult<Job>> + '_ {
-        self.queue
-            .iter()
-            .keys()
-            .map(|key| self.job(uuid_from(&key?)))
-    }
-
-    /// The project's queued or running jobs, oldest first.
-    pub fn open_jobs_of(&self, project_id: Uuid) -> StoreResult<Vec<Job>> {
-        let mut jobs = self
-            .open_jobs
-            .scan_prefix(project_id.as_bytes())
-            .keys()
-            .map(|key| self.job(uuid_from(&key?[16..])))
-            .collect::<StoreResult<Vec<Job>>>()?;
-        jobs.sort_by_key(|job| job.id);
-        Ok(jobs)
-    }
-
-    pub fn project_status(&self, project_id: Uuid) -> StoreResult<ProjectStatus> {
-        self.project_status_besides(project_id, None)
-    }
-
-    /// The project's status if the job `finishing` were already over (it announces its end
-    /// just before its status is stored).
-    pub fn project_status_besides(
-        &self,
-        project_id: Uuid,
-        finishing: Option<Uuid>,
-    ) -> StoreResult<ProjectStatus> {
-        let mut status = ProjectStatus::Idle;
-        for key in self.open_jobs.scan_prefix(project_id.as_bytes()).keys() {
-            let job_id = uuid_from(&key?[16..]);
-            if Some(job_id) == finishing {
-                continue;
-            }
-            match self.job(job_id)?.status {
-                JobStatus::Running => return Ok(ProjectStatus::Running),
-                JobStatus::Queued => status = ProjectStatus::Queued,
-                _ => {}
-            }
-        }
-        Ok(status)
-    }
 }
 
 /// The parts of a fragment the job decides; the store adds ids and timestamps.
@@ -725,60 +448,5 @@ mod tests {
         let queued: Vec<Job> = store.open_jobs().collect::<Result<_, _>>().unwrap();
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].project_id, id);
-    }
-
-    /// sled's background thread may hold the lock a moment after the store is dropped:
-    /// reopening at once, many times over, must wait for it rather than fail.
-    #[test]
-    fn reopening_right_after_closing_waits_for_the_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        for round in 0..50 {
-            let store =
-                Store::open(dir.path()).unwrap_or_else(|error| panic!("round {round}: {error}"));
-            store.create_project("again").unwrap();
-        }
-    }
-
-    #[test]
-    fn a_directory_held_by_another_store_is_named_in_use() {
-        let dir = tempfile::tempdir().unwrap();
-        let _held = Store::open(dir.path()).unwrap();
-        let Err(error) = Store::open(dir.path()) else {
-            panic!("a second store opened a locked directory");
-        };
-        assert!(matches!(error, StoreError::InUse(_)), "{error}");
-        let message = error.to_string();
-        assert!(
-            message.contains(&dir.path().display().to_string()),
-            "{message}"
-        );
-        assert!(message.contains("already running"), "{message}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_data_directory_and_its_files_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let parent = tempfile::tempdir().unwrap();
-        let path = parent.path().join("data");
-        drop(Store::open(&path).unwrap());
-        let mode =
-            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o700);
-        // An existing directory (and its files) made by hand with the usual umask.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(path.join("notes"), "x").unwrap();
-        std::fs::set_permissions(path.join("notes"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-        drop(Store::open(&path).unwrap());
-        assert_eq!(mode(&path), 0o700);
-        let files: Vec<_> = std::fs::read_dir(&path)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
-        assert!(files.len() > 1, "sled wrote files: {files:?}");
-        for file in files.iter().filter(|file| file.is_file()) {
-            assert_eq!(mode(file), 0o600, "{}", file.display());
-        }
     }
 }

@@ -21,8 +21,12 @@ pub async fn require_login(
 ) -> Response {
     let path = request.uri().path();
     let public = path == "/login" || path == "/healthz" || path.starts_with("/assets/");
+    if !state.auth.enabled() || public {
+        return next.run(request).await;
+    }
+    // A store that cannot be read lets no session in (the bearer token still works).
     let generation = state.store.session_generation().unwrap_or(u64::MAX);
-    if !state.auth.enabled() || public || is_signed_in(&state.auth, request.headers(), generation) {
+    if is_signed_in(&state.auth, request.headers(), generation) {
         return next.run(request).await;
     }
     // Machines (API clients, Prometheus) get a 401 rather than the sign-in page.

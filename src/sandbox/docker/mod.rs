@@ -4,6 +4,7 @@
 mod budget;
 mod config;
 mod firewall;
+mod idle;
 mod image;
 mod inventory;
 mod network;
@@ -13,7 +14,6 @@ mod sandbox;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::sandbox::readiness::{Readiness, ReadinessCell};
 pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
+pub use idle::Activity;
 pub use image::{
     Exported, ImageState, Imported, TransferError, build_image, ensure_image, export_image,
     image_state, import_image,
@@ -46,32 +47,6 @@ pub const INSTANCE_LABEL: &str = "codeflux.instance";
 /// Labels naming the owning server's data directory and host, to tell whether it still runs.
 const DATA_DIR_LABEL: &str = "codeflux.data_dir";
 const HOST_LABEL: &str = "codeflux.host";
-
-/// When each project's sandbox was last used; the reaper stops the ones idle too long.
-#[derive(Default)]
-pub struct Activity {
-    last_used: Mutex<HashMap<Uuid, Instant>>,
-}
-
-impl Activity {
-    pub fn touch(&self, project_id: Uuid) {
-        self.lock().insert(project_id, Instant::now());
-    }
-
-    /// How long the project's sandbox has been idle; a sandbox never seen counts from now.
-    fn idle_for(&self, project_id: Uuid) -> Duration {
-        self.lock()
-            .entry(project_id)
-            .or_insert_with(Instant::now)
-            .elapsed()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
-        self.last_used
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 pub struct DockerProvider {
     docker: Docker,
@@ -207,55 +182,6 @@ impl DockerProvider {
             }
         }
         Ok(removed)
-    }
-
-    /// Stops running sandboxes idle for longer than the configured limit. Returns how many.
-    pub async fn stop_idle(&self) -> Result<usize, SandboxError> {
-        let mut stopped = 0;
-        for (project_id, container) in self.list_sandboxes(true).await? {
-            let Some(project_id) = project_id else {
-                continue;
-            };
-            if self.activity.idle_for(project_id) < self.config.idle {
-                continue;
-            }
-            let lock = self.project_lock(project_id);
-            let _guard = lock.lock().await;
-            // Checked again under the lock: a job may have just used it.
-            if self.activity.idle_for(project_id) < self.config.idle {
-                continue;
-            }
-            tracing::info!(%project_id, "stopping an idle sandbox");
-            let options = StopContainerOptionsBuilder::new().t(5).build();
-            match self
-                .docker
-                .stop_container(&container.id, Some(options))
-                .await
-            {
-                Ok(())
-                | Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 304 | 404,
-                    ..
-                }) => stopped += 1,
-                Err(error) => return Err(SandboxError::Backend(docker_error(error))),
-            }
-        }
-        Ok(stopped)
-    }
-
-    /// Runs [`DockerProvider::stop_idle`] periodically until the task is dropped.
-    pub fn spawn_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let provider = self.clone();
-        let every =
-            (provider.config.idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(error) = provider.stop_idle().await {
-                    tracing::warn!(%error, "could not stop idle sandboxes");
-                }
-            }
-        })
     }
 
     fn project_lock(&self, project_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
