@@ -91,6 +91,9 @@ impl EventKind {
     }
 }
 
+/// Jobs per project whose progress events are kept (the newest one is the one shown).
+pub const KEPT_JOBS: usize = 3;
+
 #[derive(Clone)]
 pub struct EventHub {
     store: Store,
@@ -121,10 +124,17 @@ impl EventHub {
             .append_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let seq = match tree.scan_prefix(project_id.as_bytes()).keys().next_back() {
-            Some(key) => seq_from_key(&key?) + 1,
-            None => 1,
+        let (seq, new_job) = match tree.scan_prefix(project_id.as_bytes()).next_back() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                let last: Event = serde_json::from_slice(&value)?;
+                (seq_from_key(&key) + 1, last.job_id != job_id)
+            }
+            None => (1, true),
         };
+        if new_job {
+            self.prune(project_id)?;
+        }
         let event = Event {
             seq,
             project_id,
@@ -138,6 +148,31 @@ impl EventHub {
             let _ = sender.send(Arc::new(event.clone()));
         }
         Ok(event)
+    }
+
+    /// Before a new job's first event: drops the events of all but the newest
+    /// [`KEPT_JOBS`]` - 1` jobs of the project, so that
+    /// whoever can start jobs cannot grow the store without bound. Only the latest job's
+    /// events are ever shown; the newest key stays, so sequence numbers keep rising.
+    fn prune(&self, project_id: Uuid) -> Result<(), StoreError> {
+        let tree = self.store.events_tree();
+        let mut jobs_seen: Vec<Uuid> = Vec::new();
+        let mut doomed = Vec::new();
+        for entry in tree.scan_prefix(project_id.as_bytes()).rev() {
+            let (key, value) = entry?;
+            let event: Event = serde_json::from_slice(&value)?;
+            if !jobs_seen.contains(&event.job_id) {
+                jobs_seen.push(event.job_id);
+            }
+            // The job about to start is the newest of the kept ones.
+            if jobs_seen.len() >= KEPT_JOBS {
+                doomed.push(key);
+            }
+        }
+        for key in doomed {
+            tree.remove(key)?;
+        }
+        Ok(())
     }
 
     /// Starts watching a project: returns the events of its latest job so far, then a
@@ -275,5 +310,43 @@ mod tests {
         assert_eq!(hub.publish(a, job, EventKind::Queued).unwrap().seq, 1);
         assert_eq!(hub.publish(b, job, EventKind::Queued).unwrap().seq, 1);
         assert_eq!(hub.publish(a, job, EventKind::Queued).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn only_the_newest_jobs_events_are_kept() {
+        let store = Store::temporary().unwrap();
+        let hub = EventHub::new(store.clone());
+        let project = Uuid::now_v7();
+        let jobs: Vec<Uuid> = (0..KEPT_JOBS + 3).map(|_| Uuid::now_v7()).collect();
+        let mut last = 0;
+        for job in &jobs {
+            for _ in 0..4 {
+                last = hub.publish(project, *job, EventKind::Queued).unwrap().seq;
+            }
+        }
+        assert_eq!(
+            last,
+            (jobs.len() * 4) as u64,
+            "sequence numbers keep rising"
+        );
+        let kept: Vec<Event> = store
+            .events_tree()
+            .scan_prefix(project.as_bytes())
+            .values()
+            .map(|value| serde_json::from_slice(&value.unwrap()).unwrap())
+            .collect();
+        assert_eq!(kept.len(), KEPT_JOBS * 4);
+        let kept_jobs: std::collections::BTreeSet<Uuid> =
+            kept.iter().map(|event| event.job_id).collect();
+        assert_eq!(
+            kept_jobs,
+            jobs[jobs.len() - KEPT_JOBS..].iter().copied().collect()
+        );
+        assert!(
+            hub.latest_job_events(project)
+                .unwrap()
+                .iter()
+                .all(|e| e.job_id == jobs[jobs.len() - 1])
+        );
     }
 }

@@ -758,3 +758,41 @@ async fn a_full_workspace_disk_is_a_clear_tool_error_and_the_job_still_ends() {
     // The server goes on answering.
     server.create("next one").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_takes_only_so_many_waiting_requests() {
+    let server = Harness::start().await;
+    // The model is slow: the first job keeps running while follow-ups queue behind it.
+    server.fake.set_delay(Duration::from_secs(20));
+    let project = server.create("the first request").await;
+    for n in 1..codeflux::store::MAX_OPEN_JOBS {
+        server.follow_up(&project, &format!("follow-up {n}")).await;
+    }
+    let (status, body) = server
+        .post(
+            &format!("/api/projects/{project}/messages"),
+            json!({ "prompt": "one too many" }),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("waiting"),
+        "{body}"
+    );
+    let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+    let prompts = detail["messages"].as_array().unwrap();
+    assert_eq!(
+        prompts.len(),
+        codeflux::store::MAX_OPEN_JOBS,
+        "the refused one was not stored"
+    );
+    // Once the work is stopped, the project takes prompts again.
+    let (status, _) = server
+        .post(&format!("/api/projects/{project}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    server
+        .settled_within(&project, Duration::from_secs(120))
+        .await;
+    server.follow_up(&project, "after the stop").await;
+}

@@ -39,6 +39,10 @@ pub enum StoreError {
         "the data directory {0} is in use: a CodeFlux server is already running on it (stop it, or choose another CODEFLUX_DATA_DIR)"
     )]
     InUse(String),
+    #[error(
+        "this project already has {0} requests running or waiting: wait for one to finish, or stop them"
+    )]
+    TooManyWaiting(usize),
     #[error("cannot prepare the data directory {path}: {source}")]
     Directory {
         path: String,
@@ -47,6 +51,10 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Most jobs (running and queued) one project may have: whoever can send prompts cannot
+/// grow the queue without bound.
+pub const MAX_OPEN_JOBS: usize = 5;
 
 /// A page of projects, newest first; `next` is the cursor for the following page.
 #[derive(Debug, Clone)]
@@ -234,6 +242,9 @@ impl Store {
         attachments: Attachments,
     ) -> StoreResult<(Message, Job)> {
         self.project(project_id)?;
+        if self.open_jobs.scan_prefix(project_id.as_bytes()).count() >= MAX_OPEN_JOBS {
+            return Err(StoreError::TooManyWaiting(MAX_OPEN_JOBS));
+        }
         let message = self.put_message(
             project_id,
             Role::User,

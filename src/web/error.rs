@@ -21,6 +21,9 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    /// More work than one project may have waiting.
+    #[error("{0}")]
+    TooBusy(String),
     #[error("sign in first: send `Authorization: Bearer <CODEFLUX_AUTH_TOKEN>`")]
     Unauthorized,
     /// A request axum could not take apart (body, path, query), with the status it calls for.
@@ -37,6 +40,7 @@ impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => AppError::NotFound(what),
+            StoreError::TooManyWaiting(_) => AppError::TooBusy(error.to_string()),
             other => AppError::Store(other),
         }
     }
@@ -90,6 +94,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Rejected { status, .. } => *status,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Image(error) => match error {
