@@ -51,6 +51,8 @@ pub struct Auth {
     token: Option<String>,
     /// Failed sign-ins, shared by every clone (one server, one back-off).
     throttle: std::sync::Arc<std::sync::Mutex<Throttle>>,
+    /// Preview links already opened (nonce → expiry), shared by every clone.
+    used_links: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +81,7 @@ impl Auth {
         Ok(Self {
             token,
             throttle: Default::default(),
+            used_links: Default::default(),
         })
     }
 
@@ -145,14 +148,43 @@ impl Auth {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The query string of a signed link that opens `project`'s preview.
+    /// The query string of a signed link that opens `project`'s preview once:
+    /// `grant=<expiry>.<nonce>.<signature>`.
     pub fn preview_link_query(&self, project: Uuid) -> String {
-        let value = self.signed(&format!("preview-link:{project}"), PREVIEW_LINK_LIFETIME);
-        format!("grant={value}")
+        let nonce = hex::encode(rand::random::<[u8; 12]>());
+        let value = self.signed(
+            &format!("preview-link:{project}:{nonce}"),
+            PREVIEW_LINK_LIFETIME,
+        );
+        let (expires, signature) = value.split_once('.').unwrap_or_default();
+        format!("grant={expires}.{nonce}.{signature}")
     }
 
-    pub fn is_preview_link(&self, project: Uuid, grant: &str) -> bool {
-        self.verify(&format!("preview-link:{project}"), grant)
+    /// Whether `grant` is a valid link to `project`'s preview that was never used before;
+    /// it counts as used from now on. A link that leaked (a log, a shared screen, the
+    /// browser's history) opens nothing after its first use.
+    pub fn redeem_preview_link(&self, project: Uuid, grant: &str) -> bool {
+        let mut parts = grant.splitn(3, '.');
+        let (Some(expires), Some(nonce), Some(signature)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        if !self.verify(
+            &format!("preview-link:{project}:{nonce}"),
+            &format!("{expires}.{signature}"),
+        ) {
+            return false;
+        }
+        let now = Utc::now().timestamp();
+        let mut used = self
+            .used_links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Expired links are refused by their signature already: forget them.
+        used.retain(|_, expiry| *expiry >= now);
+        let expiry = expires.parse().unwrap_or(now);
+        used.insert(nonce.to_string(), expiry).is_none()
     }
 
     /// The cookie value a preview host keeps after a signed link was opened.
@@ -232,11 +264,22 @@ mod tests {
         let project = Uuid::now_v7();
         let grant = auth.preview_link_query(project);
         let grant = grant.strip_prefix("grant=").unwrap();
-        assert!(auth.is_preview_link(project, grant));
         assert!(
-            !auth.is_preview_link(Uuid::now_v7(), grant),
+            !auth.redeem_preview_link(Uuid::now_v7(), grant),
             "bound to its project"
         );
+        assert!(auth.redeem_preview_link(project, grant));
+        assert!(
+            !auth.clone().redeem_preview_link(project, grant),
+            "usable once"
+        );
+        let second = auth.preview_link_query(project);
+        assert_ne!(
+            second.as_str(),
+            format!("grant={grant}"),
+            "every link is new"
+        );
+        assert!(auth.redeem_preview_link(project, second.strip_prefix("grant=").unwrap()));
         assert!(!auth.is_session(grant, 0), "bound to its purpose");
         assert!(!auth.is_session("garbage", 0));
         assert!(!auth.is_session("1.00", 0));

@@ -604,6 +604,15 @@ async fn previews_need_a_signed_link_when_a_token_is_set() {
         401,
         "the cookie is bound to its project"
     );
+
+    // A link opens the preview once: a leaked copy gets nothing, while the browser that
+    // used it (a frame reloading its link) is simply sent on to the app.
+    let reused = preview(&ids[0], &path_of(link), None).await.unwrap();
+    assert_eq!(reused.status(), 401, "a used link opens nothing");
+    assert!(!reused.headers().contains_key("set-cookie"));
+    let reloaded = preview(&ids[0], &path_of(link), Some(session)).await.unwrap();
+    assert_eq!(reloaded.status(), 303);
+    assert!(!reloaded.headers().contains_key("set-cookie"));
 }
 
 #[tokio::test]

@@ -15,13 +15,6 @@ pub fn check(auth: &Auth, project_id: Uuid, request: &Request) -> Option<Respons
     if !auth.enabled() {
         return None;
     }
-    if request.uri().path() == PREVIEW_AUTH_PATH {
-        let grant = query_value(request, "grant").unwrap_or_default();
-        if !auth.is_preview_link(project_id, &grant) {
-            return Some(pages::sign_in_needed());
-        }
-        return Some(grant_session(auth, project_id, request));
-    }
     let signed_in = request
         .headers()
         .get_all(header::COOKIE)
@@ -29,6 +22,17 @@ pub fn check(auth: &Auth, project_id: Uuid, request: &Request) -> Option<Respons
         .filter_map(|value| value.to_str().ok())
         .filter_map(|value| cookie(value, PREVIEW_COOKIE))
         .any(|value| auth.is_preview_session(project_id, value));
+    if request.uri().path() == PREVIEW_AUTH_PATH {
+        let grant = query_value(request, "grant").unwrap_or_default();
+        if auth.redeem_preview_link(project_id, &grant) {
+            return Some(grant_session(auth, project_id, request));
+        }
+        // A frame reloading its old link, in a browser that already has the session.
+        if signed_in {
+            return Some(Redirect::to("/").into_response());
+        }
+        return Some(pages::sign_in_needed());
+    }
     (!signed_in).then(pages::sign_in_needed)
 }
 
