@@ -610,7 +610,9 @@ async fn previews_need_a_signed_link_when_a_token_is_set() {
     let reused = preview(&ids[0], &path_of(link), None).await.unwrap();
     assert_eq!(reused.status(), 401, "a used link opens nothing");
     assert!(!reused.headers().contains_key("set-cookie"));
-    let reloaded = preview(&ids[0], &path_of(link), Some(session)).await.unwrap();
+    let reloaded = preview(&ids[0], &path_of(link), Some(session))
+        .await
+        .unwrap();
     assert_eq!(reloaded.status(), 303);
     assert!(!reloaded.headers().contains_key("set-cookie"));
 }

@@ -128,6 +128,14 @@
   // that they come from that frame and the preview's origin, and sending to that origin only.
   var MAX_SELECTED = 10;
   var selectTimer = null;
+  // A fresh token for each select request: the preview's answers must carry it, and are
+  // taken only while select mode is on, so the app's own code cannot add chips unasked.
+  var selectNonce = null;
+  function newNonce() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
   function previewFrame() { return document.getElementById("preview-frame"); }
   function originOf(frame) {
     try { return new URL(frame.getAttribute("src"), location.href).origin; } catch (ignored) { return null; }
@@ -142,7 +150,8 @@
     var frame = previewFrame();
     if (!toggle || !frame || !frame.contentWindow) return;
     toggle.setAttribute("aria-pressed", on ? "true" : "false");
-    frame.contentWindow.postMessage({ codeflux: "select", on: on }, originOf(frame));
+    selectNonce = on ? newNonce() : null;
+    frame.contentWindow.postMessage({ codeflux: "select", on: on, nonce: selectNonce }, originOf(frame));
     clearTimeout(selectTimer);
     selectHint("");
     if (on) {
@@ -210,16 +219,21 @@
     if (!frame || event.source !== frame.contentWindow || event.origin !== originOf(frame)) return;
     var data = event.data || {};
     var toggle = selectToggle();
+    var selecting = toggle && toggle.getAttribute("aria-pressed") === "true";
+    // "ready" starts no action of its own; every other answer must be to this request.
+    if (data.codeflux !== "ready" && (!selecting || !selectNonce || data.nonce !== selectNonce)) return;
     if (data.codeflux === "selecting") {
       clearTimeout(selectTimer);
     } else if (data.codeflux === "ready") {
       // The preview reloaded (a new version): carry select mode over.
-      if (toggle && toggle.getAttribute("aria-pressed") === "true") setSelecting(true);
+      if (selecting) setSelecting(true);
     } else if (data.codeflux === "select-ended") {
       if (toggle) toggle.setAttribute("aria-pressed", "false");
+      selectNonce = null;
       selectHint("");
     } else if (data.codeflux === "picked") {
       if (toggle) toggle.setAttribute("aria-pressed", "false");
+      selectNonce = null;
       selectHint("");
       addChip(data);
       loadQuickEdit(data.loc);

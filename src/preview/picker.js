@@ -13,6 +13,7 @@
   var origins = ((script && script.getAttribute("data-ui-origins")) || "").split(" ").filter(Boolean);
   var TAG = "data-cf-loc";
   var uiOrigin = null; // the origin that turned select mode on
+  var nonce = null; // the UI's token for this select request, echoed in every answer
   var host = null;
   var box = null;
   var label = null;
@@ -83,8 +84,9 @@
 
   function stop(notify) {
     if (!uiOrigin) return;
-    if (notify) send({ codeflux: "select-ended" }, uiOrigin);
+    if (notify) send({ codeflux: "select-ended", nonce: nonce }, uiOrigin);
     uiOrigin = null;
+    nonce = null;
     removeOverlay();
   }
 
@@ -106,6 +108,7 @@
     if (!place) return;
     send({
       codeflux: "picked",
+      nonce: nonce,
       loc: place.loc,
       file: place.file,
       line: place.line,
@@ -130,10 +133,11 @@
     if (event.source !== window.parent || origins.indexOf(event.origin) < 0) return;
     var data = event.data;
     if (!data || data.codeflux !== "select") return;
-    if (data.on) {
+    if (data.on && typeof data.nonce === "string") {
       uiOrigin = event.origin;
+      nonce = data.nonce;
       overlay();
-      send({ codeflux: "selecting" }, uiOrigin);
+      send({ codeflux: "selecting", nonce: nonce }, uiOrigin);
     } else {
       stop(false);
     }
