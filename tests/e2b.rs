@@ -307,6 +307,21 @@ async fn a_prompt_is_built_in_an_e2b_sandbox() {
         upstream.base_url,
         format!("https://3000-{sandbox_id}.e2b.test")
     );
+    // Created private: the sandbox URL alone opens nothing; CodeFlux's proxy sends the
+    // traffic token with every request.
+    assert!(fake.is_private(&sandbox_id));
+    let edge = reqwest::Client::new();
+    let port = |headers: &[(String, String)]| {
+        let mut request = edge
+            .get(format!("{}/", fake.url))
+            .header("host", format!("3000-{sandbox_id}.e2b.test"));
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request.send()
+    };
+    assert_eq!(port(&[]).await.unwrap().status(), 403);
+    assert_eq!(port(&upstream.headers).await.unwrap().status(), 200);
 }
 
 /// `codeflux doctor` with `CODEFLUX_SANDBOX=e2b` makes one authenticated call to the

@@ -366,3 +366,50 @@ async fn concurrent_starts_leave_one_network_of_each_name_and_duplicates_are_hea
         assert_eq!(kept, ids[0], "the oldest network is kept");
     }
 }
+
+/// A command in the sandbox cannot answer for the command runner: the runner runs as root
+/// and its output is not the sandbox user's to open, so a forged "exit 0" never arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_command_can_write_to_the_runners_output() {
+    let (provider, _config, _networks) = isolated_provider(NetworkMode::None).await;
+    let sandbox = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
+    let forge = r#"for p in /proc/[0-9]*; do
+  if [ "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" = "node /usr/local/lib/codeflux-runner.cjs " ]; then
+    echo "runner uid $(stat -c %u "$p")"
+    if printf '{"id":1,"code":0}\n' > "$p/fd/1" 2>/dev/null; then echo wrote; else echo refused; fi
+  fi
+done
+echo "command uid $(id -u)""#;
+    let output = sandbox.run(forge, Duration::from_secs(30)).await.unwrap();
+    assert!(output.success(), "{output:?}");
+    assert!(
+        output.stdout.contains("runner uid 0"),
+        "the runner was found: {output:?}"
+    );
+    assert!(output.stdout.contains("refused"), "{output:?}");
+    assert!(!output.stdout.contains("wrote"), "{output:?}");
+    assert!(
+        !output.stdout.contains("command uid 0"),
+        "commands do not run as root: {output:?}"
+    );
+    // Commands still run, are stopped on time, and can still be killed with their children.
+    let slept = sandbox
+        .run("sleep 30 & sleep 30; echo never", Duration::from_secs(2))
+        .await;
+    assert!(
+        matches!(slept, Err(codeflux::sandbox::SandboxError::Timeout(_))),
+        "{slept:?}"
+    );
+    let left = sandbox
+        .run(
+            "grep -lx sleep /proc/[0-9]*/comm 2>/dev/null | wc -l",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.stdout.trim(),
+        "0",
+        "the timed-out group was killed: {left:?}"
+    );
+}

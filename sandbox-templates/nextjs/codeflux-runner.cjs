@@ -11,12 +11,18 @@
 //   {"id": 1, "code": 0, "timed_out": false}
 // Each command runs in its own process group, which is what a timeout or a kill signals
 // (TERM, then KILL after the grace period), so its children go with it.
+//
+// CodeFlux starts the runner as root (with no capability but SETUID, SETGID and KILL) and
+// every command runs as the workspace's owner: no command can then open the runner's
+// output (its /proc entries are root's) and answer in the runner's place.
 "use strict";
 const { spawn } = require("node:child_process");
+const fs = require("node:fs");
 const os = require("node:os");
 const readline = require("node:readline");
 
 const running = new Map();
+const owner = process.getuid() === 0 ? fs.statSync("/home/user") : null;
 
 function send(message) {
   process.stdout.write(JSON.stringify(message) + "\n");
@@ -45,8 +51,10 @@ function start(request) {
     : ["bash", ["-lc", String(request.command)]];
   let child;
   try {
+    // As root the runner cannot enter the owner's 0700 workspace itself (no capability
+    // overrides file modes); it was started there, and its commands start there too.
     child = spawn(file, args, {
-      cwd: "/home/user",
+      ...(owner ? { uid: owner.uid, gid: owner.gid } : { cwd: "/home/user" }),
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -2,6 +2,12 @@
 # Starts the Next.js dev server in /home/user and reports when it answers. Its output also
 # goes to a log that CodeFlux reads to check the app after each change (compile errors).
 set -u
+# On Docker the container starts as root (so that CodeFlux's command runner can run as root
+# and commands cannot reach it); the dev server and everything after this line run as the
+# workspace's owner, with no capability left.
+if [ "$(id -u)" = 0 ]; then
+  exec setpriv --reuid=user --regid=user --init-groups -- "$0" "$@"
+fi
 cd /home/user
 # On Docker, CodeFlux sets this sandbox's network rules first and then creates the gate
 # file (on a root-owned tmpfs): no app code runs before the rules are in place.

@@ -6,6 +6,8 @@ tests/e2b.rs with E2B_API_KEY, E2B_API_URL and E2B_SANDBOX_URL pointing at the f
 """
 import os
 import sys
+import urllib.error
+import urllib.request
 
 try:
     from e2b import (
@@ -66,6 +68,29 @@ def main() -> None:
     assert [info.sandbox_id for info in found] == [sandbox.sandbox_id], found
     assert found[0].metadata == {"project": project}
     assert Sandbox.list(query=SandboxQuery(metadata={"project": "nobody"})).next_items() == []
+
+    # A private sandbox: its ports answer only requests with its traffic token (what
+    # CodeFlux creates, so that the app is reached through CodeFlux's proxy alone).
+    private = Sandbox.create(
+        template="codeflux-nextjs", timeout=60, network={"allow_public_traffic": False}
+    )
+    token = private.traffic_access_token
+    assert token, "a private sandbox comes with its traffic token"
+    port_host = private.get_host(3000)
+    edge = os.environ["E2B_API_URL"] + "/"
+    try:
+        urllib.request.urlopen(urllib.request.Request(edge, headers={"Host": port_host}))
+        raise AssertionError("a private port must refuse a request without the token")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 403, refused.code
+    allowed = urllib.request.Request(
+        edge, headers={"Host": port_host, "e2b-traffic-access-token": token}
+    )
+    assert urllib.request.urlopen(allowed).status == 200
+    public = Sandbox.create(template="codeflux-nextjs", timeout=60)
+    assert public.traffic_access_token is None
+    public.kill()
+    private.kill()
 
     sandbox.kill()
     assert Sandbox.list(query=SandboxQuery(metadata={"project": project})).next_items() == []

@@ -38,6 +38,9 @@ struct FakeSandbox {
     template: String,
     metadata: HashMap<String, String>,
     access_token: String,
+    /// Set when created with `network.allowPublicTraffic: false`: its ports then answer
+    /// only requests that carry it (`e2b-traffic-access-token`).
+    traffic_token: Option<String>,
     root: tempfile::TempDir,
     started_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
@@ -75,11 +78,19 @@ impl FakeE2b {
             .route("/process.Process/Start", post(start_process))
             .route("/process.Process/SendSignal", post(send_signal))
             .route("/process.Process/List", post(list_processes))
+            .fallback(sandbox_port)
             .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, world }
+    }
+
+    /// Whether the sandbox was created private (its ports need the traffic token).
+    pub fn is_private(&self, sandbox_id: &str) -> bool {
+        self.world.lock().unwrap().sandboxes[sandbox_id]
+            .traffic_token
+            .is_some()
     }
 
     /// The next `count` control-API calls fail with `status`.
@@ -183,6 +194,9 @@ fn sandbox_body(id: &str, sandbox: &FakeSandbox, with_token: bool, envd_version:
     if with_token {
         body["envdAccessToken"] = json!(sandbox.access_token);
     }
+    if let Some(token) = &sandbox.traffic_token {
+        body["trafficAccessToken"] = json!(token);
+    }
     body
 }
 
@@ -204,6 +218,14 @@ struct CreateBody {
     secure: Option<bool>,
     #[serde(default)]
     metadata: HashMap<String, String>,
+    #[serde(default)]
+    network: Option<NetworkBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkBody {
+    allow_public_traffic: Option<bool>,
 }
 
 fn create(world: &mut World, body: CreateBody, with_token: bool) -> Response {
@@ -213,6 +235,11 @@ fn create(world: &mut World, body: CreateBody, with_token: bool) -> Response {
         template: body.template_id,
         metadata: body.metadata,
         access_token: format!("token-{}", uuid::Uuid::now_v7().simple()),
+        traffic_token: body
+            .network
+            .and_then(|network| network.allow_public_traffic)
+            .is_some_and(|public| !public)
+            .then(|| format!("traffic-{}", uuid::Uuid::now_v7().simple())),
         root: owned_tempdir(),
         started_at: now,
         end_at: now + chrono::Duration::seconds(body.timeout.unwrap_or(300)),
@@ -824,4 +851,33 @@ async fn list_processes(State(world): Shared, headers: HeaderMap) -> Response {
         return response;
     }
     Json(json!({ "processes": [] })).into_response()
+}
+
+/// A sandbox's port, as E2B's edge serves `<port>-<sandbox id>.<domain>`: a private
+/// sandbox answers only with its traffic token, as the real edge does (403 otherwise).
+async fn sandbox_port(State(world): Shared, headers: HeaderMap) -> Response {
+    let host = headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let Some((port, rest)) = host.split_once('-') else {
+        return error(StatusCode::NOT_FOUND, "no such route");
+    };
+    let id = rest.split('.').next().unwrap_or_default();
+    let world = world.lock().unwrap();
+    let Some(sandbox) = world.sandboxes.get(id) else {
+        return error(StatusCode::BAD_GATEWAY, "sandbox not found");
+    };
+    if let Some(token) = &sandbox.traffic_token {
+        let offered = headers
+            .get("e2b-traffic-access-token")
+            .and_then(|value| value.to_str().ok());
+        if offered != Some(token.as_str()) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "missing or invalid traffic access token",
+            );
+        }
+    }
+    (StatusCode::OK, format!("port {port} of sandbox {id}")).into_response()
 }

@@ -292,16 +292,26 @@ impl DockerProvider {
             labels: Some(labels),
             hostname: Some("sandbox".to_string()),
             // The start script waits for this file: the network rules come first.
-            env: Some(vec![format!(
-                "CODEFLUX_NETWORK_GATE={}",
-                firewall::GATE_FILE
-            )]),
+            env: Some(vec![
+                format!("CODEFLUX_NETWORK_GATE={}", firewall::GATE_FILE),
+                format!("HOME={}", crate::sandbox::WORKSPACE_ROOT),
+            ]),
+            // Root only until the start script hands over to the workspace's owner: execs
+            // as root (the command runner) get the capabilities below only this way.
+            user: Some("root".to_string()),
             host_config: Some(HostConfig {
                 memory: Some(self.config.memory_mb * 1024 * 1024),
                 nano_cpus: Some((self.config.cpus * 1e9) as i64),
                 pids_limit: Some(self.config.pids),
-                // Everything in the sandbox runs as an unprivileged user: no capability is needed.
+                // Everything in the sandbox runs as an unprivileged user. Only CodeFlux's own
+                // root execs (the command runner) hold these three, to run commands as that
+                // user and stop them; `no-new-privileges` keeps the user from gaining any.
                 cap_drop: Some(vec!["ALL".to_string()]),
+                cap_add: Some(vec![
+                    "SETUID".to_string(),
+                    "SETGID".to_string(),
+                    "KILL".to_string(),
+                ]),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 init: Some(true),
                 network_mode: Some(network),

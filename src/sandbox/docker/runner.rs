@@ -28,6 +28,33 @@ use crate::sandbox::{CommandOutput, SandboxError, WORKSPACE_ROOT};
 /// Where the template puts the runner.
 const RUNNER_PATH: &str = "/usr/local/lib/codeflux-runner.cjs";
 
+/// Longest line the runner may send. Its output chunks are far smaller; a longer line
+/// means the connection no longer speaks the protocol, and it is dropped rather than
+/// buffered without end.
+const MAX_FRAME_BYTES: usize = 4 << 20;
+
+/// Splits the runner's output into lines, refusing to hold more than one frame's worth.
+#[derive(Default)]
+struct Lines {
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    /// The complete lines in what arrived so far; `Err` once a line is too long.
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, ()> {
+        self.buffer.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|byte| *byte == b'\n') {
+            lines.push(self.buffer.drain(..=end).collect());
+        }
+        if self.buffer.len() > MAX_FRAME_BYTES {
+            self.buffer = Vec::new();
+            return Err(());
+        }
+        Ok(lines)
+    }
+}
+
 /// One line from the runner.
 #[derive(Debug, Deserialize)]
 struct Frame {
@@ -70,7 +97,15 @@ impl Runner {
                     attach_stdin: Some(true),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    user: Some(SANDBOX_USER.to_string()),
+                    // Root, so that the commands (run as the workspace's owner) cannot reach
+                    // the runner's output; the container grants root only SETUID, SETGID
+                    // and KILL.
+                    user: Some("root".to_string()),
+                    env: Some(vec![
+                        format!("HOME={WORKSPACE_ROOT}"),
+                        format!("USER={SANDBOX_USER}"),
+                        format!("LOGNAME={SANDBOX_USER}"),
+                    ]),
                     working_dir: Some(WORKSPACE_ROOT.to_string()),
                     cmd: Some(vec!["node".to_string(), RUNNER_PATH.to_string()]),
                     ..Default::default()
@@ -100,14 +135,16 @@ impl Runner {
         let reader = Arc::downgrade(&runner);
         let alive = runner.alive.clone();
         tokio::spawn(async move {
-            let mut buffer: Vec<u8> = Vec::new();
+            let mut lines = Lines::default();
             while let Some(Ok(chunk)) = output.next().await {
                 let LogOutput::StdOut { message } = chunk else {
                     continue;
                 };
-                buffer.extend_from_slice(&message);
-                while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                let Ok(complete) = lines.push(&message) else {
+                    tracing::warn!("the command runner sent an overlong line; reconnecting");
+                    break;
+                };
+                for line in complete {
                     let Ok(frame) = serde_json::from_slice::<Frame>(&line) else {
                         continue;
                     };
@@ -262,5 +299,36 @@ impl Runners {
         let runner = Runner::connect(docker, container_id).await?;
         runners.insert(container_id.to_string(), runner.clone());
         Ok(runner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_an_endless_one_is_refused() {
+        let mut lines = Lines::default();
+        assert_eq!(
+            lines.push(b"{\"id\":1}\n{\"id\"").unwrap(),
+            vec![b"{\"id\":1}\n".to_vec()]
+        );
+        assert_eq!(
+            lines.push(b":2}\n").unwrap(),
+            vec![b"{\"id\":2}\n".to_vec()]
+        );
+        let chunk = vec![b'a'; 1 << 20];
+        let mut refused = false;
+        for _ in 0..8 {
+            if lines.push(&chunk).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a line without end is not buffered past the limit");
+        assert!(
+            lines.buffer.capacity() <= MAX_FRAME_BYTES,
+            "and its memory is given back"
+        );
     }
 }

@@ -115,6 +115,9 @@ impl ControlApi {
             "timeout": self.config.lifetime.as_secs(),
             "secure": true,
             "metadata": { PROJECT_METADATA: project_id },
+            // The app is reached only through CodeFlux's proxy, which holds the traffic
+            // token; its sandbox URL alone opens nothing.
+            "network": { "allowPublicTraffic": false },
         });
         let (status, text) = self.call(Method::POST, "/sandboxes", Some(body)).await?;
         if status == StatusCode::CREATED || status == StatusCode::OK {
