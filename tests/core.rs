@@ -946,3 +946,14 @@ async fn metrics_need_the_token_when_one_is_set() {
     assert_eq!(scraper.status(), 200);
     assert!(scraper.text().await.unwrap().contains("codeflux_jobs"));
 }
+
+/// The host test sandbox behind the core, reliability, selection and images tests passes
+/// the same conformance suite as Docker and E2B, so what those tests see is what a real
+/// backend does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_test_sandbox_passes_the_conformance_suite() {
+    use codeflux::sandbox::SandboxProvider;
+    let sandboxes = support::host_sandbox::HostSandboxes::new();
+    let acquired = sandboxes.acquire(uuid::Uuid::now_v7()).await.unwrap();
+    codeflux::sandbox::conformance::all(acquired.sandbox.as_ref()).await;
+}

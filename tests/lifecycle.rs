@@ -407,21 +407,40 @@ async fn secrets_never_leave_the_server() {
         "container settings".into(),
         String::from_utf8_lossy(&inspect.stdout).into_owned(),
     ));
-    let pattern = secrets.join("\\|");
+    // A canary the same search must find: a search that ran nowhere, or found nothing
+    // because it could not read, fails here instead of passing.
+    const CANARY: &str = "canary-3e8f1a9b7c2d";
+    let planted = std::process::Command::new("docker")
+        .args(["exec", &container, "sh", "-c"])
+        .arg(format!("echo {CANARY} > /tmp/codeflux-canary"))
+        .status()
+        .unwrap();
+    assert!(planted.success(), "the canary was planted");
+    let pattern = secrets
+        .iter()
+        .chain([&CANARY])
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\\|");
     let inside = std::process::Command::new("docker")
         .args([
             "exec",
             &container,
             "sh",
             "-c",
-            &format!("grep -rl '{pattern}' /home/user /tmp /etc /proc/1/environ 2>/dev/null; true"),
+            &format!("grep -rl '{pattern}' /home/user /tmp /etc /proc/1/environ 2>/dev/null"),
         ])
         .output()
         .unwrap();
+    // grep answers 0 when it found something, 2 when besides some file was unreadable.
+    assert!(
+        matches!(inside.status.code(), Some(0 | 2)),
+        "the search ran: {inside:?}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&inside.stdout).trim(),
-        "",
-        "files inside the sandbox hold a secret"
+        "/tmp/codeflux-canary",
+        "files inside the sandbox hold a secret (or the canary was not found)"
     );
     server.signal("TERM");
     server.wait_exit(Duration::from_secs(60)).await;
