@@ -4,6 +4,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use codeflux::store::{JobStatus, Store};
 use serde_json::{Value, json};
@@ -455,19 +456,60 @@ async fn a_job_interrupted_twice_fails_with_a_message() {
 #[tokio::test]
 async fn the_queue_survives_a_clean_restart_with_work_waiting() {
     let server = Harness::start().await;
-    server
-        .fake
-        .push_all([Reply::write("app/page.tsx", "one"), Reply::summary("one")]);
+    // The first job is held in its model call, so the follow-up waits behind it.
+    server.fake.set_delay(Duration::from_secs(60));
     let project = server.create("first").await;
-    server.settled(&project).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+        if detail["status"] == "running" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Into its model call.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.follow_up(&project, "second").await;
+    let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+    assert_ne!(
+        detail["status"], "idle",
+        "work is running and waiting at the stop"
+    );
     let (fake, data_dir, sandboxes) = server.stop().await;
 
+    fake.clear();
+    fake.set_delay(Duration::ZERO);
+    fake.push_all([
+        Reply::write("app/page.tsx", "one"),
+        Reply::summary("one"),
+        Reply::write("app/page.tsx", "two"),
+        Reply::summary("two"),
+    ]);
     let server = Harness::start_on(fake, data_dir, sandboxes, |_| {}).await;
-    let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+    let detail = server.settled(&project).await;
+    let messages = detail["messages"].as_array().unwrap();
+    let answers: Vec<&Value> = messages
+        .iter()
+        .filter(|message| message["role"] == "assistant")
+        .collect();
     assert_eq!(
-        detail["messages"].as_array().unwrap().len(),
+        answers.len(),
         2,
-        "data persisted across restart"
+        "both prompts were answered once: {detail:#}"
+    );
+    assert!(
+        answers.iter().all(|answer| answer["type"] == "result"),
+        "{detail:#}"
+    );
+    // The waiting prompt ran after the interrupted one, on its files.
+    let last = answers.last().unwrap();
+    assert_eq!(
+        last["fragment"]["files"]["app/page.tsx"], "two",
+        "{detail:#}"
     );
 }
 

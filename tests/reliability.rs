@@ -627,9 +627,24 @@ async fn signing_out_ends_the_session_on_the_server_and_wrong_tokens_back_off() 
             .form(&[("token", token), ("next", "/")])
             .send()
     };
+    // Behind a TLS-terminating proxy the session cookie is `Secure`; on plain HTTP it
+    // cannot be (the browser would drop it).
+    let behind_tls = http
+        .post(url("/login"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let secure = behind_tls.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        secure.contains("; Secure") && secure.contains("HttpOnly"),
+        "{secure}"
+    );
     let signed_in = sign_in(TOKEN).await.unwrap();
     assert_eq!(signed_in.status(), 303);
     let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_string();
     let home = |session: String| http.get(url("/")).header("cookie", session).send();
     assert_eq!(home(session.clone()).await.unwrap().status(), 200);

@@ -269,10 +269,20 @@ fn upstream_headers(headers: &mut HeaderMap, upstream: &PreviewUpstream) {
     }
 }
 
+/// Removes the headers that belong to one connection: the fixed list, and every header
+/// that `Connection` names (RFC 9110 §7.6.1).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in &HOP_BY_HOP {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
+    headers.remove("proxy-connection");
 }
 
 /// Tells the dev server who really asked, as reverse proxies do.
@@ -280,8 +290,14 @@ fn forwarded_headers(headers: &mut HeaderMap, original: &HeaderMap) {
     if let Some(host) = original.get(header::HOST) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     }
+    // Behind a TLS-terminating proxy (which says so), the app was opened over https.
+    let proto = if crate::auth::behind_tls(original) {
+        "https"
+    } else {
+        "http"
+    };
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(proto),
     );
 }
