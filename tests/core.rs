@@ -394,11 +394,18 @@ async fn reaching_the_step_cap_without_files_is_an_error() {
             .unwrap()
             .contains("used all 2 steps without writing any files")
     );
-    // A text-only turn without a summary is answered with a nudge to keep going.
-    let second = &server.fake.agent_requests()[1];
-    assert!(
-        count_occurrences(second, "Keep going") == 0,
-        "the nudge follows a text-only turn, not a tool turn"
+    // A text-only turn without a summary is answered with a nudge to keep going; a tool
+    // turn is not.
+    let requests = server.fake.agent_requests();
+    assert_eq!(
+        count_occurrences(&requests[1], "Keep going"),
+        0,
+        "no nudge after a tool turn"
+    );
+    assert_eq!(
+        count_occurrences(&requests[2], "Keep going"),
+        1,
+        "the text-only turn is answered with the nudge"
     );
 }
 
