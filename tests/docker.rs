@@ -997,6 +997,46 @@ async fn sandbox_project(provider: &codeflux::sandbox::docker::DockerProvider) -
     listed[0].project_id.unwrap()
 }
 
+/// A warm sandbox that dies while its dev server starts is removed and replaced; nothing
+/// is left behind and the pool still fills.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_sandbox_that_fails_while_warming_is_replaced() {
+    let mut config = test_config();
+    config.pool = 1;
+    let (provider, cleanup) = provider(config).await;
+    let pool = provider.spawn_pool().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let first = loop {
+        let warm: Vec<_> = provider
+            .inventory(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|sandbox| sandbox.warm && sandbox.running)
+            .collect();
+        if let Some(sandbox) = warm.first() {
+            break sandbox.container_id.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no warm sandbox was started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(provider.warm_ready(), 0, "killed before it was ready");
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &first])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+    eventually("a replacement warm sandbox", || provider.warm_ready() == 1).await;
+    let listed = provider.inventory(false).await.unwrap();
+    assert_eq!(listed.len(), 1, "the failed one was removed: {listed:?}");
+    assert_ne!(listed[0].container_id, first);
+    pool.abort();
+    drop(cleanup);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn warm_sandboxes_left_by_an_earlier_server_are_discarded_at_start() {
     let mut config = test_config();

@@ -197,6 +197,21 @@ impl DockerProvider {
                 }
                 return Ok(());
             }
+            // A container that stopped (killed, out of memory) never answers: give up now
+            // rather than at the limit, so the pool replaces it.
+            let running = self
+                .docker
+                .inspect_container(container_id, None)
+                .await
+                .ok()
+                .and_then(|inspected| inspected.state)
+                .and_then(|state| state.running);
+            if running != Some(true) {
+                return Err(SandboxError::Backend(format!(
+                    "warm sandbox {} stopped while its dev server started",
+                    super::sandbox::short(container_id)
+                )));
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Err(SandboxError::Backend(format!(
