@@ -7,6 +7,7 @@ ENV NEXT_TELEMETRY_DISABLED=1 \
     NPM_CONFIG_UPDATE_NOTIFIER=false \
     NPM_CONFIG_FUND=false \
     NPM_CONFIG_AUDIT=false \
+    NPM_CONFIG_LEGACY_PEER_DEPS=true \
     HOSTNAME=0.0.0.0 \
     PORT=3000
 
@@ -17,13 +18,16 @@ RUN (getent passwd user >/dev/null || useradd --create-home --home-dir /home/use
 COPY start-dev.sh /usr/local/bin/codeflux-start
 # Tags JSX elements with their source location in the dev server (selecting in the preview).
 COPY codeflux-tagger.cjs /usr/local/lib/codeflux-tagger.cjs
-RUN chmod 755 /usr/local/bin/codeflux-start && chmod 644 /usr/local/lib/codeflux-tagger.cjs
+# Keeps the dev server up: restarted with back-off, never taking the sandbox with it.
+COPY codeflux-supervisor.cjs /usr/local/lib/codeflux-supervisor.cjs
+RUN chmod 755 /usr/local/bin/codeflux-start \
+ && chmod 644 /usr/local/lib/codeflux-tagger.cjs /usr/local/lib/codeflux-supervisor.cjs
 
 WORKDIR /home/user
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
 COPY . ./
-RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-runner.cjs codeflux-tagger.cjs README.md .dockerignore \
+RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-runner.cjs codeflux-supervisor.cjs codeflux-tagger.cjs README.md .dockerignore \
  && chown -R user:user /home/user
 
 USER user

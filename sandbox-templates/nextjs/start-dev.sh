@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the Next.js dev server in /home/user and reports when it answers. Its output also
-# goes to a log that CodeFlux reads to check the app after each change (compile errors).
+# Starts the Next.js dev server in /home/user under supervision. Its output also goes to a
+# log that CodeFlux reads to check the app after each change (compile errors).
 set -u
 # On Docker the container starts as root (so that CodeFlux's command runner can run as root
 # and commands cannot reach it); the dev server and everything after this line run as the
@@ -21,22 +21,7 @@ if [ -n "${CODEFLUX_NETWORK_GATE:-}" ]; then
     exit 1
   fi
 fi
-log=/tmp/codeflux-dev.log
-: > "$log"
-npx next dev --turbopack -H 0.0.0.0 -p 3000 > >(tee -a "$log") 2>&1 &
-server=$!
-trap 'kill -TERM "$server" 2>/dev/null; wait "$server"' TERM INT
-for _ in $(seq 1 240); do
-  if ! kill -0 "$server" 2>/dev/null; then
-    echo "codeflux: the dev server exited" >&2
-    wait "$server"
-    exit 1
-  fi
-  status=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/ 2>/dev/null || true)
-  if [ "$status" = "200" ]; then
-    echo "codeflux: dev server ready on port 3000"
-    break
-  fi
-  sleep 0.5
-done
-wait "$server"
+: > /tmp/codeflux-dev.log
+# The supervisor keeps the dev server up (restarts with back-off) and outlives it, so a
+# dev server that exits never stops the sandbox.
+exec node /usr/local/lib/codeflux-supervisor.cjs

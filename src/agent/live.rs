@@ -46,7 +46,7 @@ impl<'a> LiveOutput<'a> {
             _ => (None, None),
         };
         (self.on_event)(EventKind::ModelStreaming {
-            text: tail(partial.text.trim(), TEXT_CHARS),
+            text: tail(super::markup::visible(partial.text).trim(), TEXT_CHARS),
             file,
             code,
         });

@@ -1,9 +1,13 @@
 //! The coding agent: asks the model for the next step, runs the tools it calls in the
 //! sandbox, and repeats until the model hands in a `<task_summary>` or the step cap is hit.
 
+mod dev_server;
+pub mod installs;
 mod live;
+mod markup;
 pub mod prompt;
 pub mod reply;
+mod text_calls;
 pub mod tools;
 pub mod verify;
 
@@ -126,11 +130,14 @@ impl Agent<'_> {
             task.images.clone(),
         ));
 
+        let dev_server = dev_server::Watch::start(self.sandbox).await;
         let mut toolbox = Toolbox {
             sandbox: self.sandbox,
             command_timeout: self.settings.command_timeout,
             written: BTreeMap::new(),
             journal: self.journal.clone(),
+            pins: installs::Pins::of_template(),
+            dev_server: Some(&dev_server),
         };
         let mut usage = TokenUsage::default();
         let max = self.settings.max_iterations.max(1);
@@ -143,7 +150,7 @@ impl Agent<'_> {
 
         // Checked against what the dev server says from now on.
         let checker = if self.settings.verify {
-            Some(verify::Checker::start(self.sandbox).await)
+            Some(verify::Checker::start(self.sandbox, &dev_server).await)
         } else {
             None
         };
@@ -366,7 +373,8 @@ impl Agent<'_> {
         };
         match self.llm.chat(&request).await {
             Ok(response) => {
-                let text = response.message.text_content().trim().to_string();
+                // Reasoning models think aloud here too: only the answer is kept.
+                let text = reply::normalize(&response.message).text;
                 (Some(text).filter(|text| !text.is_empty()), response.usage)
             }
             Err(error) => {

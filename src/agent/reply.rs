@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::markup;
+use super::text_calls;
 use super::tools::{READ_FILES, TERMINAL, WRITE_FILES};
 use crate::llm::{ChatMessage, ChatRole, FunctionCall, ToolCall};
 
@@ -33,7 +35,7 @@ impl Reply {
 }
 
 pub fn normalize(message: &ChatMessage) -> Reply {
-    let (mut text, inline_thinking) = split_thinking(message.text_content());
+    let (mut text, inline_thinking) = markup::split_reasoning(message.text_content());
     let thinking = [message.reasoning.clone(), inline_thinking]
         .into_iter()
         .flatten()
@@ -53,14 +55,14 @@ pub fn normalize(message: &ChatMessage) -> Reply {
         })
         .collect();
     if calls.is_empty() {
-        let (found, rest) = calls_in_text(&text);
+        let (found, rest) = text_calls::calls_in_text(&text);
         if !found.is_empty() {
             calls = found;
             text = rest;
         }
     }
     Reply {
-        text: text.trim().to_string(),
+        text: markup::strip_leaked_calls(&text),
         thinking,
         calls,
     }
@@ -99,80 +101,6 @@ fn strip_fence(text: &str) -> &str {
     body.rsplit_once("```")
         .map_or(body, |(inside, _)| inside)
         .trim()
-}
-
-/// Splits `<think>…</think>` from the answer. Some chat templates open the block in the
-/// prompt, so a lone `</think>` ends reasoning that started the reply.
-fn split_thinking(content: &str) -> (String, Option<String>) {
-    let Some(end) = content.find("</think>") else {
-        return (content.to_string(), None);
-    };
-    let before = &content[..end];
-    let thinking = before
-        .find("<think>")
-        .map_or(before, |start| &before[start + "<think>".len()..]);
-    let answer_before = before.find("<think>").map_or("", |start| &before[..start]);
-    let answer = format!("{answer_before}{}", &content[end + "</think>".len()..]);
-    (answer, Some(thinking.to_string()))
-}
-
-/// Tool calls written as JSON in the text (`{"name": …, "arguments": …}`, optionally in a
-/// code fence or `<tool_call>` tags), and the text without them.
-fn calls_in_text(text: &str) -> (Vec<ToolCall>, String) {
-    let mut calls = Vec::new();
-    let mut rest = String::new();
-    let mut position = 0;
-    while let Some(offset) = text[position..].find('{') {
-        let start = position + offset;
-        let mut values = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
-        let Some(Ok(value)) = values.next() else {
-            rest.push_str(&text[position..=start]);
-            position = start + 1;
-            continue;
-        };
-        let end = start + values.byte_offset();
-        match call_from_value(&value, calls.len()) {
-            Some(call) => {
-                calls.push(call);
-                rest.push_str(&text[position..start]);
-            }
-            None => rest.push_str(&text[position..end]),
-        }
-        position = end;
-    }
-    rest.push_str(&text[position..]);
-    let rest = rest
-        .replace("<tool_call>", "")
-        .replace("</tool_call>", "")
-        .replace("```json", "")
-        .replace("```", "");
-    (calls, rest)
-}
-
-fn call_from_value(value: &Value, index: usize) -> Option<ToolCall> {
-    let object = value.as_object()?;
-    let function = object.get("function").and_then(Value::as_object);
-    let field = |names: &[&str]| {
-        names.iter().find_map(|name| {
-            function
-                .and_then(|f| f.get(*name))
-                .or_else(|| object.get(*name))
-        })
-    };
-    let name = canonical_tool_name(field(&["name", "tool"])?.as_str()?)?;
-    let arguments = match field(&["arguments", "parameters", "args", "input"]) {
-        Some(Value::String(text)) => clean_arguments(text),
-        Some(other) => other.to_string(),
-        None => "{}".to_string(),
-    };
-    Some(ToolCall {
-        id: format!("text_call_{index}"),
-        kind: "function".to_string(),
-        function: FunctionCall {
-            name: name.to_string(),
-            arguments,
-        },
-    })
 }
 
 #[cfg(test)]

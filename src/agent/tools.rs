@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::dev_server;
+use super::installs::{self, Pins};
 use crate::llm::ToolSpec;
 use crate::sandbox::{FileWrite, MAX_FILE_BYTES, Sandbox, SandboxError, WorkspacePath};
 
@@ -130,9 +132,13 @@ pub struct Toolbox<'a> {
     pub written: BTreeMap<String, String>,
     /// Also records each written file as soon as it is written.
     pub journal: Option<Journal>,
+    /// The versions of Next.js and React the sandbox runs, which no call may change.
+    pub pins: Pins,
+    /// Tells the model when the dev server exited during one of its commands.
+    pub dev_server: Option<&'a dev_server::Watch>,
 }
 
-impl Toolbox<'_> {
+impl<'a> Toolbox<'a> {
     /// A short human description of a call before it runs ("npm install zod").
     pub fn describe(name: &str, arguments: &str) -> String {
         match name {
@@ -189,6 +195,48 @@ impl Toolbox<'_> {
 
     async fn terminal(&mut self, command: &str) -> ToolOutcome {
         let short = shorten(command, 80);
+        if let Some(refusal) = self.pins.refusal(command) {
+            return ToolOutcome::failed(
+                format!("refused {short}: it would replace Next.js or React"),
+                refusal,
+            );
+        }
+        let packages_before = match (installs::changes_packages(command), self.dev_server) {
+            (true, Some(_)) => dev_server::Packages::read(self.sandbox).await,
+            _ => None,
+        };
+        let mut outcome = self.run_command(command, &short).await;
+        if outcome.lost.is_none() {
+            for note in self.after_command(packages_before).await {
+                outcome.content.push_str("\n\n");
+                outcome.content.push_str(&note);
+            }
+        }
+        outcome
+    }
+
+    /// What the model should hear after a command: the dev server was restarted because the
+    /// packages changed, or it exited during the command.
+    async fn after_command(&self, packages_before: Option<dev_server::Packages>) -> Vec<String> {
+        let Some(watch) = self.dev_server else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        if let Some(before) = packages_before
+            && watch.restart_if_needed(self.sandbox, &before).await
+        {
+            notes.push(
+                "package.json changed, so the dev server was restarted to load the new packages."
+                    .to_string(),
+            );
+        }
+        if let Ok(Some(news)) = watch.news(self.sandbox).await {
+            notes.push(news);
+        }
+        notes
+    }
+
+    async fn run_command(&self, command: &str, short: &str) -> ToolOutcome {
         match self.sandbox.run(command, self.command_timeout).await {
             Ok(output) => {
                 let streams = format!(
@@ -231,6 +279,16 @@ impl Toolbox<'_> {
         // Check every path before writing anything, so a bad path leaves the workspace untouched.
         let mut writes = Vec::with_capacity(files.len());
         for file in &files {
+            if let Some(refusal) = WorkspacePath::parse(&file.path)
+                .ok()
+                .filter(|path| path.relative() == "package.json")
+                .and_then(|_| self.pins.manifest_refusal(&file.content))
+            {
+                return ToolOutcome::failed(
+                    "refused to write package.json: it would replace Next.js or React",
+                    format!("Error: {refusal} Nothing was written; send the other files again."),
+                );
+            }
             if file.content.len() > MAX_FILE_BYTES {
                 return ToolOutcome::failed(
                     format!("refused to write {}: too large", shorten(&file.path, 80)),

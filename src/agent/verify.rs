@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::dev_server;
 use crate::sandbox::{Sandbox, SandboxError};
 
-/// Where the template's dev server writes its output (see `sandbox-templates/nextjs/start-dev.sh`).
-pub const DEV_LOG: &str = "/tmp/codeflux-dev.log";
+/// Where the template's dev server writes its output (see `sandbox-templates/nextjs/codeflux-supervisor.cjs`).
+pub const DEV_LOG: &str = dev_server::LOG;
 const TYPE_CHECK_LIMIT: Duration = Duration::from_secs(300);
 const PAGES_LIMIT: Duration = Duration::from_secs(240);
 /// At most this many errors of one kind are handed back, so one broken import does not
@@ -25,8 +26,11 @@ pub enum Problem {
     Compile(String),
     /// A page that did not render: its route, status and what went wrong.
     Render(String),
+    /// The dev server exited (and was restarted) or is not running, with its log's last lines.
+    DevServer(String),
 }
 
+const DEV_SERVER_SECTION: &str = "The dev server stopped";
 const RENDER_SECTION: &str = "Pages that do not render";
 const COMPILE_SECTION: &str = "The dev server reported";
 const TYPE_SECTION: &str = "Type errors (tsc --noEmit)";
@@ -35,6 +39,7 @@ impl Problem {
     /// The heading it is listed under in the feedback.
     fn section(&self) -> &'static str {
         match self {
+            Problem::DevServer(_) => DEV_SERVER_SECTION,
             Problem::Render(_) => RENDER_SECTION,
             Problem::Compile(_) => COMPILE_SECTION,
             Problem::Type(_) => TYPE_SECTION,
@@ -43,19 +48,23 @@ impl Problem {
 
     pub fn text(&self) -> &str {
         match self {
-            Problem::Type(text) | Problem::Compile(text) | Problem::Render(text) => text,
+            Problem::Type(text)
+            | Problem::Compile(text)
+            | Problem::Render(text)
+            | Problem::DevServer(text) => text,
         }
     }
 }
 
 /// Checks one sandbox's app; made when the job begins, so it reads only the dev server's
 /// output from then on, and each check only what came after the one before.
-pub struct Checker {
+pub struct Checker<'a> {
     log_offset: std::sync::atomic::AtomicU64,
+    dev_server: &'a dev_server::Watch,
 }
 
-impl Checker {
-    pub async fn start(sandbox: &dyn Sandbox) -> Self {
+impl<'a> Checker<'a> {
+    pub async fn start(sandbox: &dyn Sandbox, dev_server: &'a dev_server::Watch) -> Self {
         let size = sandbox
             .run(
                 &format!("wc -c < {DEV_LOG} 2>/dev/null || echo 0"),
@@ -67,12 +76,24 @@ impl Checker {
             .unwrap_or(0);
         Self {
             log_offset: size.into(),
+            dev_server,
         }
     }
 
     pub async fn check(&self, sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
-        // Pages first: requesting them makes the dev server compile them and log errors.
-        let mut problems = render_problems(sandbox).await?;
+        // Pages first: requesting them makes the dev server compile them and log errors, and
+        // waits for a dev server that is starting again.
+        let pages = render_problems(sandbox).await?;
+        // Then whether the dev server exited since the model last heard (an exit takes a
+        // moment to show, so it is asked last); listed first, as it explains the rest.
+        let mut problems: Vec<Problem> = self
+            .dev_server
+            .news(sandbox)
+            .await?
+            .map(Problem::DevServer)
+            .into_iter()
+            .collect();
+        problems.extend(pages);
         let logged = self.compile_problems(sandbox).await?;
         // The log explains pages that failed; with every page rendering, what it holds is
         // from before the last fix (the dev server logs some errors again a moment later).
@@ -228,7 +249,7 @@ fn dev_log_errors(log: &str) -> Vec<String> {
     errors
 }
 
-fn strip_ansi(line: &str) -> String {
+pub(super) fn strip_ansi(line: &str) -> String {
     let mut clean = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
@@ -251,7 +272,12 @@ fn strip_ansi(line: &str) -> String {
 /// What the agent is told: every problem, grouped, with files and lines as the tools gave.
 pub fn feedback(problems: &[Problem]) -> String {
     let mut text = String::from("The app does not work yet:\n");
-    for title in [RENDER_SECTION, COMPILE_SECTION, TYPE_SECTION] {
+    for title in [
+        DEV_SERVER_SECTION,
+        RENDER_SECTION,
+        COMPILE_SECTION,
+        TYPE_SECTION,
+    ] {
         let items: Vec<&Problem> = problems
             .iter()
             .filter(|problem| problem.section() == title)
@@ -274,6 +300,11 @@ pub fn feedback(problems: &[Problem]) -> String {
 pub fn describe(problems: &[Problem]) -> String {
     let count = |kind: fn(&Problem) -> bool| problems.iter().filter(|p| kind(p)).count();
     let parts = [
+        (
+            count(|p| matches!(p, Problem::DevServer(_))),
+            "dev server exit",
+            "dev server exits",
+        ),
         (
             count(|p| matches!(p, Problem::Type(_))),
             "type error",

@@ -1,6 +1,8 @@
 //! The model: any OpenAI-compatible chat-completions API with tool calling
 //! (OpenRouter, OpenAI, Ollama, vLLM, LM Studio).
 
+mod completion;
+mod config;
 mod openai;
 mod replay;
 mod stream;
@@ -8,7 +10,8 @@ mod types;
 
 use async_trait::async_trait;
 
-pub use openai::{LlmConfig, OpenAiClient};
+pub use config::{DEFAULT_BASE_URL, DEFAULT_MODEL, LlmConfig};
+pub use openai::OpenAiClient;
 pub use replay::{DEMO_MODEL, ReplayLlm};
 pub use stream::Partial;
 pub use types::*;

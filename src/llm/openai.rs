@@ -8,92 +8,14 @@ use futures::StreamExt;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::stream::{Accumulator, Partial};
-use super::{ChatMessage, ChatRequest, ChatResponse, Llm, LlmError};
-use crate::store::TokenUsage;
-
-pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
-pub const DEFAULT_MODEL: &str = "openai/gpt-oss-120b:free";
+use super::completion::{error_message, failed_generation, parse_completion};
+use super::stream::{Accumulator, Partial, StreamError};
+use super::{ChatMessage, ChatRequest, ChatResponse, Llm, LlmConfig, LlmError};
 
 /// The longest wait we accept from a `Retry-After` header before trying again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-#[derive(Clone)]
-pub struct LlmConfig {
-    pub base_url: String,
-    pub api_key: Option<String>,
-    pub model: String,
-    /// Per-request limit; local models on a CPU can be slow.
-    pub request_timeout: Duration,
-    /// How many times one call is tried before giving up.
-    pub max_attempts: u32,
-    /// First back-off delay; doubles on each retry.
-    pub initial_backoff: Duration,
-}
-
-/// The key is never printed, so settings can be logged.
-impl std::fmt::Debug for LlmConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmConfig")
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("model", &self.model)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_attempts", &self.max_attempts)
-            .finish()
-    }
-}
-
-impl LlmConfig {
-    /// Reads `CODEFLUX_LLM_BASE_URL`, `CODEFLUX_LLM_API_KEY` (or `OPENROUTER_API_KEY`),
-    /// `CODEFLUX_MODEL`, `CODEFLUX_LLM_TIMEOUT_SECS` and `CODEFLUX_LLM_MAX_ATTEMPTS`.
-    pub fn from_env() -> Self {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|value| !value.trim().is_empty())
-        };
-        Self {
-            base_url: var("CODEFLUX_LLM_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-            api_key: var("CODEFLUX_LLM_API_KEY").or_else(|| var("OPENROUTER_API_KEY")),
-            model: var("CODEFLUX_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_string()),
-            request_timeout: Duration::from_secs(
-                var("CODEFLUX_LLM_TIMEOUT_SECS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(300),
-            ),
-            max_attempts: var("CODEFLUX_LLM_MAX_ATTEMPTS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5)
-                .max(1),
-            initial_backoff: Duration::from_secs(1),
-        }
-    }
-
-    /// Local servers (Ollama, LM Studio, vLLM on this machine) need no key.
-    pub fn is_local(&self) -> bool {
-        reqwest::Url::parse(&self.base_url)
-            .ok()
-            .and_then(|url| url.host_str().map(str::to_owned))
-            .is_some_and(|host| {
-                host == "localhost"
-                    || host.ends_with(".localhost")
-                    || host == "host.docker.internal"
-                    || host
-                        .trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            })
-    }
-
-    /// True when a hosted API is configured without a key: every call would be refused.
-    pub fn missing_key(&self) -> bool {
-        self.api_key.is_none() && !self.is_local()
-    }
-}
 
 pub struct OpenAiClient {
     config: LlmConfig,
@@ -175,6 +97,7 @@ impl OpenAiClient {
                     wait: None,
                     message: describe_transport_error(&error),
                     malformed: false,
+                    note: None,
                 }));
             }
         };
@@ -188,13 +111,14 @@ impl OpenAiClient {
                     wait: None,
                     message: describe_transport_error(&error),
                     malformed: false,
+                    note: None,
                 }));
             }
         };
         if status.is_success() {
             // Gateways sometimes answer 200 with an error or with no choices when the model
             // behind them failed: worth another try, like a 5xx.
-            return Ok(parse_completion(&text).map_err(Retry::malformed));
+            return Ok(parse_completion(&text).map_err(|error| unusable(error, &text)));
         }
         Self::failed(status, wait, &text)
     }
@@ -206,6 +130,21 @@ impl OpenAiClient {
         text: &str,
     ) -> Result<Result<ChatResponse, Retry>, LlmError> {
         let message = error_message(text);
+        if let Some(generated) = failed_generation(text) {
+            return Ok(Err(Retry::model_output(
+                Some(status),
+                message,
+                Some(&generated),
+            )));
+        }
+        // Ollama answers 500 "error parsing tool call: raw='…'" when the model's call is
+        // not JSON: the model's fault, worth a retry with a word to it.
+        if status != StatusCode::UNAUTHORIZED
+            && status != StatusCode::FORBIDDEN
+            && is_malformed_call(&message)
+        {
+            return Ok(Err(Retry::model_output(Some(status), message, None)));
+        }
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LlmError::Unauthorized {
                 status: status.as_u16(),
@@ -216,12 +155,14 @@ impl OpenAiClient {
                 wait,
                 message,
                 malformed: false,
+                note: None,
             })),
             status if status.is_server_error() => Ok(Err(Retry {
                 status: Some(status),
                 wait,
                 message,
                 malformed: false,
+                note: None,
             })),
             status => Err(LlmError::Rejected {
                 status: status.as_u16(),
@@ -246,6 +187,7 @@ impl OpenAiClient {
                 wait: None,
                 message,
                 malformed: false,
+                note: None,
             }))
         };
         let response = match builder.send().await {
@@ -265,7 +207,7 @@ impl OpenAiClient {
                 Err(error) => return transport(Some(status), describe_transport_error(&error)),
             };
             if status.is_success() {
-                return Ok(parse_completion(&text).map_err(Retry::malformed));
+                return Ok(parse_completion(&text).map_err(|error| unusable(error, &text)));
             }
             return Self::failed(status, wait, &text);
         }
@@ -287,7 +229,16 @@ impl OpenAiClient {
             match accumulator.feed(&chunk) {
                 Ok(true) => on_progress(accumulator.partial()),
                 Ok(false) => {}
-                Err(message) => return Ok(Err(Retry::malformed(LlmError::BadResponse(message)))),
+                Err(StreamError::Unreadable(message)) => {
+                    return Ok(Err(Retry::malformed(LlmError::BadResponse(message))));
+                }
+                Err(StreamError::Reported { message, generated }) => {
+                    return Ok(Err(Retry::model_output(
+                        None,
+                        format!("the stream ended in an error: {message}"),
+                        generated.as_deref(),
+                    )));
+                }
             }
         }
         Ok(accumulator
@@ -295,16 +246,22 @@ impl OpenAiClient {
             .map_err(|message| Retry::malformed(LlmError::BadResponse(message))))
     }
 
-    /// Tries `attempt` until it succeeds, fails for good, or the attempts are spent.
-    async fn with_retries<F, Fut>(&self, mut attempt: F) -> Result<ChatResponse, LlmError>
+    /// Tries `attempt` on `body` until it succeeds, fails for good, or the attempts are
+    /// spent. After unusable model output the next try carries a note to the model.
+    async fn with_retries<F, Fut>(
+        &self,
+        body: Value,
+        mut attempt: F,
+    ) -> Result<ChatResponse, LlmError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut(Value) -> Fut,
         Fut: std::future::Future<Output = Result<Result<ChatResponse, Retry>, LlmError>>,
     {
         let mut backoff = self.config.initial_backoff;
         let mut tries = 1;
+        let mut next = body.clone();
         loop {
-            let retry = match attempt().await? {
+            let retry = match attempt(next.clone()).await? {
                 Ok(response) => return Ok(response),
                 Err(retry) => retry,
             };
@@ -313,6 +270,19 @@ impl OpenAiClient {
             }
             let wait = retry.wait.map_or(backoff, |wait| wait.min(MAX_RETRY_AFTER));
             tracing::warn!(attempt = tries, ?wait, status = ?retry.status, message = %retry.message, "model call failed; retrying");
+            // Only the latest note is sent: the conversation itself is unchanged.
+            if let Some(note) = retry.note {
+                next = body.clone();
+                if let Some(messages) = next["messages"].as_array_mut() {
+                    messages.push(ChatMessage::user(note).wire());
+                }
+            }
+            // Malformed output is the model's doing, not the server's load: no long wait.
+            let wait = if retry.malformed && retry.wait.is_none() {
+                wait.min(self.config.initial_backoff)
+            } else {
+                wait
+            };
             tokio::time::sleep(wait).await;
             backoff = backoff.saturating_mul(2);
             tries += 1;
@@ -348,6 +318,8 @@ struct Retry {
     message: String,
     /// The server answered 200, but not with a usable chat completion.
     malformed: bool,
+    /// Told to the model on the next try: its last output could not be used.
+    note: Option<String>,
 }
 
 impl Retry {
@@ -360,7 +332,47 @@ impl Retry {
                 other => other.to_string(),
             },
             malformed: true,
+            note: None,
         }
+    }
+
+    /// The model's output was unusable (Groq's `tool_use_failed`, an `error` at the end of
+    /// a 200 stream): another try, with a word to the model about what went wrong.
+    fn model_output(status: Option<StatusCode>, message: String, generated: Option<&str>) -> Self {
+        let mut note = format!(
+            "Your previous answer could not be used: {message}. Answer again. Call a tool only with valid JSON arguments that match its schema, or reply with text."
+        );
+        if let Some(generated) = generated.filter(|text| !text.trim().is_empty()) {
+            let shown: String = generated.chars().take(1500).collect();
+            note.push_str(&format!("\nWhat you generated was:\n{shown}"));
+        }
+        Self {
+            status,
+            wait: None,
+            message,
+            malformed: true,
+            note: Some(note),
+        }
+    }
+}
+
+/// Whether a server's error says the model's tool call could not be parsed.
+fn is_malformed_call(message: &str) -> bool {
+    let message = message.to_lowercase();
+    (message.contains("tool call")
+        || message.contains("tool_call")
+        || message.contains("function call"))
+        && ["pars", "invalid", "malformed", "failed"]
+            .iter()
+            .any(|word| message.contains(word))
+}
+
+/// A 200 answer that is no chat completion; when it carries the model's failed output, the
+/// model hears of it on the next try.
+fn unusable(error: LlmError, text: &str) -> Retry {
+    match failed_generation(text) {
+        Some(generated) => Retry::model_output(None, error_message(text), Some(&generated)),
+        None => Retry::malformed(error),
     }
 }
 
@@ -372,7 +384,8 @@ impl Llm for OpenAiClient {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = self.body(request);
-        self.with_retries(|| self.attempt(&body)).await
+        self.with_retries(body, |body| async move { self.attempt(&body).await })
+            .await
     }
 
     async fn chat_streaming(
@@ -387,7 +400,9 @@ impl Llm for OpenAiClient {
         body["stream"] = json!(true);
         body["stream_options"] = json!({ "include_usage": true });
         match self
-            .with_retries(|| self.attempt_streaming(&body, on_progress))
+            .with_retries(body, |body| async move {
+                self.attempt_streaming(&body, on_progress).await
+            })
             .await
         {
             // Servers without streaming say so in a 4xx; from then on, plain calls.
@@ -401,75 +416,6 @@ impl Llm for OpenAiClient {
             other => other,
         }
     }
-}
-
-#[derive(Deserialize)]
-struct CompletionBody {
-    choices: Vec<Choice>,
-    #[serde(default)]
-    usage: Option<UsageBody>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: ChatMessage,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct UsageBody {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-}
-
-fn parse_completion(text: &str) -> Result<ChatResponse, LlmError> {
-    let body: CompletionBody = serde_json::from_str(text).map_err(|error| {
-        // Some gateways answer 200 with an error object.
-        let message = error_message(text);
-        LlmError::BadResponse(format!("{error}: {message}"))
-    })?;
-    let choice = body
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| LlmError::BadResponse("the response has no choices".into()))?;
-    let usage = body.usage.map_or(
-        TokenUsage {
-            model_calls: 1,
-            ..TokenUsage::default()
-        },
-        |usage| TokenUsage {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            model_calls: 1,
-        },
-    );
-    Ok(ChatResponse {
-        message: choice.message,
-        usage,
-        finish_reason: choice.finish_reason,
-    })
-}
-
-/// Pulls `error.message` out of an OpenAI-style error body, or shortens the raw text.
-fn error_message(text: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(text).ok();
-    let message = parsed.as_ref().and_then(|body| {
-        body.pointer("/error/message")
-            .or_else(|| body.get("error"))
-            .or_else(|| body.get("message"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
-    let message = message.unwrap_or_else(|| text.trim().to_string());
-    let mut short: String = message.chars().take(500).collect();
-    if short.is_empty() {
-        short = "(empty body)".into();
-    }
-    short
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -488,57 +434,5 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
         format!("connection failed: {error}")
     } else {
         error.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(base_url: &str, api_key: Option<&str>) -> LlmConfig {
-        LlmConfig {
-            base_url: base_url.into(),
-            api_key: api_key.map(str::to_owned),
-            model: "m".into(),
-            request_timeout: Duration::from_secs(5),
-            max_attempts: 1,
-            initial_backoff: Duration::from_millis(1),
-        }
-    }
-
-    #[test]
-    fn local_servers_need_no_key() {
-        assert!(!config("http://localhost:11434/v1", None).missing_key());
-        assert!(!config("http://127.0.0.1:8000/v1", None).missing_key());
-        assert!(!config("http://[::1]:8000/v1", None).missing_key());
-        assert!(config("https://openrouter.ai/api/v1", None).missing_key());
-        assert!(!config("https://openrouter.ai/api/v1", Some("k")).missing_key());
-    }
-
-    #[test]
-    fn parses_tool_calls_with_string_or_object_arguments() {
-        let text = r#"{"choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":null,
-            "tool_calls":[{"id":"a","type":"function","function":{"name":"terminal","arguments":"{\"command\":\"ls\"}"}},
-                          {"id":"b","function":{"name":"readFiles","arguments":{"files":["x"]}}}]}}],
-            "usage":{"prompt_tokens":10,"completion_tokens":3}}"#;
-        let response = parse_completion(text).unwrap();
-        let calls = &response.message.tool_calls;
-        assert_eq!(calls[0].function.arguments, r#"{"command":"ls"}"#);
-        assert_eq!(calls[1].function.arguments, r#"{"files":["x"]}"#);
-        assert_eq!(response.usage.prompt_tokens, 10);
-        assert_eq!(response.usage.model_calls, 1);
-    }
-
-    #[test]
-    fn error_bodies_are_summarised() {
-        assert_eq!(
-            error_message(r#"{"error":{"message":"no credits"}}"#),
-            "no credits"
-        );
-        assert_eq!(error_message("  plain  "), "plain");
-        assert!(matches!(
-            parse_completion(r#"{"error":"x"}"#),
-            Err(LlmError::BadResponse(_))
-        ));
     }
 }

@@ -15,6 +15,19 @@ pub struct Partial<'a> {
     pub tool: Option<(&'a str, &'a str)>,
 }
 
+/// Why a stream could not be read.
+#[derive(Debug)]
+pub enum StreamError {
+    /// A chunk that is not JSON of the expected shape.
+    Unreadable(String),
+    /// The server put an `error` object in the stream (the model failed midway, or its
+    /// output was malformed), with what it had generated when it says.
+    Reported {
+        message: String,
+        generated: Option<String>,
+    },
+}
+
 /// Adds up the chunks of one streamed answer.
 #[derive(Default)]
 pub struct Accumulator {
@@ -23,6 +36,8 @@ pub struct Accumulator {
     content: String,
     reasoning: String,
     calls: Vec<ToolCall>,
+    /// Which call each wire index fills.
+    slots: std::collections::HashMap<usize, usize>,
     finish_reason: Option<String>,
     usage: Option<TokenUsage>,
     done: bool,
@@ -56,14 +71,21 @@ struct Delta {
     tool_calls: Vec<CallDelta>,
 }
 
+/// A piece of a tool call. `index` says which call it belongs to; some servers leave it
+/// out, start at 1 (after a text block) or repeat an empty `id` in every later piece.
+/// llama.cpp may put `name` and `arguments` beside `function` instead of in it.
 #[derive(Deserialize)]
 struct CallDelta {
     #[serde(default)]
-    index: usize,
+    index: Option<usize>,
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     function: Option<FunctionDelta>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -71,7 +93,7 @@ struct FunctionDelta {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    arguments: Option<String>,
+    arguments: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -84,7 +106,7 @@ struct ChunkUsage {
 
 impl Accumulator {
     /// Takes in received bytes; returns whether any event was complete (the answer grew).
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<bool, String> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<bool, StreamError> {
         self.pending.extend_from_slice(bytes);
         let mut grew = false;
         while let Some(end) = event_end(&self.pending) {
@@ -109,11 +131,17 @@ impl Accumulator {
         Ok(grew)
     }
 
-    fn apply(&mut self, data: &str) -> Result<(), String> {
-        let chunk: Chunk = serde_json::from_str(data)
-            .map_err(|error| format!("unreadable chunk ({error}): {data}"))?;
-        if let Some(error) = chunk.error {
-            return Err(format!("the stream reported an error: {error}"));
+    fn apply(&mut self, data: &str) -> Result<(), StreamError> {
+        let chunk: Chunk = serde_json::from_str(data).map_err(|error| {
+            StreamError::Unreadable(format!("unreadable chunk ({error}): {data}"))
+        })?;
+        if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
+            let text = serde_json::json!({ "error": error }).to_string();
+            return Err(StreamError::Reported {
+                message: super::completion::error_message(&text),
+                generated: super::completion::failed_generation(&text)
+                    .filter(|generated| !generated.is_empty()),
+            });
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(TokenUsage {
@@ -123,7 +151,7 @@ impl Accumulator {
             });
         }
         for choice in chunk.choices {
-            if let Some(reason) = choice.finish_reason {
+            if let Some(reason) = choice.finish_reason.filter(|reason| !reason.is_empty()) {
                 self.finish_reason = Some(reason);
             }
             let delta = choice.delta;
@@ -132,33 +160,63 @@ impl Accumulator {
             self.reasoning
                 .push_str(delta.reasoning.as_deref().unwrap_or_default());
             for call in delta.tool_calls {
-                while self.calls.len() <= call.index {
-                    self.calls.push(ToolCall {
-                        id: format!("call_{}", self.calls.len()),
-                        kind: "function".to_string(),
-                        function: FunctionCall {
-                            name: String::new(),
-                            arguments: String::new(),
-                        },
-                    });
-                }
-                let target = &mut self.calls[call.index];
-                if let Some(id) = call.id {
-                    target.id = id;
-                }
-                if let Some(function) = call.function {
-                    target
-                        .function
-                        .name
-                        .push_str(function.name.as_deref().unwrap_or_default());
-                    target
-                        .function
-                        .arguments
-                        .push_str(function.arguments.as_deref().unwrap_or_default());
-                }
+                self.add_call_piece(call);
             }
         }
         Ok(())
+    }
+
+    /// Adds one piece to the call it belongs to: by its index, or without one, to the last
+    /// call unless it brings a new id. A later empty id or name never replaces a real one,
+    /// and a name sent again whole is not doubled.
+    fn add_call_piece(&mut self, piece: CallDelta) {
+        let id = piece.id.filter(|id| !id.is_empty());
+        let position = match piece.index {
+            Some(index) => self.slots.get(&index).copied(),
+            None => self.calls.len().checked_sub(1).filter(|&last| {
+                id.as_ref()
+                    .is_none_or(|id| self.calls[last].id.is_empty() || self.calls[last].id == *id)
+            }),
+        };
+        let position = position.unwrap_or_else(|| {
+            self.calls.push(ToolCall {
+                id: String::new(),
+                kind: "function".to_string(),
+                function: FunctionCall {
+                    name: String::new(),
+                    arguments: String::new(),
+                },
+            });
+            let position = self.calls.len() - 1;
+            if let Some(index) = piece.index {
+                self.slots.insert(index, position);
+            }
+            position
+        });
+        let target = &mut self.calls[position];
+        if let Some(id) = id
+            && target.id.is_empty()
+        {
+            target.id = id;
+        }
+        let (name, arguments) = match piece.function {
+            Some(function) => (
+                function.name.or(piece.name),
+                function.arguments.or(piece.arguments),
+            ),
+            None => (piece.name, piece.arguments),
+        };
+        if let Some(name) = name.filter(|name| !name.is_empty())
+            && target.function.name != name
+        {
+            target.function.name.push_str(&name);
+        }
+        if let Some(arguments) = arguments {
+            target
+                .function
+                .arguments
+                .push_str(&super::types::value_as_text(arguments));
+        }
     }
 
     pub fn partial(&self) -> Partial<'_> {
@@ -174,10 +232,11 @@ impl Accumulator {
     }
 
     /// The whole answer, once the stream ended properly (`[DONE]` or a finish reason).
-    pub fn finish(self) -> Result<ChatResponse, String> {
+    pub fn finish(mut self) -> Result<ChatResponse, String> {
         if !self.done && self.finish_reason.is_none() {
             return Err("the stream ended before the answer was complete".into());
         }
+        ToolCall::settle(&mut self.calls);
         Ok(ChatResponse {
             message: ChatMessage {
                 role: ChatRole::Assistant,

@@ -97,10 +97,13 @@ impl ChatMessage {
     }
 }
 
+/// A tool call. Read from every shape servers send (see [`WireToolCall`]); written back in
+/// OpenAI's. An id a server left out is empty until [`ToolCall::settle`] makes one up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "WireToolCall")]
 pub struct ToolCall {
     pub id: String,
-    #[serde(rename = "type", default = "function_type")]
+    #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionCall,
 }
@@ -111,6 +114,70 @@ pub struct FunctionCall {
     /// JSON text as the model wrote it: it may be malformed, so it is parsed by the tool.
     #[serde(deserialize_with = "arguments_as_text")]
     pub arguments: String,
+}
+
+/// A tool call as servers send it: OpenAI's `{id, type, function: {name, arguments}}`, or
+/// llama.cpp's flat `{name, arguments}`, with the id, the type or the arguments left out
+/// (OpenRouter sends no `arguments` for a call without parameters; Gemini an empty id).
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunction>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+impl From<WireToolCall> for ToolCall {
+    fn from(wire: WireToolCall) -> Self {
+        let (name, arguments) = match wire.function {
+            Some(function) => (
+                function.name.or(wire.name),
+                function.arguments.or(wire.arguments),
+            ),
+            None => (wire.name, wire.arguments),
+        };
+        ToolCall {
+            id: wire.id.unwrap_or_default(),
+            kind: function_type(),
+            function: FunctionCall {
+                name: name.unwrap_or_default(),
+                arguments: arguments.map(value_as_text).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+impl ToolCall {
+    /// Makes a list of calls fit to act on and to send back: calls with neither a name nor
+    /// arguments (a stream's phantom slot) are dropped, missing arguments become `{}`, and a
+    /// missing, empty or repeated id is replaced by a new one, once.
+    pub fn settle(calls: &mut Vec<ToolCall>) {
+        calls.retain(|call| {
+            !(call.function.name.trim().is_empty() && call.function.arguments.trim().is_empty())
+        });
+        let mut seen = std::collections::HashSet::new();
+        for call in calls.iter_mut() {
+            if call.function.arguments.trim().is_empty() {
+                call.function.arguments = "{}".to_string();
+            }
+            if call.id.trim().is_empty() || !seen.insert(call.id.clone()) {
+                call.id = format!("call_{}", uuid::Uuid::now_v7().simple());
+                seen.insert(call.id.clone());
+            }
+        }
+    }
 }
 
 /// A tool the model may call, described by a JSON Schema of its arguments.
@@ -145,9 +212,13 @@ fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ToolC
 
 /// OpenAI sends arguments as a JSON string; some local servers send an object instead.
 fn arguments_as_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    Ok(match Value::deserialize(deserializer)? {
+    Ok(value_as_text(Value::deserialize(deserializer)?))
+}
+
+pub(super) fn value_as_text(value: Value) -> String {
+    match value {
         Value::String(text) => text,
         Value::Null => String::new(),
         other => other.to_string(),
-    })
+    }
 }

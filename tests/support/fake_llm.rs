@@ -36,6 +36,10 @@ pub enum Reply {
     DropMidBody,
     /// The server answers 200 with this body verbatim (odd shapes real servers send).
     Raw(Value),
+    /// The server answers 200 with this server-sent-events body verbatim (a recorded stream).
+    RawStream(String),
+    /// The server fails with this status and this JSON body verbatim.
+    RawFail { status: u16, body: Value },
 }
 
 impl Reply {
@@ -305,6 +309,14 @@ async fn chat(
                 .unwrap()
         }
         Reply::Raw(body) => Json(body).into_response(),
+        Reply::RawStream(events) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from(events))
+            .unwrap(),
+        Reply::RawFail { status, body } => {
+            (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
+        }
         Reply::Fail {
             status,
             retry_after,

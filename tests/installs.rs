@@ -1,0 +1,234 @@
+//! A model's installs never kill the sandbox, on the real Docker engine with the scripted
+//! model: pinned Next.js/React majors are refused before npm runs (in commands and in a
+//! written package.json), a stale peer range installs, and a dev server that is killed is
+//! reported to the model and comes back while the container lives on.
+
+mod support;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use support::docker_env::{Cleanup, containers_of, provider, test_config, wait_for_text};
+use support::fake_llm::{FakeLlm, Reply};
+use support::harness::Harness;
+
+type Provider = Arc<codeflux::sandbox::docker::DockerProvider>;
+
+async fn checked_server(fake: FakeLlm) -> (Harness, Cleanup, u16, Provider) {
+    let (provider, cleanup) = provider(test_config()).await;
+    let docker = provider.clone();
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let preview_port = preview_listener.local_addr().unwrap().port();
+    let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> = provider;
+    let server = Harness::start_with_provider(fake, sandboxes, preview_listener, move |settings| {
+        settings.agent.verify = true;
+        settings.agent.fix_attempts = 2;
+        // npm installs and a dev server's first compile take longer than the usual test limit.
+        settings.agent.command_timeout = std::time::Duration::from_secs(300);
+        settings.preview_url_template = format!("http://{{project}}.localhost:{preview_port}");
+    })
+    .await;
+    (server, cleanup, preview_port, docker)
+}
+
+/// Runs `command` in the project's sandbox and returns its stdout.
+async fn in_sandbox(provider: &Provider, project: &str, command: &str) -> String {
+    use codeflux::sandbox::SandboxProvider;
+    let acquired = provider.acquire(project.parse().unwrap()).await.unwrap();
+    let output = acquired
+        .sandbox
+        .run(command, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(output.success(), "{command}: {output:?}");
+    output.stdout.trim().to_string()
+}
+
+/// Every tool answer and user turn the model was sent, in order.
+fn said_to_model(fake: &FakeLlm) -> Vec<String> {
+    let requests = fake.agent_requests();
+    let Some(last) = requests.last() else {
+        return Vec::new();
+    };
+    last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["role"] == "tool" || message["role"] == "user")
+        .filter_map(|message| message["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn preview_shows(project: &str, preview_port: u16, text: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_for_text(
+        &client,
+        &format!("http://127.0.0.1:{preview_port}/"),
+        Some(&format!("{project}.localhost:{preview_port}")),
+        text,
+    )
+    .await;
+}
+
+/// What a v0 app asks for, written through the tools as a model would: its install pins
+/// Next.js 14 and React 18 next to a package whose peer range stops at React 18, and its
+/// package.json pins them too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_that_pins_other_versions_is_refused_those_and_installs_the_rest() {
+    let fake = FakeLlm::start().await;
+    let nonce = format!("drawer-{}", uuid::Uuid::now_v7().simple());
+    let v0_manifest = json!({
+        "name": "my-v0-project", "private": true,
+        "dependencies": { "next": "14.2.16", "react": "^18", "react-dom": "^18", "vaul": "^0.9.9" }
+    });
+    fake.push_all([
+        Reply::terminal("npm install next@14 react@^18 react-dom@^18 vaul@^0.9.9"),
+        Reply::write("package.json", &serde_json::to_string_pretty(&v0_manifest).unwrap()),
+        // vaul 0.9.9 names React ^16.8 || ^17 || ^18 as its peer: ERESOLVE without
+        // legacy-peer-deps, and npm would then install nothing at all.
+        Reply::terminal("npm install vaul@^0.9.9 @vercel/analytics"),
+        Reply::write(
+            "app/page.tsx",
+            &format!(
+                "\"use client\";\n\nimport {{ Drawer }} from \"vaul\";\n\nexport default function Page() {{\n  return (\n    <main>\n      <h1>{nonce}</h1>\n      <Drawer.Root>\n        <Drawer.Trigger>Open</Drawer.Trigger>\n      </Drawer.Root>\n    </main>\n  );\n}}\n"
+            ),
+        ),
+        Reply::summary("A page with a drawer."),
+    ]);
+    let (server, cleanup, preview_port, provider) = checked_server(fake).await;
+    let project = server.create("a page with a drawer").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+
+    let said = said_to_model(&server.fake);
+    assert!(
+        said[1].contains("Refused before anything ran")
+            && said[1].contains("next@14, react@^18, react-dom@^18")
+            && said[1].contains("Next.js 15.3.3 with React 19.1.0"),
+        "the pinned install is refused with what the sandbox runs: {}",
+        said[1]
+    );
+    assert!(
+        said[2].contains("package.json was not written")
+            && said[2].contains("\"next\": \"14.2.16\""),
+        "{}",
+        said[2]
+    );
+    assert!(
+        said[3].starts_with("Command succeeded"),
+        "the stale peer range installs: {}",
+        said[3]
+    );
+    // New packages load without a restart.
+    assert!(!said[3].contains("restarted"), "{}", said[3]);
+    assert_eq!(
+        answer["fragment"]["verification"]["status"], "passed",
+        "{answer}"
+    );
+    preview_shows(&project, preview_port, &nonce).await;
+
+    // The sandbox still runs the template's Next.js and React, and now has vaul.
+    let versions = in_sandbox(
+        &provider,
+        &project,
+        "node -p \"['next','react','vaul'].map(p => require('./node_modules/' + p + '/package.json').version).join(' ')\"",
+    )
+    .await;
+    assert!(versions.starts_with("15.3.3 19.1.0 0.9."), "{versions}");
+    drop(server);
+    drop(cleanup);
+}
+
+/// `pkill -f next` stops the dev server; the supervisor restarts it, the model hears of it
+/// with the log, and the check passes once it is back. The container never stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_dev_server_is_reported_and_comes_back() {
+    let fake = FakeLlm::start().await;
+    let nonce = format!("back-{}", uuid::Uuid::now_v7().simple());
+    fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            &format!("export default function Page() {{\n  return <main>{nonce}</main>;\n}}\n"),
+        ),
+        // The agent may start while the dev server is still starting: wait until it answers,
+        // so that there is a dev server to kill.
+        Reply::terminal(
+            "curl -s -o /dev/null --retry 120 --retry-connrefused --retry-delay 1 http://127.0.0.1:3000/",
+        ),
+        Reply::terminal("pkill -f next"),
+        Reply::summary("A page."),
+        // Only used when the exit is first reported by the check rather than the command.
+        Reply::summary("A page, with the dev server left alone."),
+    ]);
+    let (server, cleanup, preview_port, provider) = checked_server(fake).await;
+    let project = server.create("a page").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let said = said_to_model(&server.fake);
+    let inside = in_sandbox(
+        &provider,
+        &project,
+        "cat /tmp/codeflux-dev-server.json; echo; tail -n 5 /tmp/codeflux-dev.log; ps -eo pid,user,args",
+    )
+    .await;
+    let told = said
+        .iter()
+        .find(|text| text.contains("The dev server exited"))
+        .unwrap_or_else(|| {
+            panic!("the model was told the dev server exited: {said:#?}\nin the sandbox:\n{inside}")
+        });
+    assert!(
+        told.contains("codeflux: the dev server exited"),
+        "with the log's last lines: {told}"
+    );
+    assert_eq!(
+        answer["fragment"]["verification"]["status"], "passed",
+        "{answer}"
+    );
+    preview_shows(&project, preview_port, &nonce).await;
+    assert_eq!(
+        support::docker_env::running_containers_of(&cleanup.instance),
+        1,
+        "the sandbox outlived its dev server"
+    );
+    assert_eq!(containers_of(&cleanup.instance), 1);
+    drop(server);
+    drop(cleanup);
+}
+
+/// An install that changes package.json and leaves the dev server unable to answer (here it
+/// is frozen with SIGSTOP) gets the dev server restarted, and the model is told.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_install_that_leaves_the_dev_server_unanswering_restarts_it() {
+    let fake = FakeLlm::start().await;
+    let nonce = format!("thawed-{}", uuid::Uuid::now_v7().simple());
+    fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            &format!("export default function Page() {{\n  return <main>{nonce}</main>;\n}}\n"),
+        ),
+        Reply::terminal(
+            "curl -s -o /dev/null --retry 120 --retry-connrefused --retry-delay 1 http://127.0.0.1:3000/",
+        ),
+        Reply::terminal("npm install left-pad && pkill -STOP -f '[n]ext-server'"),
+        Reply::summary("A page."),
+        Reply::summary("A page."),
+    ]);
+    let (server, cleanup, preview_port, _provider) = checked_server(fake).await;
+    let project = server.create("a page").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let said = said_to_model(&server.fake);
+    assert!(
+        said[3].starts_with("Command succeeded")
+            && said[3].contains("package.json changed, so the dev server was restarted"),
+        "{said:#?}"
+    );
+    assert_eq!(
+        answer["fragment"]["verification"]["status"], "passed",
+        "{answer}"
+    );
+    preview_shows(&project, preview_port, &nonce).await;
+    drop(server);
+    drop(cleanup);
+}
