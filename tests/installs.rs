@@ -127,14 +127,19 @@ async fn an_app_that_pins_other_versions_is_refused_those_and_installs_the_rest(
     );
     preview_shows(&project, preview_port, &nonce).await;
 
-    // The sandbox still runs the template's Next.js and React, and now has vaul.
+    // The sandbox still runs the template's Next.js and React, and now has vaul. recharts'
+    // peer react-is is still there: with legacy-peer-deps npm prunes peers that nothing
+    // names, so the template names it.
     let versions = in_sandbox(
         &provider,
         &project,
-        "node -p \"['next','react','vaul'].map(p => require('./node_modules/' + p + '/package.json').version).join(' ')\"",
+        "node -p \"['next','react','react-is','vaul'].map(p => require('./node_modules/' + p + '/package.json').version).join(' ')\"",
     )
     .await;
-    assert!(versions.starts_with("15.3.3 19.1.0 0.9."), "{versions}");
+    assert!(
+        versions.starts_with("15.3.3 19.1.0 19.3.1 0.9."),
+        "{versions}"
+    );
     drop(server);
     drop(cleanup);
 }
