@@ -141,8 +141,10 @@ async fn llama_cpp_flat_calls_without_ids_are_run() {
 #[tokio::test]
 async fn calls_run_whatever_the_finish_reason_says() {
     for label in ["empty", "tool", "stop"] {
-        let (server, _, _) = replay(vec![fixture(&format!("finish_{label}.json"))]).await;
-        assert_calls_answered(&server, &[&format!("finish-{label}")]);
+        for form in ["json", "sse"] {
+            let (server, _, _) = replay(vec![fixture(&format!("finish_{label}.{form}"))]).await;
+            assert_calls_answered(&server, &[&format!("finish-{label}")]);
+        }
     }
 }
 
@@ -234,7 +236,10 @@ async fn groq_tool_use_failed_is_retried_with_what_the_model_generated() {
 async fn reasoning_in_every_field_is_folded_and_never_sent_back() {
     for name in [
         "reasoning_field.json",
+        "reasoning_field.sse",
+        "reasoning_content.json",
         "reasoning_content.sse",
+        "think_tags.json",
         "think_tags.sse",
         "harmony.json",
         "harmony.sse",
@@ -265,13 +270,15 @@ async fn reasoning_in_every_field_is_folded_and_never_sent_back() {
 
 #[tokio::test]
 async fn an_empty_id_is_made_up_once_and_used_for_the_answer() {
-    let (server, _, _) = replay(vec![fixture("gemini_empty_id.json")]).await;
-    let calls = assert_calls_answered(&server, &["gemini"]);
-    let id = calls[0]["id"].as_str().unwrap();
-    assert!(id.starts_with("call_"));
-    // The same id in every later request.
-    for request in &server.fake.agent_requests()[1..] {
-        assert!(request.to_string().contains(id));
+    for name in ["gemini_empty_id.json", "gemini_empty_id.sse"] {
+        let (server, _, _) = replay(vec![fixture(name)]).await;
+        let calls = assert_calls_answered(&server, &["gemini"]);
+        let id = calls[0]["id"].as_str().unwrap();
+        assert!(id.starts_with("call_"), "{name}");
+        // The same id in every later request.
+        for request in &server.fake.agent_requests()[1..] {
+            assert!(request.to_string().contains(id), "{name}");
+        }
     }
 }
 
@@ -279,6 +286,8 @@ async fn an_empty_id_is_made_up_once_and_used_for_the_answer() {
 async fn xml_calls_written_as_text_are_run() {
     for (name, output) in [
         ("qwen_xml.json", "xml-attribute"),
+        ("qwen_xml.sse", "xml-attribute"),
+        ("qwen_xml_fenced.json", "xml-element"),
         ("qwen_xml_fenced.sse", "xml-element"),
     ] {
         let (server, _, _) = replay(vec![fixture(name)]).await;
@@ -290,22 +299,27 @@ async fn xml_calls_written_as_text_are_run() {
 
 #[tokio::test]
 async fn leaked_tool_call_markup_is_run_and_never_shown() {
-    let (server, project, _) = replay(vec![fixture("llamacpp_leaked.sse")]).await;
-    assert_calls_answered(&server, &["leaked-call"]);
-    let history = serde_json::to_string(&sent_back(&server)).unwrap();
-    assert!(history.contains("I'll check the folder."), "{history}");
-    assert!(
-        !history.contains("<tool_call>") && !history.contains("<function="),
-        "{history}"
-    );
-    for event in events(&server, &project).await {
-        let text = event["text"].as_str().unwrap_or_default();
+    for name in ["llamacpp_leaked.json", "llamacpp_leaked.sse"] {
+        let (server, project, _) = replay(vec![fixture(name)]).await;
+        assert_calls_answered(&server, &["leaked-call"]);
+        let history = serde_json::to_string(&sent_back(&server)).unwrap();
         assert!(
-            !text.contains("<tool_call")
-                && !text.contains("<function")
-                && !text.contains("<parameter"),
-            "shown to people: {event}"
+            history.contains("I'll check the folder."),
+            "{name}: {history}"
         );
+        assert!(
+            !history.contains("<tool_call>") && !history.contains("<function="),
+            "{name}: {history}"
+        );
+        for event in events(&server, &project).await {
+            let text = event["text"].as_str().unwrap_or_default();
+            assert!(
+                !text.contains("<tool_call")
+                    && !text.contains("<function")
+                    && !text.contains("<parameter"),
+                "{name}: shown to people: {event}"
+            );
+        }
     }
 }
 
