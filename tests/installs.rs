@@ -144,25 +144,36 @@ async fn an_app_that_pins_other_versions_is_refused_those_and_installs_the_rest(
     drop(cleanup);
 }
 
-/// `pkill -f next` stops the dev server; the supervisor restarts it, the model hears of it
-/// with the log, and the check passes once it is back. The container never stops.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_dev_server_is_reported_and_comes_back() {
+/// A job that writes a page, waits for the dev server, runs `command` and sums up (twice
+/// scripted: the check may send it back once).
+struct PageJob {
+    server: Harness,
+    cleanup: Cleanup,
+    provider: Provider,
+    project: String,
+    preview_port: u16,
+    nonce: String,
+    answer: serde_json::Value,
+    /// What the model was told, in order.
+    said: Vec<String>,
+}
+
+async fn page_then(command: &str) -> PageJob {
     let fake = FakeLlm::start().await;
-    let nonce = format!("back-{}", uuid::Uuid::now_v7().simple());
+    let nonce = format!("page-{}", uuid::Uuid::now_v7().simple());
     fake.push_all([
         Reply::write(
             "app/page.tsx",
             &format!("export default function Page() {{\n  return <main>{nonce}</main>;\n}}\n"),
         ),
         // The agent may start while the dev server is still starting: wait until it answers,
-        // so that there is a dev server to kill.
+        // so that there is a dev server for the command to act on.
         Reply::terminal(
             "curl -s -o /dev/null --retry 120 --retry-connrefused --retry-delay 1 http://127.0.0.1:3000/",
         ),
-        Reply::terminal("pkill -f next"),
+        Reply::terminal(command),
         Reply::summary("A page."),
-        // Only used when the exit is first reported by the check rather than the command.
+        // Only used when the check sends the app back (an exit it reports).
         Reply::summary("A page, with the dev server left alone."),
     ]);
     let (server, cleanup, preview_port, provider) = checked_server(fake).await;
@@ -170,12 +181,44 @@ async fn a_killed_dev_server_is_reported_and_comes_back() {
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "result", "{answer}");
     let said = said_to_model(&server.fake);
+    PageJob {
+        server,
+        cleanup,
+        provider,
+        project,
+        preview_port,
+        nonce,
+        answer,
+        said,
+    }
+}
+
+impl PageJob {
+    /// The check passed in the end and the preview shows the page.
+    async fn passed_and_shows_the_page(self) {
+        assert_eq!(
+            self.answer["fragment"]["verification"]["status"], "passed",
+            "{}",
+            self.answer
+        );
+        preview_shows(&self.project, self.preview_port, &self.nonce).await;
+        drop(self.server);
+        drop(self.cleanup);
+    }
+}
+
+/// `pkill -f next` stops the dev server; the supervisor restarts it, the model hears of it
+/// with the log, and the check passes once it is back. The container never stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_dev_server_is_reported_and_comes_back() {
+    let job = page_then("pkill -f next").await;
     let inside = in_sandbox(
-        &provider,
-        &project,
+        &job.provider,
+        &job.project,
         "cat /tmp/codeflux-dev-server.json; echo; tail -n 5 /tmp/codeflux-dev.log; ps -eo pid,user,args",
     )
     .await;
+    let said = &job.said;
     let told = said
         .iter()
         .find(|text| text.contains("The dev server exited"))
@@ -187,53 +230,24 @@ async fn a_killed_dev_server_is_reported_and_comes_back() {
         "with the log's last lines: {told}"
     );
     assert_eq!(
-        answer["fragment"]["verification"]["status"], "passed",
-        "{answer}"
-    );
-    preview_shows(&project, preview_port, &nonce).await;
-    assert_eq!(
-        support::docker_env::running_containers_of(&cleanup.instance),
+        support::docker_env::running_containers_of(&job.cleanup.instance),
         1,
         "the sandbox outlived its dev server"
     );
-    assert_eq!(containers_of(&cleanup.instance), 1);
-    drop(server);
-    drop(cleanup);
+    assert_eq!(containers_of(&job.cleanup.instance), 1);
+    job.passed_and_shows_the_page().await;
 }
 
 /// An install that changes package.json and leaves the dev server unable to answer (here it
 /// is frozen with SIGSTOP) gets the dev server restarted, and the model is told.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_install_that_leaves_the_dev_server_unanswering_restarts_it() {
-    let fake = FakeLlm::start().await;
-    let nonce = format!("thawed-{}", uuid::Uuid::now_v7().simple());
-    fake.push_all([
-        Reply::write(
-            "app/page.tsx",
-            &format!("export default function Page() {{\n  return <main>{nonce}</main>;\n}}\n"),
-        ),
-        Reply::terminal(
-            "curl -s -o /dev/null --retry 120 --retry-connrefused --retry-delay 1 http://127.0.0.1:3000/",
-        ),
-        Reply::terminal("npm install left-pad && pkill -STOP -f '[n]ext-server'"),
-        Reply::summary("A page."),
-        Reply::summary("A page."),
-    ]);
-    let (server, cleanup, preview_port, _provider) = checked_server(fake).await;
-    let project = server.create("a page").await;
-    let answer = server.last_message(&project).await;
-    assert_eq!(answer["type"], "result", "{answer}");
-    let said = said_to_model(&server.fake);
+    let job = page_then("npm install left-pad && pkill -STOP -f '[n]ext-server'").await;
     assert!(
-        said[3].starts_with("Command succeeded")
-            && said[3].contains("package.json changed, so the dev server was restarted"),
-        "{said:#?}"
+        job.said[3].starts_with("Command succeeded")
+            && job.said[3].contains("package.json changed, so the dev server was restarted"),
+        "{:#?}",
+        job.said
     );
-    assert_eq!(
-        answer["fragment"]["verification"]["status"], "passed",
-        "{answer}"
-    );
-    preview_shows(&project, preview_port, &nonce).await;
-    drop(server);
-    drop(cleanup);
+    job.passed_and_shows_the_page().await;
 }

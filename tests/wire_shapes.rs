@@ -74,6 +74,32 @@ fn assert_calls_answered(server: &Harness, outputs: &[&str]) -> Vec<Value> {
     calls
 }
 
+/// Runs a job whose model first answers with `first` (a failure or a broken stream), then runs
+/// a command and sums up. Returns the note the retry carried, and every agent request.
+async fn retried(first: Reply) -> (String, Vec<Value>) {
+    let server = Harness::start().await;
+    server.fake.push_all([
+        first,
+        Reply::terminal("echo after-retry"),
+        Reply::summary("done"),
+    ]);
+    let project = server.create("retry it").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let requests = server.fake.agent_requests();
+    let note = requests[1]["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(note["role"], "user");
+    (note["content"].as_str().unwrap().to_string(), requests)
+}
+
+/// A failure answer with a recorded error body.
+fn failure(status: u16, name: &str) -> Reply {
+    match fixture(name) {
+        Reply::Raw(body) => Reply::RawFail { status, body },
+        _ => unreachable!("{name} is a JSON body"),
+    }
+}
+
 async fn events(server: &Harness, project: &str) -> Vec<Value> {
     let (_, events) = server.get(&format!("/api/projects/{project}/events")).await;
     events.as_array().unwrap().clone()
@@ -176,20 +202,7 @@ async fn a_repeated_finish_chunk_runs_the_call_once() {
 
 #[tokio::test]
 async fn an_error_at_the_end_of_a_stream_is_retried_with_a_note_to_the_model() {
-    let server = Harness::start().await;
-    server.fake.push_all([
-        fixture("error_in_stream.sse"),
-        Reply::terminal("echo after-retry"),
-        Reply::summary("done"),
-    ]);
-    let project = server.create("retry it").await;
-    let answer = server.last_message(&project).await;
-    assert_eq!(answer["type"], "result", "{answer}");
-    let requests = server.fake.agent_requests();
-    let retry = requests[1]["messages"].as_array().unwrap();
-    let note = retry.last().unwrap();
-    assert_eq!(note["role"], "user");
-    let note = note["content"].as_str().unwrap();
+    let (note, requests) = retried(fixture("error_in_stream.sse")).await;
     assert!(
         note.contains("could not be used") && note.contains("invalid tool call"),
         "{note}"
@@ -202,29 +215,7 @@ async fn an_error_at_the_end_of_a_stream_is_retried_with_a_note_to_the_model() {
 
 #[tokio::test]
 async fn groq_tool_use_failed_is_retried_with_what_the_model_generated() {
-    let server = Harness::start().await;
-    server.fake.push_all([
-        Reply::RawFail {
-            status: 400,
-            body: match fixture("groq_tool_use_failed.json") {
-                Reply::Raw(body) => body,
-                _ => unreachable!(),
-            },
-        },
-        Reply::terminal("echo groq-retry"),
-        Reply::summary("done"),
-    ]);
-    let project = server.create("groq").await;
-    let answer = server.last_message(&project).await;
-    assert_eq!(answer["type"], "result", "{answer}");
-    let requests = server.fake.agent_requests();
-    let note = requests[1]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let note = note["content"].as_str().unwrap();
+    let (note, _) = retried(failure(400, "groq_tool_use_failed.json")).await;
     assert!(note.contains("Failed to call a function"), "{note}");
     assert!(
         note.contains("<function=terminal{\"command\": \"echo groq\"}"),
@@ -325,29 +316,7 @@ async fn leaked_tool_call_markup_is_run_and_never_shown() {
 
 #[tokio::test]
 async fn ollama_tool_call_parse_errors_are_retried_with_a_note() {
-    let server = Harness::start().await;
-    server.fake.push_all([
-        Reply::RawFail {
-            status: 500,
-            body: match fixture("ollama_tool_parse_error.json") {
-                Reply::Raw(body) => body,
-                _ => unreachable!(),
-            },
-        },
-        Reply::terminal("echo ollama-retry"),
-        Reply::summary("done"),
-    ]);
-    let project = server.create("ollama").await;
-    let answer = server.last_message(&project).await;
-    assert_eq!(answer["type"], "result", "{answer}");
-    let requests = server.fake.agent_requests();
-    let note = requests[1]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let note = note["content"].as_str().unwrap();
+    let (note, _) = retried(failure(500, "ollama_tool_parse_error.json")).await;
     assert!(
         note.contains("could not be used") && note.contains("error parsing tool call"),
         "{note}"
