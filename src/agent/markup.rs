@@ -56,8 +56,6 @@ pub fn strip_leaked_calls(text: &str) -> String {
         "</parameter>",
         "<function_calls>",
         "</function_calls>",
-        "```xml",
-        "```json",
     ] {
         text = text.replace(tag, "");
     }
@@ -69,8 +67,34 @@ pub fn strip_leaked_calls(text: &str) -> String {
     if let Some(cut) = cut {
         text.truncate(cut);
     }
-    let text = text.replace("```", "");
-    text.trim().to_string()
+    drop_empty_fences(&text).trim().to_string()
+}
+
+/// Code fences with nothing left inside (a call was taken out of them); fences around real
+/// code stay.
+fn drop_empty_fences(text: &str) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("```") {
+        let after_open = &rest[open + 3..];
+        let Some(close) = after_open.find("```") else {
+            break;
+        };
+        let inside = &after_open[..close];
+        let (first, body) = inside.split_once('\n').unwrap_or((inside, ""));
+        let empty = if first.trim().chars().all(char::is_alphanumeric) {
+            body.trim().is_empty()
+        } else {
+            inside.trim().is_empty()
+        };
+        kept.push_str(&rest[..open]);
+        if !empty {
+            kept.push_str(&rest[open..open + 3 + close + 3]);
+        }
+        rest = &after_open[close + 3..];
+    }
+    kept.push_str(rest);
+    kept
 }
 
 fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
@@ -245,5 +269,8 @@ mod tests {
             "Listing."
         );
         assert_eq!(strip_leaked_calls("Done.\n</tool_call>"), "Done.");
+        assert_eq!(strip_leaked_calls("Here:\n```json\n\n```\n"), "Here:");
+        let code = "Run:\n```bash\nnpm test\n```";
+        assert_eq!(strip_leaked_calls(code), code);
     }
 }

@@ -138,11 +138,10 @@ impl OpenAiClient {
             )));
         }
         // Ollama answers 500 "error parsing tool call: raw='…'" when the model's call is
-        // not JSON: the model's fault, worth a retry with a word to it.
-        if status != StatusCode::UNAUTHORIZED
-            && status != StatusCode::FORBIDDEN
-            && is_malformed_call(&message)
-        {
+        // not JSON: the model's fault, worth a retry with a word to it. A 4xx that names
+        // tool calls is about our request (OpenAI's "Invalid 'messages[3].tool_calls'"), and
+        // trying again would not change it.
+        if status.is_server_error() && is_malformed_call(&message) {
             return Ok(Err(Retry::model_output(Some(status), message, None)));
         }
         match status {
@@ -434,5 +433,36 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
         format!("connection failed: {error}")
     } else {
         error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(status: u16, body: &str) -> Result<Option<String>, LlmError> {
+        OpenAiClient::failed(StatusCode::from_u16(status).unwrap(), None, body)
+            .map(|outcome| outcome.err().and_then(|retry| retry.note))
+    }
+
+    #[test]
+    fn malformed_model_output_is_retried_with_a_note_and_bad_requests_are_not() {
+        let groq = r#"{"error":{"message":"Failed to call a function.","code":"tool_use_failed","failed_generation":"<function=terminal>"}}"#;
+        assert!(
+            verdict(400, groq)
+                .unwrap()
+                .unwrap()
+                .contains("<function=terminal>")
+        );
+        let ollama =
+            r#"{"error":"error parsing tool call: raw='{', err=unexpected end of JSON input"}"#;
+        assert!(verdict(500, ollama).unwrap().is_some());
+        let ours = r#"{"error":{"message":"Invalid parameter: messages with role 'tool' must be a response to a preceding message with 'tool_calls'.","code":null}}"#;
+        assert!(matches!(
+            verdict(400, ours),
+            Err(LlmError::Rejected { status: 400, .. })
+        ));
+        // A plain 500 is retried, without a note.
+        assert_eq!(verdict(500, r#"{"error":"overloaded"}"#).unwrap(), None);
     }
 }
