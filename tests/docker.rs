@@ -33,17 +33,7 @@ async fn start_proxy(targets: Arc<dyn PreviewTargets>) -> u16 {
 }
 
 async fn start_proxy_with(targets: Arc<dyn PreviewTargets>, options: PreviewOptions) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            codeflux::preview::router(targets, options).unwrap(),
-        )
-        .await
-        .unwrap()
-    });
-    port
+    support::serve_on_loopback(codeflux::preview::router(targets, options).unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,6 +2,8 @@
 //! headers stay behind, the dev server learns the original host and scheme, CodeFlux's own
 //! preview cookie never reaches the app while the app's cookies do.
 
+mod support;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -42,10 +44,7 @@ async fn echo_dev_server() -> u16 {
                 .into_response()
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    port
+    support::serve_on_loopback(app).await
 }
 
 struct Echo(u16);
@@ -73,10 +72,7 @@ async fn proxy(auth: Auth) -> u16 {
         },
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    port
+    support::serve_on_loopback(router).await
 }
 
 #[tokio::test]

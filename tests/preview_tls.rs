@@ -3,6 +3,8 @@
 //! the upstream's headers (E2B's traffic token) go along. Pages get the element picker as on
 //! Docker.
 
+mod support;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -121,10 +123,7 @@ async fn proxy(dev_port: u16, extra_ca: Option<String>) -> u16 {
         },
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    port
+    support::serve_on_loopback(router).await
 }
 
 #[tokio::test]

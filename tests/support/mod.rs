@@ -32,3 +32,11 @@ pub async fn run_sdk_check(script: &str, envs: &[(&str, &str)]) -> String {
 pub async fn text_of(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
+
+/// Serves `app` on a free loopback port for the rest of the test; returns the port.
+pub async fn serve_on_loopback(app: axum::Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
