@@ -696,6 +696,144 @@ grep -c data-cf-loc /tmp/first.html || true"#;
     remove_instance(&instance);
 }
 
+/// What an app's embedded database costs: the image's extra packages, a sandbox's memory
+/// with the dev server up, without tables and with a table in use, the first schema apply,
+/// and the first and later queries; each in a fresh container of the sandbox image.
+async fn database(table: &mut Table, image: &str) {
+    let instance = format!("bench-{}", Uuid::now_v7().simple());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let image_bytes: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", image])
+        .parse()
+        .unwrap();
+    // Starts the dev server as the sandbox does (the database preload comes with the
+    // image's NODE_OPTIONS) and waits until `/` has compiled.
+    let start = r#"(npx next dev --turbopack -H 0.0.0.0 -p 3000 > /tmp/dev.log 2>&1 &)
+for i in $(seq 240); do curl -s -o /dev/null http://127.0.0.1:3000/ && break; sleep 0.5; done"#;
+    let with_table = r#"cat > db/schema.ts <<'EOF'
+import { pgTable, serial, text } from "drizzle-orm/pg-core";
+export const notes = pgTable("notes", { id: serial("id").primaryKey(), body: text("body").notNull() });
+EOF
+mkdir -p app/api/notes && cat > app/api/notes/route.ts <<'EOF'
+import { notes } from "@/db/schema";
+import { db } from "@/lib/db";
+export const dynamic = "force-dynamic";
+export async function GET() { return Response.json(await db.select().from(notes)); }
+EOF
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+s=$(ms); npm run --silent db:push > /tmp/push.log 2>&1 || { cat /tmp/push.log; exit 1; }; e=$(ms); echo $((e - s))
+s=$(ms); curl -sf -o /dev/null http://127.0.0.1:3000/api/notes; e=$(ms); echo $((e - s))
+s=$(ms); curl -sf -o /dev/null http://127.0.0.1:3000/api/notes; e=$(ms); echo $((e - s))
+du -sm .data/pglite | cut -f1"#;
+    let packages = "du -scm node_modules/@electric-sql node_modules/drizzle-orm node_modules/drizzle-kit node_modules/esbuild node_modules/@esbuild node_modules/@esbuild-kit 2>/dev/null | tail -1 | cut -f1";
+    let memory = |container: &str| -> f64 {
+        let usage = docker(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemUsage}}",
+            container,
+        ]);
+        let used = usage.split('/').next().unwrap_or_default().trim();
+        let split = used
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(used.len());
+        let (number, unit) = used.split_at(split);
+        let value: f64 = number.trim().parse().unwrap_or(0.0);
+        match unit {
+            "GiB" => value * 1024.0,
+            "KiB" => value / 1024.0,
+            _ => value,
+        }
+    };
+    let (mut plain, mut used, mut push, mut first, mut later) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut package_mb = String::new();
+    let mut data_mb = String::new();
+    for _ in 0..3 {
+        let container = docker(&[
+            "run",
+            "-d",
+            "--label",
+            &format!("codeflux.instance={instance}"),
+            "--entrypoint",
+            "sleep",
+            image,
+            "infinity",
+        ]);
+        let in_app = |script: &str| {
+            docker(&[
+                "exec",
+                "-u",
+                "user",
+                "-w",
+                "/home/user",
+                &container,
+                "bash",
+                "-c",
+                script,
+            ])
+        };
+        package_mb = in_app(packages);
+        in_app(start);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        plain.push(memory(&container));
+        let out = in_app(with_table);
+        let lines: Vec<u64> = out
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        assert_eq!(lines.len(), 4, "unexpected measurement output: {out}");
+        push.push(Duration::from_millis(lines[0]));
+        first.push(Duration::from_millis(lines[1]));
+        later.push(Duration::from_millis(lines[2]));
+        data_mb = lines[3].to_string();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        used.push(memory(&container));
+        docker(&["rm", "-f", &container]);
+    }
+    let median_mb = |mut samples: Vec<f64>| {
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    };
+    table.row(
+        "Database packages in the image",
+        format!("{package_mb} MiB of {} MiB", image_bytes / (1024 * 1024)),
+        "PGlite, Drizzle ORM, drizzle-kit and its esbuild in `node_modules`, beside the whole sandbox image",
+    );
+    table.row(
+        "Sandbox memory: app without tables / with a table in use",
+        format!("{:.0} MiB / {:.0} MiB", median_mb(plain), median_mb(used)),
+        "`docker stats` with the dev server up and `/` compiled; then after `npm run db:push` of one table and two queries (only apps with tables open the database); median of 3",
+    );
+    table.row(
+        "`npm run db:push` of one table",
+        secs(median(push)),
+        "drizzle-kit generate, then the migration applied by the running app; median of 3",
+    );
+    table.row(
+        "First query / later queries",
+        format!("{} / {}", secs(median(first)), secs(median(later))),
+        "GET of a route handler that selects from the table: the first compiles the route; median of 3",
+    );
+    table.row(
+        "A new database on disk",
+        format!("{data_mb} MiB"),
+        "`.data/pglite` after the first migration",
+    );
+    remove_instance(&instance);
+}
+
 /// The home page and a project page at 1,000 requests a second, with `projects` projects.
 async fn pages_at_scale(table: &mut Table, projects: usize) {
     let data = tempfile::tempdir().unwrap();
@@ -810,7 +948,7 @@ fn commit() -> String {
 #[tokio::main]
 async fn main() {
     // `cargo bench -- hot preview` runs only those parts (startup, preview, hot, eight,
-    // tagging, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
+    // tagging, database, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
@@ -847,6 +985,10 @@ async fn main() {
     if wanted("tagging") {
         println!("source tags in the dev server …");
         tagging(&mut table, &image).await;
+    }
+    if wanted("database") {
+        println!("the app's embedded database …");
+        database(&mut table, &image).await;
     }
     if wanted("pages") {
         for projects in [3_000, 100_000] {

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod auth;
 pub mod cli;
+pub mod data;
 pub mod events;
 pub mod hosts;
 pub mod jobs;

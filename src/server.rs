@@ -35,6 +35,8 @@ pub struct Settings {
     pub public_origin: Option<String>,
     /// More names the UI and previews answer to (`CODEFLUX_ALLOWED_HOSTS`).
     pub allowed_hosts: Vec<String>,
+    /// How many snapshots of each app's data are kept, and in how many bytes.
+    pub data_limits: crate::store::snapshots::SnapshotLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,7 @@ impl Services {
             sandboxes,
             settings: settings.agent.clone(),
             preview: preview.clone(),
+            data_limits: settings.data_limits,
         });
         let jobs = JobQueue::new(generation, settings.max_jobs);
         let recovery = jobs.recover().await?;

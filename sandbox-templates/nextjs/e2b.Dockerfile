@@ -9,7 +9,9 @@ ENV NEXT_TELEMETRY_DISABLED=1 \
     NPM_CONFIG_AUDIT=false \
     NPM_CONFIG_LEGACY_PEER_DEPS=true \
     HOSTNAME=0.0.0.0 \
-    PORT=3000
+    PORT=3000 \
+    CODEFLUX_DB_BRIDGE=127.0.0.1:39017 \
+    NODE_OPTIONS="--require /usr/local/lib/codeflux-db-host.cjs"
 
 # E2B runs sandboxes as `user` in /home/user; make sure the account owns the app.
 RUN (getent passwd user >/dev/null || useradd --create-home --home-dir /home/user --shell /bin/bash user) \
@@ -20,15 +22,21 @@ COPY start-dev.sh /usr/local/bin/codeflux-start
 COPY codeflux-tagger.cjs /usr/local/lib/codeflux-tagger.cjs
 # Keeps the dev server up: restarted with back-off, never taking the sandbox with it.
 COPY codeflux-supervisor.cjs /usr/local/lib/codeflux-supervisor.cjs
+# The app's database: held by the dev server's process, reached by CodeFlux through codeflux-db.
+COPY codeflux-db-host.cjs codeflux-db.cjs /usr/local/lib/
 RUN chmod 755 /usr/local/bin/codeflux-start \
- && chmod 644 /usr/local/lib/codeflux-tagger.cjs /usr/local/lib/codeflux-supervisor.cjs
+ && chmod 644 /usr/local/lib/codeflux-*.cjs
 
 WORKDIR /home/user
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
+# An empty database made once; an app's first database starts as a copy of it.
+RUN mkdir -p /opt/codeflux \
+ && node -e 'const { PGlite } = require("@electric-sql/pglite"); const db = new PGlite("/opt/codeflux/pglite-empty"); db.waitReady.then(() => db.close())' \
+ && chown -R user:user /opt/codeflux
 COPY . ./
-RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-runner.cjs codeflux-supervisor.cjs codeflux-tagger.cjs README.md .dockerignore \
- && chown -R user:user /home/user
+RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-*.cjs README.md .dockerignore \
+ && mkdir -p .data && chown -R user:user /home/user
 
 USER user
 WORKDIR /home/user

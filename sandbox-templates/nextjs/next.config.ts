@@ -12,6 +12,8 @@ const nextConfig: NextConfig = {
   allowedDevOrigins: ["*.localhost", "localhost", "127.0.0.1"],
   devIndicators: false,
   images: { unoptimized: true },
+  // PGlite loads its WebAssembly Postgres from its own files at run time: left unbundled.
+  serverExternalPackages: ["@electric-sql/pglite"],
 };
 
 export default function config(phase: string): NextConfig {

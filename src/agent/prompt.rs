@@ -18,11 +18,18 @@ Your tools:
 - createOrUpdateFiles {files: [{path, content}]}: writes whole files. Paths are relative to /home/user, e.g. "app/page.tsx" or "components/habit-list.tsx".
 - readFiles {files: [path]}: returns the current content of files, e.g. ["app/page.tsx"] or ["/home/user/components/ui/button.tsx"].
 
+The database:
+- Every app has its own Postgres database, embedded in the app's server (PGlite: no server to run, no account, works offline), used through Drizzle ORM. Define tables in db/schema.ts with drizzle-orm/pg-core (pgTable, serial, text, integer, boolean, timestamp, …), then run `npm run db:push`: it writes a migration to db/migrations and applies it. Run it after every change to db/schema.ts, and fix what it reports. It refuses a change that would drop a table or column holding rows; pass `-- --accept-data-loss` only when the user asked for that data to go.
+- Use the database from server code only: `import { db } from "@/lib/db"` with your tables from "@/db/schema". Read in async server components (put `export const dynamic = "force-dynamic";` in those pages), write through server actions (a "use server" file such as app/actions.ts, then `revalidatePath`) or route handlers under app/api. Client components get rows as props and call server actions; they never import @/lib/db.
+- Whenever the app has something to remember (items, entries, settings, progress), keep it in the database so it survives a reload; React state is only for what is truly ephemeral (an open dialog, form input, a filter).
+- Sample data goes in as seed rows: run `npx drizzle-kit generate --custom --name seed`, write INSERT statements into the new file it names under db/migrations, and run `npm run db:push`.
+- Leave lib/db.ts, drizzle.config.ts and db/push.mjs as they are, and never open the database from a script or a terminal command: only the running app may open it.
+
 Rules:
 - Put "use client" as the very first line of every file that uses React hooks, event handlers or browser APIs.
 - Style only with Tailwind classes; do not create or edit .css files.
 - Leave next.config.ts, tsconfig.json and postcss.config.mjs as they are: the sandbox relies on them.
-- Build complete, realistic, responsive and accessible screens: real layout, sensible sample data held in state, working interactions. No placeholders or TODOs.
+- Build complete, realistic, responsive and accessible screens: real layout, realistic sample data (seed rows in the database), working interactions. No placeholders or TODOs.
 - Split larger features into components under components/ and import them with relative or "@/" paths.
 - No external APIs, no remote images or fonts: everything must work offline. Use emoji or lucide-react icons for imagery.
 - When you change an existing app, read the files you are changing first and keep what already works.

@@ -28,12 +28,17 @@ pub enum Problem {
     Render(String),
     /// The dev server exited (and was restarted) or is not running, with its log's last lines.
     DevServer(String),
+    /// `npm run db:push` failed: the schema does not turn into a migration, the migration
+    /// fails, or it would drop data.
+    Database(String),
 }
 
 const DEV_SERVER_SECTION: &str = "The dev server stopped";
 const RENDER_SECTION: &str = "Pages that do not render";
 const COMPILE_SECTION: &str = "The dev server reported";
 const TYPE_SECTION: &str = "Type errors (tsc --noEmit)";
+const DATABASE_SECTION: &str = "The database schema does not apply (npm run db:push)";
+const SCHEMA_LIMIT: Duration = Duration::from_secs(180);
 
 impl Problem {
     /// The heading it is listed under in the feedback.
@@ -43,6 +48,7 @@ impl Problem {
             Problem::Render(_) => RENDER_SECTION,
             Problem::Compile(_) => COMPILE_SECTION,
             Problem::Type(_) => TYPE_SECTION,
+            Problem::Database(_) => DATABASE_SECTION,
         }
     }
 
@@ -51,7 +57,8 @@ impl Problem {
             Problem::Type(text)
             | Problem::Compile(text)
             | Problem::Render(text)
-            | Problem::DevServer(text) => text,
+            | Problem::DevServer(text)
+            | Problem::Database(text) => text,
         }
     }
 }
@@ -81,6 +88,8 @@ impl<'a> Checker<'a> {
     }
 
     pub async fn check(&self, sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+        // The schema before the pages: pages that read the database need its tables.
+        let schema = schema_problems(sandbox).await?;
         // Pages first: requesting them makes the dev server compile them and log errors, and
         // waits for a dev server that is starting again.
         let pages = render_problems(sandbox).await?;
@@ -93,6 +102,7 @@ impl<'a> Checker<'a> {
             .map(Problem::DevServer)
             .into_iter()
             .collect();
+        problems.extend(schema);
         problems.extend(pages);
         let logged = self.compile_problems(sandbox).await?;
         // The log explains pages that failed; with every page rendering, what it holds is
@@ -147,6 +157,27 @@ async fn type_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxErr
         .map(|line| Problem::Type(line.trim().to_string()))
         .collect();
     Ok(errors)
+}
+
+/// Applies db/schema.ts the way the model is told to (`npm run db:push`): a schema the
+/// model changed without applying it is applied now, and one that cannot be applied goes
+/// back to the model. Apps without tables skip it.
+async fn schema_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+    let output = sandbox
+        .run(
+            "if grep -qsE '^[^/]*pgTable\\(' db/schema.ts || [ -d db/migrations ]; then npm run --silent db:push 2>&1 | tail -c 8000; exit ${PIPESTATUS[0]}; fi",
+            SCHEMA_LIMIT,
+        )
+        .await?;
+    if output.success() {
+        return Ok(Vec::new());
+    }
+    let text = output.stdout.trim();
+    Ok(vec![Problem::Database(if text.is_empty() {
+        format!("npm run db:push exited with {}", output.exit_code)
+    } else {
+        text.to_string()
+    })])
 }
 
 /// The page routes under `app/`, each fetched through the dev server.

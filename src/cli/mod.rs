@@ -81,6 +81,13 @@ pub struct AgentArgs {
     /// `http://{project}.localhost:<port of the preview listener>`.
     #[arg(long, env = "CODEFLUX_PREVIEW_URL")]
     pub preview_url: Option<String>,
+    /// Snapshots of each app's data kept besides the latest copy (one per version, and one
+    /// before each change or restore that replaced data); the oldest go first.
+    #[arg(long, env = "CODEFLUX_DATA_SNAPSHOTS", default_value_t = 30)]
+    pub data_snapshots: usize,
+    /// Most megabytes those snapshots may take per project (gzipped).
+    #[arg(long, env = "CODEFLUX_DATA_SNAPSHOTS_MB", default_value_t = 100)]
+    pub data_snapshots_mb: usize,
 }
 
 /// Where `serve` listens and keeps its data (`doctor` checks the same).
@@ -165,6 +172,10 @@ impl AgentArgs {
             preview_extra_ca: None,
             public_origin: None,
             allowed_hosts: Vec::new(),
+            data_limits: crate::store::snapshots::SnapshotLimits {
+                count: self.data_snapshots.max(1),
+                bytes: self.data_snapshots_mb.max(1) * 1024 * 1024,
+            },
         }
     }
 }

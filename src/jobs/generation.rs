@@ -7,6 +7,7 @@ use crate::agent::{Agent, AgentSettings, AgentTask};
 use crate::events::{EventHub, EventKind};
 use crate::llm::{ChatMessage, Llm};
 use crate::sandbox::{Acquired, FileWrite, Sandbox, SandboxError, SandboxProvider, WorkspacePath};
+use crate::store::snapshots::SnapshotKind;
 use crate::store::{Job, Message, MessageType, NewFragment, Role, Store, StoreError};
 use uuid::Uuid;
 
@@ -37,6 +38,8 @@ pub struct Generation {
     pub settings: AgentSettings,
     pub preview: PreviewAddress,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How many snapshots of each app's data are kept (`CODEFLUX_DATA_SNAPSHOTS`, `_MB`).
+    pub data_limits: crate::store::snapshots::SnapshotLimits,
 }
 
 /// A running sandbox with the project's files in place.
@@ -45,6 +48,8 @@ pub struct PreparedSandbox {
     pub backend: &'static str,
     pub created: bool,
     pub restored_files: usize,
+    /// Rows brought back into a fresh sandbox's database.
+    pub restored_rows: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,8 @@ pub enum JobError {
     Agent(#[from] crate::agent::AgentError),
     #[error("Storage failed: {0}")]
     Store(#[from] StoreError),
+    #[error("The app's data could not be brought back: {0}")]
+    Data(#[from] crate::data::DataError),
     #[error(
         "The job took longer than its limit of {} s and was stopped (CODEFLUX_JOB_TIMEOUT_SECS).", .0.as_secs()
     )]
@@ -177,11 +184,16 @@ impl Generation {
             .unwrap_or_default();
         files.extend(unsaved);
         files.extend(result.written);
+        // Migrations come from `npm run db:push`, not from the model's writes.
+        match crate::data::migration_files(sandbox.as_ref()).await {
+            Ok(migrations) => files.extend(migrations),
+            Err(error) => tracing::warn!(%error, "could not read the app's migrations"),
+        }
         let content = match &result.note {
             Some(note) => format!("{}\n\n{note}", result.reply),
             None => result.reply,
         };
-        let (message, _) = self.store.add_assistant_message(
+        let (message, version) = self.store.add_assistant_message(
             job.project_id,
             MessageType::Result,
             &content,
@@ -194,17 +206,35 @@ impl Generation {
             }),
         )?;
         self.store.clear_unsaved_files(job.project_id)?;
+        if let Some(version) = &version {
+            let kind = SnapshotKind::Version {
+                version_id: version.id,
+            };
+            if let Err(error) = self.save_data(job.project_id, sandbox.as_ref(), kind).await {
+                tracing::warn!(%error, "could not save the app's data with the version");
+            }
+        }
         tracing::info!(steps = result.iterations, "job finished");
         Ok(message)
     }
 
     /// Makes an earlier version the newest and puts its files in the sandbox: written over
-    /// what is there, and files it does not have removed.
+    /// what is there, and files it does not have removed. With `with_data`, the data the
+    /// version was made with replaces the current data too (which is kept as a snapshot).
     pub async fn restore(
         &self,
         project_id: Uuid,
         version_id: Uuid,
-    ) -> Result<crate::store::Version, StoreError> {
+        with_data: bool,
+    ) -> Result<super::Restored, StoreError> {
+        let data = match with_data {
+            true => Some(
+                self.store
+                    .version_snapshot(project_id, version_id)?
+                    .ok_or(StoreError::NotFound("data snapshot of that version"))?,
+            ),
+            false => None,
+        };
         let mut before = self
             .store
             .latest_fragment(project_id)?
@@ -214,12 +244,16 @@ impl Generation {
         let (version, fragment) = self.store.restore_version(project_id, version_id)?;
         self.store.flush().await?;
         if self.sandboxes.is_none() {
-            return Ok(version);
+            let data = data.map(|_| Err("no sandbox backend is configured".to_string()));
+            return Ok(super::Restored { version, data });
         }
         if let Err(error) = self.sync_restored(project_id, &before, &fragment).await {
             self.discard_sandbox(project_id, &error).await;
+            let data = data.map(|_| Err(error.to_string()));
+            return Ok(super::Restored { version, data });
         }
-        Ok(version)
+        let data = self.data_after_restore(project_id, &version, data).await;
+        Ok(super::Restored { version, data })
     }
 
     /// A sandbox that could not be given the newest version's files must not be used
@@ -298,16 +332,34 @@ impl Generation {
         let provider = self.sandboxes.as_ref().ok_or(JobError::NoSandbox)?;
         let Acquired { sandbox, created } = provider.acquire(project_id).await?;
         let mut restored_files = 0;
-        if created && let Some(fragment) = self.store.latest_fragment(project_id)? {
-            let writes = file_writes(&fragment.files)?;
-            sandbox.write_files(&writes).await?;
-            restored_files = writes.len();
+        let mut restored_rows = 0;
+        if created {
+            if let Some(fragment) = self.store.latest_fragment(project_id)? {
+                let writes = file_writes(&fragment.files)?;
+                sandbox.write_files(&writes).await?;
+                restored_files = writes.len();
+            }
+            // Files first: the database is rebuilt from the code's migrations.
+            match self.put_data_back(project_id, sandbox.as_ref()).await {
+                Ok(counts) => restored_rows = counts.map_or(0, |counts| counts.rows),
+                // The database refused the saved rows: another sandbox would refuse them
+                // too. This one stays (the app runs), and it never saves over the project's
+                // copy, which is kept as it was.
+                Err(JobError::Data(crate::data::DataError::Refused(reason))) => {
+                    tracing::error!(%project_id, %reason, "the app's saved data could not be brought back; it is kept, and this sandbox's data is not saved");
+                }
+                Err(error) => {
+                    self.discard_sandbox(project_id, &error).await;
+                    return Err(error);
+                }
+            }
         }
         Ok(PreparedSandbox {
             sandbox,
             backend: provider.name(),
             created,
             restored_files,
+            restored_rows,
         })
     }
 

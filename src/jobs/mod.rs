@@ -3,6 +3,8 @@
 //! the files of the job before them). Jobs found `running` at start-up were cut off by a
 //! crash: they run once more, then fail with a clear message.
 
+mod data;
+pub use data::DataSource;
 mod generation;
 mod revival;
 
@@ -40,6 +42,14 @@ pub enum EditError {
 
 /// How many times a job may be started before a crash during it counts as a failure.
 const MAX_ATTEMPTS: u32 = 2;
+
+/// A restored version, and what became of its data when it was asked back too.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub version: crate::store::Version,
+    /// `None`: only the code was restored. Otherwise the rows brought back, or why not.
+    pub data: Option<Result<crate::data::Counts, String>>,
+}
 
 #[derive(Clone)]
 pub struct JobQueue {
@@ -319,10 +329,25 @@ impl JobQueue {
         &self,
         project_id: Uuid,
         version_id: Uuid,
-    ) -> Result<Option<crate::store::Version>, StoreError> {
+        with_data: bool,
+    ) -> Result<Option<Restored>, StoreError> {
         let generation = self.inner.generation.clone();
         self.while_idle(project_id, async move {
-            generation.restore(project_id, version_id).await
+            generation.restore(project_id, version_id, with_data).await
+        })
+        .await
+    }
+
+    /// Puts a kept snapshot's data in place of the app's current data while no job works
+    /// on the project (the current data is kept as a snapshot first). `Ok(None)`: busy.
+    pub async fn restore_data(
+        &self,
+        project_id: Uuid,
+        snapshot_id: Uuid,
+    ) -> Result<Option<Result<crate::data::Counts, String>>, StoreError> {
+        let generation = self.inner.generation.clone();
+        self.while_idle(project_id, async move {
+            generation.restore_snapshot(project_id, snapshot_id).await
         })
         .await
     }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{ACCEPT_ENCODING, CONTENT_TYPE};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -42,6 +42,10 @@ pub trait PreviewTargets: Send + Sync {
 
     /// Starts the project's sandbox in the background (restoring its files).
     async fn wake(&self, project_id: Uuid) -> Wake;
+
+    /// A request that may have changed the app's data went through (anything but GET, HEAD
+    /// and OPTIONS: server actions are POSTs), so its data is worth saving again.
+    fn data_may_have_changed(&self, _project_id: Uuid) {}
 }
 
 /// Previews of running sandboxes only: a stopped one is reported, not started. For tools
@@ -147,9 +151,17 @@ async fn handle(State(proxy): State<Proxy>, mut request: Request) -> Response {
     if tag.is_some() {
         request.headers_mut().remove(ACCEPT_ENCODING);
     }
+    let may_write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     match proxy.targets.upstream(project_id).await {
         Ok(Some(upstream)) => match proxy.forwarder.forward(&upstream, request).await {
             Ok(response) => match tag {
+                _ if may_write => {
+                    proxy.targets.data_may_have_changed(project_id);
+                    response
+                }
                 Some(tag) => picker::inject(response, tag),
                 None => response,
             },

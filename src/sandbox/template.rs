@@ -68,6 +68,28 @@ pub fn installed_packages() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Template files that make the sandbox (its image, its helpers) rather than the app.
+fn sandbox_only(name: &str) -> bool {
+    matches!(
+        name,
+        "Dockerfile"
+            | "e2b.Dockerfile"
+            | "e2b.toml"
+            | "start-dev.sh"
+            | "README.md"
+            | ".dockerignore"
+    ) || (name.starts_with("codeflux-") && name.ends_with(".cjs"))
+}
+
+/// The template's files that belong to every app (package.json, configs, the UI kit, the
+/// database client): what a copy of the app needs outside CodeFlux besides its own files.
+pub fn app_files() -> Vec<String> {
+    file_names()
+        .into_iter()
+        .filter(|name| !sandbox_only(name))
+        .collect()
+}
+
 /// Builds the tar context in memory. The base image is a build argument, so it is part of
 /// the tag but not of the tar.
 pub fn build_context(base_image: &str, extra_ca: Option<&[u8]>) -> std::io::Result<BuildContext> {

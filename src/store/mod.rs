@@ -12,6 +12,7 @@ mod opening;
 mod private_dir;
 mod sessions;
 mod slug;
+pub mod snapshots;
 mod versions;
 
 use std::collections::BTreeMap;
@@ -90,6 +91,13 @@ pub struct Store {
     unsaved: sled::Tree,
     /// `project_id ++ message_id ++ index` → an image attached to that prompt
     images: sled::Tree,
+    /// `project_id ++ snapshot_id` → DataSnapshot (kept snapshots of the app's data)
+    snapshots: sled::Tree,
+    /// `snapshot_id` → gzipped snapshot
+    snapshot_bytes: sled::Tree,
+    /// `project_id` → DataSnapshot / gzipped bytes: the app's data as last seen
+    latest_data: sled::Tree,
+    latest_data_bytes: sled::Tree,
     flusher: Arc<flusher::Flusher>,
 }
 
@@ -193,6 +201,7 @@ impl Store {
             }
         }
         self.unsaved.remove(id.as_bytes())?;
+        self.delete_data(id)?;
         self.projects.remove(id.as_bytes())?;
         Ok(())
     }

@@ -60,6 +60,10 @@ impl Store {
             events: db.open_tree("events")?,
             unsaved: db.open_tree("unsaved_files")?,
             images: db.open_tree("images")?,
+            snapshots: db.open_tree("data_snapshots")?,
+            snapshot_bytes: db.open_tree("data_snapshot_bytes")?,
+            latest_data: db.open_tree("latest_data")?,
+            latest_data_bytes: db.open_tree("latest_data_bytes")?,
             flusher: Arc::new(flusher::Flusher::start(db.clone())),
             db,
         };

@@ -129,6 +129,7 @@ pub fn code_view(
     files: &BTreeMap<String, String>,
     selected: Option<&str>,
     link: &dyn Fn(&str) -> String,
+    with_data: bool,
 ) -> Markup {
     let root = tree(files.keys().map(String::as_str));
     let shown = selected.and_then(|path| files.get(path).map(|content| (path, content)));
@@ -147,6 +148,10 @@ pub fn code_view(
                         span.spacer {}
                         button type="button" data-copy-from="file-content" { "Copy" }
                         a.button href={ "/projects/" (project_id) "/fragments/" (fragment_message) "/download" } download { "Download zip" }
+                        @if with_data {
+                            a.button href={ "/projects/" (project_id) "/fragments/" (fragment_message) "/download?data=1" } download
+                                title="The app with the data this version was made with (db/data.sql)" { "Zip with data" }
+                        }
                     }
                     pre #file-content tabindex="0" aria-label={ "Contents of " (path) } { code { (highlight(path, content)) } }
                 } @else {

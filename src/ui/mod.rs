@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod code;
+pub mod data;
 pub mod errors;
 pub mod home;
 pub mod layout;

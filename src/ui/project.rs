@@ -14,6 +14,7 @@ use crate::store::{MAX_PROMPT_CHARS, MessageView};
 pub enum Tab {
     Preview,
     Code,
+    Data,
 }
 
 /// What the right-hand side shows.
@@ -29,6 +30,8 @@ pub struct Workspace<'a> {
     pub file: Option<&'a str>,
     /// The shown version's number, and the newest version's number.
     pub version: Option<(u32, u32)>,
+    /// Rows in the data the shown version was made with, when that was kept.
+    pub version_rows: Option<u64>,
 }
 
 /// The number of the version `fragment` belongs to, and the newest version's number.
@@ -48,7 +51,11 @@ impl Workspace<'_> {
         let mut url = format!(
             "/projects/{}/workspace?tab={}",
             self.project_id,
-            if tab == Tab::Code { "code" } else { "preview" }
+            match tab {
+                Tab::Preview => "preview",
+                Tab::Code => "code",
+                Tab::Data => "data",
+            }
         );
         if let Some(fragment) = self.fragment {
             url.push_str(&format!("&fragment={}", fragment.message_id));
@@ -242,6 +249,7 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
             div.tabs role="tablist" {
                 (tab(Tab::Preview, "Preview"))
                 (tab(Tab::Code, "Code"))
+                (tab(Tab::Data, "Data"))
                 span.spacer {}
                 @if view.tab == Tab::Preview && view.fragment.is_some() {
                     span #select-hint .hint role="status" {}
@@ -265,8 +273,16 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                         button.primary type="button"
                             hx-post={ "/projects/" (view.project_id) "/versions/" (fragment.id) "/restore" }
                             hx-swap="none"
-                            hx-confirm={ "Make version " (shown) " the newest version? Nothing newer is lost." } {
+                            hx-confirm={ "Make version " (shown) "'s code the newest version? The app's current data stays. Nothing newer is lost." } {
                             "Restore v" (shown)
+                        }
+                        @if let Some(rows) = view.version_rows {
+                            button type="button"
+                                hx-post={ "/projects/" (view.project_id) "/versions/" (fragment.id) "/restore?data=1" }
+                                hx-swap="none"
+                                hx-confirm={ "Make version " (shown) " the newest version and bring back its data (" (rows) " rows)? The current data is replaced; a snapshot of it is kept." } {
+                                "Restore v" (shown) " with its data"
+                            }
                         }
                     }
                 }
@@ -276,12 +292,14 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                     (None, _) => p.placeholder { "Your app appears here as soon as the agent has built a first version." },
                     (Some(_), Tab::Preview) => iframe #preview-frame src=(view.preview_link) title="App preview"
                         sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals" {},
+                    (Some(_), Tab::Data) => (super::data::loading(view.project_id)),
                     (Some(fragment), Tab::Code) => (code::code_view(
                         view.project_id,
                         fragment.message_id,
                         &fragment.files,
                         view.file.or_else(|| fragment.files.keys().find(|path| path.ends_with("page.tsx")).map(String::as_str)),
                         &|path| view.link(Tab::Code, Some(path)),
+                        view.version_rows.is_some(),
                     )),
                 }
             }

@@ -225,15 +225,71 @@ pub async fn list_versions(
     ))
 }
 
+/// What a restore may carry: `{"data": true}` brings the version's data back too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    #[serde(default)]
+    pub data: bool,
+}
+
+/// The new version, and with `data`, what became of the data.
+#[derive(Debug, Serialize)]
+pub struct RestoreAnswer {
+    #[serde(flatten)]
+    pub version: Version,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataRestoreAnswer>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DataRestoreAnswer {
+    pub restored: bool,
+    pub tables: u64,
+    pub rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<crate::jobs::Restored> for RestoreAnswer {
+    fn from(restored: crate::jobs::Restored) -> Self {
+        let data = restored.data.map(|outcome| match outcome {
+            Ok(counts) => DataRestoreAnswer {
+                restored: true,
+                tables: counts.tables,
+                rows: counts.rows,
+                error: None,
+            },
+            Err(error) => DataRestoreAnswer {
+                restored: false,
+                tables: 0,
+                rows: 0,
+                error: Some(error),
+            },
+        });
+        Self {
+            version: restored.version,
+            data,
+        }
+    }
+}
+
 /// Makes an earlier version the newest: 201 with the new version; 409 while a job runs.
+/// An empty body restores the code; `{"data": true}` its data as well.
 pub async fn restore_version(
     State(state): State<AppState>,
     PathOf((project_id, version_id)): PathOf<(Uuid, Uuid)>,
-) -> Result<(StatusCode, Json<Version>), AppError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.restore(project_id, version_id).await?),
-    ))
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<RestoreAnswer>), AppError> {
+    let request: RestoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RestoreRequest::default()
+    } else {
+        serde_json::from_slice::<Option<RestoreRequest>>(&body)
+            .map_err(|error| AppError::Invalid(format!("invalid restore request: {error}")))?
+            .unwrap_or_default()
+    };
+    let restored = state.restore(project_id, version_id, request.data).await?;
+    Ok((StatusCode::CREATED, Json(restored.into())))
 }
 
 impl AppState {
@@ -241,10 +297,11 @@ impl AppState {
         &self,
         project_id: Uuid,
         version_id: Uuid,
-    ) -> Result<Version, AppError> {
+        with_data: bool,
+    ) -> Result<crate::jobs::Restored, AppError> {
         self.store.project(project_id)?;
         self.jobs
-            .restore(project_id, version_id)
+            .restore(project_id, version_id, with_data)
             .await?
             .ok_or(AppError::Conflict(
                 "a job is working on this project; stop it or wait before restoring",

@@ -3,6 +3,8 @@
 pub mod api;
 pub mod assets;
 mod auth;
+mod data;
+mod download;
 mod edits;
 mod error;
 mod extract;
@@ -88,6 +90,12 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         .route("/projects/{id}/cancel", post(api::cancel))
         .route("/projects/{id}/versions", get(api::list_versions))
         .route("/projects/{id}/edits", post(edits::api_edit))
+        .route("/projects/{id}/data", get(data::api_tables))
+        .route(
+            "/projects/{id}/snapshots/{snapshot_id}/restore",
+            post(data::api_restore),
+        )
+        .route("/projects/{id}/data/{table}", get(data::api_rows))
         .route(
             "/projects/{id}/versions/{version_id}/restore",
             post(api::restore_version),
@@ -120,10 +128,12 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
             post(pages::restore_version),
         )
         .route("/projects/{id}/workspace", get(pages::workspace))
+        .route("/projects/{id}/data-panel", get(data::panel))
+        .route("/projects/{id}/data/{table}/csv", get(data::csv_download))
         .route("/projects/{id}/edit", get(edits::panel).post(edits::apply))
         .route(
             "/projects/{id}/fragments/{message_id}/download",
-            get(pages::download),
+            get(download::download),
         )
         .route("/projects/{id}/ws", get(ws::progress_socket))
         .route("/login", get(auth::login_page).post(auth::login))

@@ -1,8 +1,6 @@
 //! HTML pages and the htmx fragments they swap in. Full pages and fragments are rendered
 //! by the same view functions; `HX-Request` decides which one a request gets.
 
-use std::io::Write;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -202,6 +200,7 @@ pub fn newest_workspace(detail: &super::api::ProjectDetail) -> Workspace<'_> {
         tab: Tab::Preview,
         file: None,
         version: project::version_of(&detail.messages, fragment),
+        version_rows: None,
     }
 }
 
@@ -239,6 +238,7 @@ pub async fn project_page(
             tab: Tab::Preview,
             file: None,
             version: project::version_of(&detail.messages, pick_fragment(&detail.messages, None)),
+            version_rows: None,
         },
     };
     Ok(html_response(
@@ -259,10 +259,17 @@ pub async fn workspace(
     if query.fragment.is_some() && fragment.is_none() {
         return Err(AppError::NotFound("version"));
     }
-    let tab = if query.tab.as_deref() == Some("code") {
-        Tab::Code
-    } else {
-        Tab::Preview
+    let tab = match query.tab.as_deref() {
+        Some("code") => Tab::Code,
+        Some("data") => Tab::Data,
+        _ => Tab::Preview,
+    };
+    let version_rows = match fragment {
+        Some(fragment) => state
+            .store
+            .version_snapshot(project_id, fragment.id)?
+            .map(|snapshot| snapshot.rows),
+        None => None,
     };
     let view = Workspace {
         project_id,
@@ -272,6 +279,7 @@ pub async fn workspace(
         tab,
         file: query.file.as_deref(),
         version: project::version_of(&detail.messages, fragment),
+        version_rows,
     };
     let selected = fragment.map(|fragment| fragment.message_id);
     Ok(html_response(
@@ -362,47 +370,28 @@ pub async fn image(
         .into_response())
 }
 
-/// All files of one version as a zip archive.
-pub async fn download(
-    State(state): State<AppState>,
-    PathOf((project_id, message_id)): PathOf<(Uuid, Uuid)>,
-) -> Result<Response, AppError> {
-    let project = state.store.project(project_id)?;
-    state.store.message(project_id, message_id)?;
-    let fragment = state
-        .store
-        .fragment(message_id)?
-        .ok_or(AppError::NotFound("version"))?;
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (path, content) in &fragment.files {
-        writer
-            .start_file(format!("{}/{path}", project.name), options)
-            .and_then(|()| writer.write_all(content.as_bytes()).map_err(Into::into))
-            .map_err(|error| AppError::Invalid(format!("cannot build the zip: {error}")))?;
-    }
-    let bytes = writer
-        .finish()
-        .map_err(|error| AppError::Invalid(format!("cannot build the zip: {error}")))?
-        .into_inner();
-    let disposition = format!("attachment; filename=\"{}.zip\"", project.name);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        bytes,
-    )
-        .into_response())
+#[derive(Debug, Deserialize)]
+pub struct RestoreQuery {
+    /// `1`: bring the version's data back too.
+    #[serde(default)]
+    data: Option<String>,
 }
 
-/// The Restore button: the conversation and the workspace show the new newest version.
+/// The Restore buttons: the conversation and the workspace show the new newest version.
+/// "Restore with data" also puts the version's data back; if that fails, the code stays
+/// restored and the error says why the data did not come back.
 pub async fn restore_version(
     State(state): State<AppState>,
     PathOf((project_id, version_id)): PathOf<(Uuid, Uuid)>,
+    QueryOf(query): QueryOf<RestoreQuery>,
 ) -> Result<Response, AppError> {
-    state.restore(project_id, version_id).await?;
+    let with_data = matches!(query.data.as_deref(), Some("1" | "true"));
+    let restored = state.restore(project_id, version_id, with_data).await?;
+    if let Some(Err(error)) = restored.data {
+        return Err(AppError::Invalid(format!(
+            "The code of the version was restored, but its data could not be: {error}"
+        )));
+    }
     let detail = super::api::project_detail(&state, project_id)?;
     let view = newest_workspace(&detail);
     let fragment = view.fragment;

@@ -56,6 +56,7 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
         preview_extra_ca: None,
         public_origin: None,
         allowed_hosts: Vec::new(),
+        data_limits: Default::default(),
     }
 }
 
@@ -90,6 +91,26 @@ impl Harness {
         adjust: impl FnOnce(&mut Settings),
     ) -> Self {
         let data_dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::launch(
+            fake,
+            data_dir,
+            HostSandboxes::new(),
+            provider,
+            Some(preview_listener),
+            adjust,
+        )
+        .await
+    }
+
+    /// A server on a real sandbox backend and an existing data directory: CodeFlux started
+    /// again after [`Harness::stop`].
+    pub async fn restart_with_provider(
+        fake: FakeLlm,
+        data_dir: Arc<tempfile::TempDir>,
+        provider: Arc<dyn SandboxProvider>,
+        preview_listener: tokio::net::TcpListener,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         Self::launch(
             fake,
             data_dir,

@@ -1,0 +1,106 @@
+//! The Data tab: the app's tables, their columns and row counts, and one table's rows, 50
+//! to a page. Read-only; values are shown as Postgres rendered them.
+
+use maud::{Markup, html};
+use uuid::Uuid;
+
+use crate::data::{RowsPage, Table};
+use crate::jobs::DataSource;
+
+/// What the panel shows: the tables, and the rows of the chosen one.
+pub struct DataView<'a> {
+    pub project_id: Uuid,
+    pub tables: &'a [Table],
+    pub source: Option<&'a DataSource>,
+    pub rows: Option<&'a RowsPage>,
+}
+
+/// The tab's placeholder: the panel loads once the tab is shown (it asks the sandbox).
+pub fn loading(project_id: Uuid) -> Markup {
+    html! {
+        div.data-view hx-get={ "/projects/" (project_id) "/data-panel" } hx-trigger="load" hx-swap="outerHTML" {
+            p.placeholder { "Loading the app's data…" }
+        }
+    }
+}
+
+pub fn panel(view: &DataView) -> Markup {
+    let base = format!("/projects/{}/data-panel", view.project_id);
+    html! {
+        div.data-view {
+            @match view.source {
+                Some(DataSource::Live) => p.data-source { "Live from the running app. Read-only." },
+                Some(DataSource::Saved { saved_at }) => p.data-source {
+                    "As saved at " time datetime=(saved_at.to_rfc3339()) { (saved_at.format("%Y-%m-%d %H:%M UTC")) }
+                    " (the sandbox is not running). Read-only."
+                },
+                None => {},
+            }
+            @if view.tables.is_empty() {
+                p.placeholder {
+                    "This app keeps no data yet. When it has something to remember, the agent gives it tables in "
+                    code { "db/schema.ts" } ", and they appear here."
+                }
+            } @else {
+                nav.data-tables aria-label="Tables" {
+                    @for table in view.tables {
+                        @let chosen = view.rows.is_some_and(|rows| rows.table == table.name);
+                        button type="button" hx-get={ (base) "?table=" (table.name) } hx-target="closest .data-view" hx-swap="outerHTML"
+                            aria-pressed=(if chosen { "true" } else { "false" }) {
+                            code { (table.name) } " " small { (table.rows) @if table.rows == 1 { " row" } @else { " rows" } }
+                        }
+                    }
+                }
+                @if let Some(rows) = view.rows { (rows_table(view.project_id, &base, rows)) }
+            }
+        }
+    }
+}
+
+fn rows_table(project_id: Uuid, base: &str, rows: &RowsPage) -> Markup {
+    let first = rows.page * rows.page_size;
+    let last = (first + rows.rows.len()).min(rows.total as usize);
+    let pages = (rows.total as usize).div_ceil(rows.page_size.max(1)).max(1);
+    html! {
+        section.data-rows aria-label={ "Rows of " (rows.table) } {
+            div.data-bar {
+                strong { code { (rows.table) } }
+                span { @if rows.total == 0 { "no rows" } @else { "rows " (first + 1) "–" (last) " of " (rows.total) } }
+                span.spacer {}
+                @if rows.page > 0 {
+                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page) } hx-target="closest .data-view" hx-swap="outerHTML" { "← Previous" }
+                }
+                @if rows.page + 1 < pages {
+                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page + 2) } hx-target="closest .data-view" hx-swap="outerHTML" { "Next →" }
+                }
+                a.button href={ "/projects/" (project_id) "/data/" (rows.table) "/csv" } download { "Download CSV" }
+            }
+            div.data-scroll {
+                table.data-table {
+                    thead { tr { @for column in &rows.columns {
+                        th scope="col" { (column.name) @if !column.data_type.is_empty() { br; small { (column.data_type) } } }
+                    } } }
+                    tbody {
+                        @for row in &rows.rows {
+                            tr { @for column in &rows.columns {
+                                @match row.get(&column.name) {
+                                    None | Some(serde_json::Value::Null) => td.null { "NULL" },
+                                    Some(value) => td { (display_value(value)) },
+                                }
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Text as itself, everything else (numbers, booleans, JSON) as JSON.
+pub fn display_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,494 @@
+//! Apps that keep their data, on the real Docker engine with the scripted model: a todo app
+//! on the embedded database keeps its rows through a reload, `docker rm -f` of its sandbox
+//! and a CodeFlux restart; versions record the data and bring it back; a schema change that
+//! would drop data is refused until accepted, and the data from before can be restored;
+//! two projects never see each other's rows; all of it also with no network.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::docker_env::{Cleanup, docker_cli, provider, test_config, wait_for_text};
+use support::fake_llm::{FakeLlm, Reply};
+use support::harness::Harness;
+
+type Provider = Arc<codeflux::sandbox::docker::DockerProvider>;
+
+const SCHEMA: &str = r#"import { boolean, pgTable, serial, text } from "drizzle-orm/pg-core";
+
+export const todos = pgTable("todos", {
+  id: serial("id").primaryKey(),
+  title: text("title").notNull(),
+  done: boolean("done").notNull().default(false),
+});
+"#;
+
+const ACTIONS: &str = r#""use server";
+
+import { revalidatePath } from "next/cache";
+
+import { todos } from "@/db/schema";
+import { db } from "@/lib/db";
+
+export async function addTodo(formData: FormData) {
+  const title = String(formData.get("title") ?? "").trim();
+  if (title) await db.insert(todos).values({ title });
+  revalidatePath("/");
+}
+"#;
+
+const ROUTE: &str = r#"import { todos } from "@/db/schema";
+import { db } from "@/lib/db";
+
+export const dynamic = "force-dynamic";
+
+export async function GET() {
+  return Response.json(await db.select().from(todos));
+}
+
+export async function POST(request: Request) {
+  const { title } = await request.json();
+  const [row] = await db.insert(todos).values({ title }).returning();
+  return Response.json(row, { status: 201 });
+}
+"#;
+
+fn page(heading: &str) -> String {
+    format!(
+        r#"import {{ asc }} from "drizzle-orm";
+
+import {{ todos }} from "@/db/schema";
+import {{ db }} from "@/lib/db";
+import {{ addTodo }} from "./actions";
+
+export const dynamic = "force-dynamic";
+
+export default async function Page() {{
+  const rows = await db.select().from(todos).orderBy(asc(todos.id));
+  return (
+    <main>
+      <h1>{heading}</h1>
+      <ul>
+        {{rows.map((todo) => <li key={{todo.id}}>{{todo.title}}</li>)}}
+      </ul>
+      <form action={{addTodo}}>
+        <input name="title" aria-label="New todo" />
+        <button type="submit">Add</button>
+      </form>
+    </main>
+  );
+}}
+"#
+    )
+}
+
+/// What a model does for "a todo list that keeps its items": a table, a seed row, a page
+/// that reads it, a server action and a route handler that write.
+fn todo_app(heading: &str) -> Vec<Reply> {
+    vec![
+        Reply::write("db/schema.ts", SCHEMA),
+        Reply::terminal("npm run db:push"),
+        Reply::terminal("npx drizzle-kit generate --custom --name seed"),
+        Reply::write(
+            "db/migrations/0001_seed.sql",
+            "INSERT INTO \"todos\" (\"title\") VALUES ('Buy milk');\n",
+        ),
+        Reply::terminal("npm run db:push"),
+        Reply::tool(
+            "createOrUpdateFiles",
+            json!({"files": [
+                {"path": "app/actions.ts", "content": ACTIONS},
+                {"path": "app/api/todos/route.ts", "content": ROUTE},
+                {"path": "app/page.tsx", "content": page(heading)},
+            ]}),
+        ),
+        Reply::summary("A todo list on the database."),
+        // Only used when the check sends the app back.
+        Reply::summary("A todo list on the database, checked."),
+    ]
+}
+
+struct Setup {
+    server: Harness,
+    cleanup: Cleanup,
+    provider: Provider,
+    preview_port: u16,
+}
+
+async fn start(network: codeflux::sandbox::docker::NetworkMode) -> Setup {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut config = test_config();
+    config.network = network;
+    let (provider, cleanup) = provider(config).await;
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let preview_port = preview_listener.local_addr().unwrap().port();
+    let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> = provider.clone();
+    let fake = FakeLlm::start().await;
+    let server =
+        Harness::start_with_provider(fake, sandboxes, preview_listener, checked(preview_port))
+            .await;
+    Setup {
+        server,
+        cleanup,
+        provider,
+        preview_port,
+    }
+}
+
+fn checked(preview_port: u16) -> impl FnOnce(&mut codeflux::server::Settings) {
+    move |settings| {
+        settings.agent.verify = true;
+        settings.agent.fix_attempts = 2;
+        settings.agent.command_timeout = Duration::from_secs(300);
+        settings.preview_url_template = format!("http://{{project}}.localhost:{preview_port}");
+    }
+}
+
+impl Setup {
+    /// Builds the todo app as a new project and checks that it passed its check.
+    async fn todo_project(&self, heading: &str) -> String {
+        // Spare replies of an earlier job (sent only when its check failed) must not answer.
+        self.server.fake.clear();
+        self.server.fake.push_all(todo_app(heading));
+        let project = self.server.create("a todo list that keeps its items").await;
+        let answer = self.server.last_message(&project).await;
+        assert_eq!(answer["type"], "result", "{answer}");
+        assert_eq!(
+            answer["fragment"]["verification"]["status"], "passed",
+            "{answer}"
+        );
+        let files = answer["fragment"]["files"].as_object().unwrap();
+        assert!(
+            files
+                .keys()
+                .any(|path| path.starts_with("db/migrations/0000_")),
+            "the generated migration is part of the version: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+        assert!(files.contains_key("db/migrations/meta/_journal.json"));
+        project
+    }
+
+    fn preview_host(&self, project: &str) -> String {
+        format!("{project}.localhost:{}", self.preview_port)
+    }
+
+    /// Adds a todo the way the app's own client code would, through the preview.
+    async fn add_todo(&self, project: &str, title: &str) {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = client
+            .post(format!("http://127.0.0.1:{}/api/todos", self.preview_port))
+            .header("host", self.preview_host(project))
+            .json(&json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    }
+
+    async fn page_shows(&self, project: &str, text: &str) -> String {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        wait_for_text(
+            &client,
+            &format!("http://127.0.0.1:{}/", self.preview_port),
+            Some(&self.preview_host(project)),
+            text,
+        )
+        .await
+    }
+
+    async fn data(&self, project: &str) -> Value {
+        let (status, data) = self
+            .server
+            .get(&format!("/api/projects/{project}/data"))
+            .await;
+        assert_eq!(status, 200, "{data}");
+        data
+    }
+
+    /// Waits until CodeFlux's own copy of the data holds `rows` rows.
+    async fn saved_rows(&self, project: &str, rows: u64) -> Value {
+        let mut data = Value::Null;
+        for _ in 0..240 {
+            data = self.data(project).await;
+            if data["saved"]["rows"] == rows {
+                return data;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("the saved copy never held {rows} rows: {data}");
+    }
+
+    async fn titles(&self, project: &str) -> Vec<String> {
+        let (status, rows) = self
+            .server
+            .get(&format!("/api/projects/{project}/data/todos?page=1"))
+            .await;
+        assert_eq!(status, 200, "{rows}");
+        rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["title"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn todo_rows(data: &Value) -> u64 {
+    data["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["name"] == "todos")
+        .unwrap_or_else(|| panic!("no todos table: {data}"))["rows"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge).await;
+    let project = setup.todo_project("Todos that stay").await;
+
+    let data = setup.data(&project).await;
+    assert_eq!(data["source"], "live", "{data}");
+    assert_eq!(todo_rows(&data), 1, "the seed row is in: {data}");
+    let version_snapshots: Vec<&Value> = data["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|snapshot| snapshot["kind"] == "version")
+        .collect();
+    assert_eq!(version_snapshots.len(), 1, "{data}");
+    assert_eq!(version_snapshots[0]["rows"], 1);
+
+    setup.add_todo(&project, "Walk the dog").await;
+    setup.saved_rows(&project, 2).await;
+    setup.page_shows(&project, "Walk the dog").await;
+
+    // The sandbox is removed behind CodeFlux's back: the next visit revives it with the data.
+    let instance = setup.cleanup.instance.clone();
+    let ids = docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=codeflux.instance={instance}"),
+    ]);
+    for id in ids.split_whitespace() {
+        docker_cli(&["rm", "-f", id]);
+    }
+    let body = setup.page_shows(&project, "Walk the dog").await;
+    assert!(body.contains("Buy milk"), "{body}");
+
+    // CodeFlux restarts (its shutdown stops the sandbox); the data is still there.
+    let Setup {
+        server,
+        cleanup,
+        provider,
+        preview_port,
+    } = setup;
+    let (fake, data_dir, _) = server.stop().await;
+    let preview_listener = tokio::net::TcpListener::bind(("127.0.0.1", preview_port))
+        .await
+        .unwrap();
+    let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> = provider.clone();
+    let server = Harness::restart_with_provider(
+        fake,
+        data_dir,
+        sandboxes,
+        preview_listener,
+        checked(preview_port),
+    )
+    .await;
+    let setup = Setup {
+        server,
+        cleanup,
+        provider,
+        preview_port,
+    };
+    setup.page_shows(&project, "Walk the dog").await;
+    assert_eq!(setup.titles(&project).await, ["Buy milk", "Walk the dog"]);
+
+    // The Data tab and its CSV.
+    let panel = setup
+        .server
+        .http
+        .get(format!(
+            "{}/projects/{project}/data-panel",
+            setup.server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        panel.contains("Walk the dog") && panel.contains("rows 1–2 of 2"),
+        "{panel}"
+    );
+    let csv = setup
+        .server
+        .http
+        .get(format!(
+            "{}/projects/{project}/data/todos/csv",
+            setup.server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv.lines().collect::<Vec<_>>(),
+        ["id,title,done", "1,Buy milk,false", "2,Walk the dog,false"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_bring_their_data_back_and_a_dropping_change_waits_for_consent() {
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge).await;
+    let project = setup.todo_project("Todos v1").await;
+    setup.add_todo(&project, "Walk the dog").await;
+    setup.add_todo(&project, "Water the plants").await;
+    setup.saved_rows(&project, 3).await;
+
+    // v2: a change to the page; its version records the 3 rows.
+    setup.server.fake.clear();
+    setup.server.fake.push_all([
+        Reply::write("app/page.tsx", &page("Todos v2")),
+        Reply::summary("A new heading."),
+        Reply::summary("A new heading, checked."),
+    ]);
+    setup.server.follow_up(&project, "change the heading").await;
+    let answer = setup.server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let (_, versions) = setup
+        .server
+        .get(&format!("/api/projects/{project}/versions"))
+        .await;
+    let v1 = versions[0]["id"].as_str().unwrap().to_string();
+
+    // Restoring v1's code keeps today's data.
+    let (status, restored) = setup
+        .server
+        .post(
+            &format!("/api/projects/{project}/versions/{v1}/restore"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 201, "{restored}");
+    assert!(restored.get("data").is_none(), "{restored}");
+    setup.page_shows(&project, "Todos v1").await;
+    assert_eq!(setup.titles(&project).await.len(), 3);
+
+    // Restoring v1 with its data brings back its single row; today's rows are kept aside.
+    let (status, restored) = setup
+        .server
+        .post(
+            &format!("/api/projects/{project}/versions/{v1}/restore"),
+            json!({"data": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{restored}");
+    assert_eq!(restored["data"]["restored"], true, "{restored}");
+    assert_eq!(restored["data"]["rows"], 1, "{restored}");
+    assert_eq!(setup.titles(&project).await, ["Buy milk"]);
+    let data = setup.data(&project).await;
+    let before_restore = data["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|snapshot| snapshot["kind"] == "before_restore")
+        .unwrap_or_else(|| panic!("{data}"));
+    assert_eq!(before_restore["rows"], 3);
+
+    // A change that drops a column holding rows is refused, then accepted; the data from
+    // before it is kept and can be brought back.
+    let without_done = SCHEMA
+        .replace("  done: boolean(\"done\").notNull().default(false),\n", "")
+        .replace("boolean, ", "");
+    setup.server.fake.clear();
+    setup.server.fake.push_all([
+        Reply::write("db/schema.ts", &without_done),
+        Reply::terminal("npm run db:push"),
+        Reply::terminal("npm run db:push -- --accept-data-loss"),
+        Reply::summary("Todos no longer have a done flag."),
+        Reply::summary("Todos no longer have a done flag, checked."),
+    ]);
+    setup.server.follow_up(&project, "drop the done flag").await;
+    let answer = setup.server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let said = said_to_model(&setup.server.fake);
+    let refusal = said
+        .iter()
+        .find(|text| text.contains("Not applied"))
+        .unwrap_or_else(|| panic!("the dropping change was not refused: {said:#?}"));
+    assert!(
+        refusal.contains("drops column todos.done (1 row)")
+            && refusal.contains("--accept-data-loss"),
+        "{refusal}"
+    );
+    let data = setup.data(&project).await;
+    let columns: Vec<&str> = data["tables"][0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|column| column["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["id", "title"], "{data}");
+    let before_change = data["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|snapshot| snapshot["kind"] == "before_change")
+        .unwrap_or_else(|| panic!("{data}"));
+    assert_eq!(before_change["rows"], 1);
+    let snapshot_id = before_change["id"].as_str().unwrap();
+    let (status, restored) = setup
+        .server
+        .post(
+            &format!("/api/projects/{project}/snapshots/{snapshot_id}/restore"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["rows"], 1, "{restored}");
+
+    // Another project with the same app sees only its own rows.
+    let other = setup.todo_project("Other todos").await;
+    setup.add_todo(&other, "Only here").await;
+    assert_eq!(setup.titles(&other).await, ["Buy milk", "Only here"]);
+    assert_eq!(setup.titles(&project).await, ["Buy milk"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_todo_app_works_without_a_network() {
+    let setup = start(codeflux::sandbox::docker::NetworkMode::None).await;
+    let project = setup.todo_project("Offline todos").await;
+    setup.add_todo(&project, "No network needed").await;
+    setup.page_shows(&project, "No network needed").await;
+    let data = setup.saved_rows(&project, 2).await;
+    assert_eq!(todo_rows(&data), 2, "{data}");
+}
+
+/// Every tool answer and user turn the model was sent in its last request, in order.
+fn said_to_model(fake: &FakeLlm) -> Vec<String> {
+    let requests = fake.agent_requests();
+    let Some(last) = requests.last() else {
+        return Vec::new();
+    };
+    last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["role"] == "tool" || message["role"] == "user")
+        .filter_map(|message| message["content"].as_str().map(str::to_owned))
+        .collect()
+}
