@@ -6,141 +6,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::json;
+use support::chromium::{
+    Guard, browser, click, click_and_confirm, free_port, screenshot, wait_for, wait_until_answering,
+};
 use support::docker_env::{Cleanup, containers_of, test_config};
 use support::fake_llm::{FakeLlm, Reply};
-
-const WAIT: Duration = Duration::from_secs(180);
-
-/// A child process that is killed when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_until_answering(url: &str) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    for _ in 0..300 {
-        if client.get(url).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never answered");
-}
-
-async fn browser() -> (Client, Guard) {
-    let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver must be installed (apt-get install chromium chromium-driver)");
-    let guard = Guard(driver);
-    wait_until_answering(&format!("http://127.0.0.1:{port}/status")).await;
-    let profile = tempfile::tempdir().unwrap().keep();
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                "--disable-sync", "--window-size=1400,900", format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(capabilities.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("chromedriver starts a headless Chromium session");
-    (client, guard)
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    for theme in ["light", "dark"] {
-        client
-            .execute(
-                "document.documentElement.dataset.theme = arguments[0]; return true;",
-                vec![json!(theme)],
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let png = client.screenshot().await.unwrap();
-        let path = format!(
-            "{}/docs/screenshots/{name}-{theme}.png",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
-        std::fs::write(path, png).unwrap();
-    }
-    client
-        .execute(
-            "delete document.documentElement.dataset.theme; return true;",
-            vec![],
-        )
-        .await
-        .unwrap();
-}
-
-/// Clicks the element `css` selects.
-async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
-async fn click_and_confirm(client: &Client, css: &str) {
-    click(client, css).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client.accept_alert().await.unwrap();
-}
-
-/// Waits (bounded) until `script` returns true in the page.
-async fn wait_for(client: &Client, what: &str, script: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        if client
-            .execute(script, vec![])
-            .await
-            .ok()
-            .and_then(|value| value.as_bool())
-            == Some(true)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let text = client
-        .execute("return document.body.innerText", vec![])
-        .await
-        .unwrap_or_default();
-    panic!("timed out waiting for {what}; the page says:\n{text}");
-}
 
 /// Waits until the preview shows the element at `xpath` (a new version may still be
 /// loading), turns on select mode, waits for the preview's picker to take it, moves the

@@ -117,13 +117,14 @@ struct Setup {
     preview_port: u16,
 }
 
-async fn start(network: codeflux::sandbox::docker::NetworkMode) -> Setup {
+async fn start(network: codeflux::sandbox::docker::NetworkMode, pool: usize) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let mut config = test_config();
     config.network = network;
+    config.pool = pool;
     let (provider, cleanup) = provider(config).await;
     let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let preview_port = preview_listener.local_addr().unwrap().port();
@@ -252,7 +253,7 @@ fn todo_rows(data: &Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
-    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge).await;
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge, 0).await;
     let project = setup.todo_project("Todos that stay").await;
 
     let data = setup.data(&project).await;
@@ -349,11 +350,30 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
         csv.lines().collect::<Vec<_>>(),
         ["id,title,done", "1,Buy milk,false", "2,Walk the dog,false"]
     );
+
+    // A quick edit is a version too, and records the data it was made with.
+    let (status, edited) = setup
+        .server
+        .post(
+            &format!("/api/projects/{project}/edits"),
+            json!({"file": "app/page.tsx", "line": 13, "column": 7, "name": "h1", "text": "Todos, edited"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{edited}");
+    let data = setup.data(&project).await;
+    let versions: Vec<u64> = data["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|snapshot| snapshot["kind"] == "version")
+        .map(|snapshot| snapshot["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2], "{data}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn versions_bring_their_data_back_and_a_dropping_change_waits_for_consent() {
-    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge).await;
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge, 0).await;
     let project = setup.todo_project("Todos v1").await;
     setup.add_todo(&project, "Walk the dog").await;
     setup.add_todo(&project, "Water the plants").await;
@@ -406,7 +426,8 @@ async fn versions_bring_their_data_back_and_a_dropping_change_waits_for_consent(
         .unwrap()
         .iter()
         .find(|snapshot| snapshot["kind"] == "before_restore")
-        .unwrap_or_else(|| panic!("{data}"));
+        .unwrap_or_else(|| panic!("{data}"))
+        .clone();
     assert_eq!(before_restore["rows"], 3);
 
     // A change that drops a column holding rows is refused, then accepted; the data from
@@ -461,21 +482,131 @@ async fn versions_bring_their_data_back_and_a_dropping_change_waits_for_consent(
     assert_eq!(status, 200, "{restored}");
     assert_eq!(restored["rows"], 1, "{restored}");
 
+    // The Data tab brings back the 3 rows from before the version restore, under today's
+    // schema (the `done` column they had is gone).
+    let before_restore_id = before_restore["id"].as_str().unwrap().to_string();
+    let (status, panel) = setup
+        .server
+        .htmx_post(
+            &format!("/projects/{project}/snapshots/{before_restore_id}/restore"),
+            Ok(&[]),
+        )
+        .await;
+    assert_eq!(status, 200, "{panel}");
+    assert!(panel.contains("Brought back 3 rows"), "{panel}");
+    assert!(
+        panel.contains("Earlier data") && panel.contains("Bring back"),
+        "{panel}"
+    );
+    assert_eq!(
+        setup.titles(&project).await,
+        ["Buy milk", "Walk the dog", "Water the plants"]
+    );
+
     // Another project with the same app sees only its own rows.
     let other = setup.todo_project("Other todos").await;
     setup.add_todo(&other, "Only here").await;
     assert_eq!(setup.titles(&other).await, ["Buy milk", "Only here"]);
-    assert_eq!(setup.titles(&project).await, ["Buy milk"]);
+    assert_eq!(
+        setup.titles(&project).await,
+        ["Buy milk", "Walk the dog", "Water the plants"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_todo_app_works_without_a_network() {
-    let setup = start(codeflux::sandbox::docker::NetworkMode::None).await;
+    let setup = start(codeflux::sandbox::docker::NetworkMode::None, 0).await;
     let project = setup.todo_project("Offline todos").await;
     setup.add_todo(&project, "No network needed").await;
     setup.page_shows(&project, "No network needed").await;
     let data = setup.saved_rows(&project, 2).await;
     assert_eq!(todo_rows(&data), 2, "{data}");
+}
+
+/// The person's side, in Chromium, on a sandbox claimed from the warm pool: an item added
+/// through the app's form (a server action) stays through a reload and the sandbox's removal,
+/// and the Data tab shows it (the README's screenshot).
+#[tokio::test(flavor = "multi_thread")]
+async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it() {
+    use fantoccini::Locator;
+    use support::chromium::{browser, click, screenshot, wait_for};
+
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge, 1).await;
+    // `serve` starts the pool from its command line; here the test does.
+    let _pool = setup.provider.spawn_pool().expect("a pool of one");
+    let mut warm = Vec::new();
+    for _ in 0..600 {
+        warm = setup.provider.inventory(false).await.unwrap();
+        if setup.provider.warm_ready() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let warm_id = warm
+        .iter()
+        .find(|sandbox| sandbox.warm)
+        .unwrap_or_else(|| panic!("no warm sandbox: {warm:?}"))
+        .container_id
+        .clone();
+    let project = setup.todo_project("Todos in a browser").await;
+    let claimed = setup.provider.inventory(false).await.unwrap();
+    assert!(
+        claimed.iter().any(|sandbox| sandbox.container_id == warm_id
+            && sandbox.project_id.map(|id| id.to_string()) == Some(project.clone())),
+        "the project runs in the warm sandbox: {claimed:?}"
+    );
+
+    let (client, _driver) = browser().await;
+    let preview = format!("http://{}/", setup.preview_host(&project));
+    let has = |text: &str| format!("return document.body.innerText.includes({text:?})");
+    client.goto(&preview).await.unwrap();
+    wait_for(&client, "the todo page", &has("Buy milk")).await;
+    client
+        .find(Locator::Css("input[name=title]"))
+        .await
+        .unwrap()
+        .send_keys("Call mom")
+        .await
+        .unwrap();
+    click(&client, "form button[type=submit]").await;
+    wait_for(&client, "the added item", &has("Call mom")).await;
+    client.refresh().await.unwrap();
+    wait_for(&client, "the item after a reload", &has("Call mom")).await;
+    // The form's server action went through the preview, so CodeFlux saved the data.
+    setup.saved_rows(&project, 2).await;
+
+    let instance = setup.cleanup.instance.clone();
+    let ids = docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=codeflux.instance={instance}"),
+    ]);
+    for id in ids.split_whitespace() {
+        docker_cli(&["rm", "-f", id]);
+    }
+    setup.page_shows(&project, "Call mom").await;
+    client.goto(&preview).await.unwrap();
+    wait_for(&client, "the item in the revived sandbox", &has("Call mom")).await;
+
+    client
+        .goto(&format!("{}/projects/{project}", setup.server.base))
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the project page",
+        "return !!window.htmx && !!document.querySelector('#tab-data')",
+    )
+    .await;
+    click(&client, "#tab-data").await;
+    wait_for(
+        &client,
+        "the Data tab's rows",
+        "const table = document.querySelector('.data-table'); return !!table && table.innerText.includes('Call mom') && table.innerText.includes('Buy milk')",
+    )
+    .await;
+    screenshot(&client, "data").await;
 }
 
 /// Every tool answer and user turn the model was sent in its last request, in order.

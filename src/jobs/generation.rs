@@ -294,6 +294,16 @@ impl Generation {
                 };
                 prepared.sandbox.write_files(&[write]).await?;
             }
+            // Like every version, this one records the data it was made with.
+            let kind = SnapshotKind::Version {
+                version_id: version.id,
+            };
+            if let Err(error) = self
+                .save_data(project_id, prepared.sandbox.as_ref(), kind)
+                .await
+            {
+                tracing::warn!(%project_id, %error, "could not save the app's data with the edit");
+            }
             Ok::<_, JobError>(())
         };
         if let Err(error) = written.await {

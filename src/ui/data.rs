@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::data::{RowsPage, Table};
 use crate::jobs::DataSource;
+use crate::store::snapshots::{DataSnapshot, SnapshotKind};
 
 /// What the panel shows: the tables, and the rows of the chosen one.
 pub struct DataView<'a> {
@@ -13,6 +14,10 @@ pub struct DataView<'a> {
     pub tables: &'a [Table],
     pub source: Option<&'a DataSource>,
     pub rows: Option<&'a RowsPage>,
+    /// Earlier data that can be brought back, oldest first.
+    pub snapshots: &'a [DataSnapshot],
+    /// What the last "Bring back" did.
+    pub notice: Option<&'a str>,
 }
 
 /// The tab's placeholder: the panel loads once the tab is shown (it asks the sandbox).
@@ -28,6 +33,7 @@ pub fn panel(view: &DataView) -> Markup {
     let base = format!("/projects/{}/data-panel", view.project_id);
     html! {
         div.data-view {
+            @if let Some(notice) = view.notice { p.data-notice role="status" { (notice) } }
             @match view.source {
                 Some(DataSource::Live) => p.data-source { "Live from the running app. Read-only." },
                 Some(DataSource::Saved { saved_at }) => p.data-source {
@@ -52,6 +58,37 @@ pub fn panel(view: &DataView) -> Markup {
                     }
                 }
                 @if let Some(rows) = view.rows { (rows_table(view.project_id, &base, rows)) }
+            }
+            @if !view.snapshots.is_empty() { (snapshots(view.project_id, view.snapshots)) }
+        }
+    }
+}
+
+fn snapshots(project_id: Uuid, snapshots: &[DataSnapshot]) -> Markup {
+    html! {
+        details.data-snapshots {
+            summary { "Earlier data (" (snapshots.len()) ")" }
+            ul {
+                @for snapshot in snapshots.iter().rev() {
+                    li {
+                        span {
+                            (match &snapshot.kind {
+                                SnapshotKind::Version { .. } => "When a version was made".to_string(),
+                                SnapshotKind::BeforeChange { migration } => format!("Before the schema change {migration}"),
+                                SnapshotKind::BeforeRestore => "Before a restore".to_string(),
+                                SnapshotKind::Latest => "Latest copy".to_string(),
+                            })
+                            " · " time datetime=(snapshot.taken_at.to_rfc3339()) { (snapshot.taken_at.format("%Y-%m-%d %H:%M UTC")) }
+                            " · " (snapshot.rows) @if snapshot.rows == 1 { " row" } @else { " rows" }
+                        }
+                        button type="button"
+                            hx-post={ "/projects/" (project_id) "/snapshots/" (snapshot.id) "/restore" }
+                            hx-target="closest .data-view" hx-swap="outerHTML"
+                            hx-confirm={ "Replace the app's current data with these " (snapshot.rows) " rows? The current data is kept as a snapshot first; the code stays as it is." } {
+                            "Bring back"
+                        }
+                    }
+                }
             }
         }
     }

@@ -242,7 +242,45 @@ pub async fn panel(
     PathOf(project_id): PathOf<Uuid>,
     QueryOf(query): QueryOf<PanelQuery>,
 ) -> Result<Response, AppError> {
-    let found = tables(&state, project_id).await?;
+    render_panel(&state, project_id, query, None).await
+}
+
+/// "Bring back" in the Data tab: the snapshot's data replaces the current data, and the
+/// panel shows the result.
+pub async fn restore_snapshot(
+    State(state): State<AppState>,
+    PathOf((project_id, snapshot_id)): PathOf<(Uuid, Uuid)>,
+) -> Result<Response, AppError> {
+    state.store.project(project_id)?;
+    let outcome = state
+        .jobs
+        .restore_data(project_id, snapshot_id)
+        .await?
+        .ok_or(AppError::Conflict(
+            "a job is working on this project; stop it or wait before restoring data",
+        ))?;
+    let notice = match outcome {
+        Ok(counts) => format!(
+            "Brought back {} row{}; the data from before is kept below.",
+            counts.rows,
+            if counts.rows == 1 { "" } else { "s" }
+        ),
+        Err(reason) => format!("The data could not be brought back: {reason}"),
+    };
+    let query = PanelQuery {
+        table: None,
+        page: None,
+    };
+    render_panel(&state, project_id, query, Some(&notice)).await
+}
+
+async fn render_panel(
+    state: &AppState,
+    project_id: Uuid,
+    query: PanelQuery,
+    notice: Option<&str>,
+) -> Result<Response, AppError> {
+    let found = tables(state, project_id).await?;
     let (tables, source) = match &found {
         Some((tables, source)) => (tables.as_slice(), Some(source)),
         None => (&[][..], None),
@@ -261,6 +299,7 @@ pub async fn panel(
         ),
         None => None,
     };
+    let snapshots = state.store.snapshots(project_id)?;
     Ok(html_response(
         StatusCode::OK,
         view::panel(&DataView {
@@ -268,6 +307,8 @@ pub async fn panel(
             tables,
             source,
             rows: rows.as_ref(),
+            snapshots: &snapshots,
+            notice,
         }),
     ))
 }

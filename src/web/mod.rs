@@ -129,6 +129,10 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         )
         .route("/projects/{id}/workspace", get(pages::workspace))
         .route("/projects/{id}/data-panel", get(data::panel))
+        .route(
+            "/projects/{id}/snapshots/{snapshot_id}/restore",
+            post(data::restore_snapshot),
+        )
         .route("/projects/{id}/data/{table}/csv", get(data::csv_download))
         .route("/projects/{id}/edit", get(edits::panel).post(edits::apply))
         .route(

@@ -1,6 +1,7 @@
 //! Stand-ins for what the test machine cannot reach, shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod docker_env;
 pub mod engine_relay;
 pub mod fake_e2b;

@@ -1,0 +1,136 @@
+//! Real headless Chromium for the tests, through chromedriver (WebDriver), with the
+//! README's screenshots taken in light and dark.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// A child process that is killed when the test ends, however it ends.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn wait_until_answering(url: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..300 {
+        if client.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered");
+}
+
+pub async fn browser() -> (Client, Guard) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver must be installed (apt-get install chromium chromium-driver)");
+    let guard = Guard(driver);
+    wait_until_answering(&format!("http://127.0.0.1:{port}/status")).await;
+    let profile = tempfile::tempdir().unwrap().keep();
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--disable-sync", "--window-size=1400,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("chromedriver starts a headless Chromium session");
+    (client, guard)
+}
+
+pub async fn screenshot(client: &Client, name: &str) {
+    for theme in ["light", "dark"] {
+        client
+            .execute(
+                "document.documentElement.dataset.theme = arguments[0]; return true;",
+                vec![json!(theme)],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let png = client.screenshot().await.unwrap();
+        let path = format!(
+            "{}/docs/screenshots/{name}-{theme}.png",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+    client
+        .execute(
+            "delete document.documentElement.dataset.theme; return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+/// Clicks the element `css` selects.
+pub async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
+pub async fn click_and_confirm(client: &Client, css: &str) {
+    click(client, css).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.accept_alert().await.unwrap();
+}
+
+/// Waits (bounded) until `script` returns true in the page.
+pub async fn wait_for(client: &Client, what: &str, script: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if client
+            .execute(script, vec![])
+            .await
+            .ok()
+            .and_then(|value| value.as_bool())
+            == Some(true)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = client
+        .execute("return document.body.innerText", vec![])
+        .await
+        .unwrap_or_default();
+    panic!("timed out waiting for {what}; the page says:\n{text}");
+}
