@@ -523,6 +523,88 @@ async fn the_todo_app_works_without_a_network() {
     assert_eq!(todo_rows(&data), 2, "{data}");
 }
 
+/// The zip with data runs outside CodeFlux: in a plain container of the sandbox image with
+/// none of CodeFlux's helpers, `npm run dev` applies the migrations, loads `db/data.sql` into
+/// the new database and serves the version's rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_zip_with_data_starts_with_the_same_rows_outside_codeflux() {
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge, 0).await;
+    let project = setup.todo_project("Todos to take away").await;
+    let answer = setup.server.last_message(&project).await;
+    let message = answer["id"].as_str().unwrap();
+    let zip = setup
+        .server
+        .http
+        .get(format!(
+            "{}/projects/{project}/fragments/{message}/download?data=1",
+            setup.server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zip.status(), 200);
+    let bytes = zip.bytes().await.unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec()))
+        .unwrap()
+        .extract(unpacked.path())
+        .unwrap();
+    let folder = std::fs::read_dir(unpacked.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(folder.join("db/data.sql").exists());
+
+    // The image's node_modules are what `npm install` of this package-lock gives; the
+    // helpers and their settings are removed, so nothing of CodeFlux is left.
+    let image = setup.provider.prepare_image(&mut |_| {}).await.unwrap();
+    let container = docker_cli(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("codeflux.instance={}", setup.cleanup.instance),
+        "--entrypoint",
+        "sleep",
+        &image,
+        "infinity",
+    ]);
+    docker_cli(&[
+        "exec",
+        "-u",
+        "0",
+        &container,
+        "bash",
+        "-c",
+        "rm -f /usr/local/lib/codeflux-*.cjs && rm -rf /opt/codeflux /home/user/app /home/user/db /home/user/.data && mkdir -p /tmp/app",
+    ]);
+    docker_cli(&[
+        "cp",
+        &format!("{}/.", folder.display()),
+        &format!("{container}:/tmp/app"),
+    ]);
+    let script = "cp -r /tmp/app/. /home/user/ && cd /home/user && \
+        (env -u NODE_OPTIONS -u CODEFLUX_DB_BRIDGE npm run dev > /tmp/dev.log 2>&1 &) && \
+        for i in $(seq 240); do curl -sf http://127.0.0.1:3000/ > /tmp/page.html && break; sleep 0.5; done; \
+        cat /tmp/page.html; echo; echo ---; cat /tmp/dev.log";
+    docker_cli(&[
+        "exec",
+        "-u",
+        "0",
+        &container,
+        "chown",
+        "-R",
+        "user:user",
+        "/tmp/app",
+    ]);
+    let output = docker_cli(&["exec", "-u", "user", &container, "bash", "-c", script]);
+    assert!(
+        output.contains("Buy milk") && output.contains("got the rows in ./db/data.sql"),
+        "{output}"
+    );
+}
+
 /// The person's side, in Chromium, on a sandbox claimed from the warm pool: an item added
 /// through the app's form (a server action) stays through a reload and the sandbox's removal,
 /// and the Data tab shows it (the README's screenshot).

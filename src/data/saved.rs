@@ -80,6 +80,21 @@ impl SavedData {
         let mut sql = String::from(
             "-- The app's data, loaded by `npm run dev` into a new database (db/push.mjs).\n",
         );
+        // Seed migrations have just run; these rows replace theirs.
+        let targets: Vec<String> = self
+            .tables
+            .iter()
+            .map(|table| {
+                format!(
+                    "{}.{}",
+                    quote_ident(&table.schema),
+                    quote_ident(&table.table)
+                )
+            })
+            .collect();
+        if !targets.is_empty() {
+            sql.push_str(&format!("TRUNCATE {};\n", targets.join(", ")));
+        }
         for table in self.tables.iter().filter(|table| !table.rows.is_empty()) {
             let target = format!(
                 "{}.{}",
@@ -195,6 +210,10 @@ mod tests {
     #[test]
     fn sql_quotes_every_value_and_skips_odd_sequence_values() {
         let sql = SavedData::parse(&todos()).unwrap().to_sql();
+        assert!(
+            sql.contains("TRUNCATE \"public\".\"todos\";\nINSERT INTO"),
+            "{sql}"
+        );
         assert!(sql.contains(r#"INSERT INTO "public"."todos" ("id", "title")"#));
         assert!(sql.contains("it''s #1"), "{sql}");
         assert!(sql.contains(r#"SELECT setval('"public"."todos_id_seq"', 3, true);"#));

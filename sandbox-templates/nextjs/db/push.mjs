@@ -4,7 +4,8 @@
 // `-- --accept-data-loss`. `--apply-only` (run before `npm run dev`) skips the first step;
 // a new database then also gets the rows in db/data.sql, if the app came with them.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 
 const MIGRATIONS = "./db/migrations";
 const DATA = "./db/data.sql";
@@ -97,7 +98,9 @@ async function applyHere() {
   const { PGlite } = await import("@electric-sql/pglite");
   const { drizzle } = await import("drizzle-orm/pglite");
   const { migrate } = await import("drizzle-orm/pglite/migrator");
-  const client = new PGlite(process.env.PGLITE_DATA_DIR ?? ".data/pglite");
+  const folder = process.env.PGLITE_DATA_DIR ?? ".data/pglite";
+  mkdirSync(dirname(folder), { recursive: true });
+  const client = new PGlite(folder);
   try {
     const known = await client.query("SELECT to_regclass('drizzle.__drizzle_migrations') AS t");
     await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS });

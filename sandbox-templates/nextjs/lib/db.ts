@@ -1,3 +1,6 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 
@@ -9,6 +12,12 @@ import * as schema from "@/db/schema";
 // two clients on one data folder would corrupt it, so the client lives on globalThis.
 const shared = globalThis as typeof globalThis & { __pglite?: PGlite };
 
-export const client = (shared.__pglite ??= new PGlite(process.env.PGLITE_DATA_DIR ?? ".data/pglite"));
+function open(): PGlite {
+  const folder = process.env.PGLITE_DATA_DIR ?? ".data/pglite";
+  mkdirSync(dirname(folder), { recursive: true });
+  return new PGlite(folder);
+}
+
+export const client = (shared.__pglite ??= open());
 
 export const db = drizzle({ client, schema });
