@@ -109,8 +109,18 @@ pub async fn click(client: &Client, css: &str) {
 /// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
 pub async fn click_and_confirm(client: &Client, css: &str) {
     click(client, css).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client.accept_alert().await.unwrap();
+    // The dialog opens a moment after the click; on a busy machine that moment is longer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match client.accept_alert().await {
+            Ok(()) => return,
+            Err(error) if std::time::Instant::now() > deadline => {
+                panic!("no confirmation dialog after clicking {css}: {error}")
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Waits (bounded) until `script` returns true in the page.
