@@ -240,6 +240,19 @@ impl Setup {
     }
 }
 
+/// `docker rm -f` of every container of the test's instance, behind CodeFlux's back.
+fn remove_sandboxes(instance: &str) {
+    let ids = docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=codeflux.instance={instance}"),
+    ]);
+    for id in ids.split_whitespace() {
+        docker_cli(&["rm", "-f", id]);
+    }
+}
+
 fn todo_rows(data: &Value) -> u64 {
     data["tables"]
         .as_array()
@@ -274,15 +287,7 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
 
     // The sandbox is removed behind CodeFlux's back: the next visit revives it with the data.
     let instance = setup.cleanup.instance.clone();
-    let ids = docker_cli(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=codeflux.instance={instance}"),
-    ]);
-    for id in ids.split_whitespace() {
-        docker_cli(&["rm", "-f", id]);
-    }
+    remove_sandboxes(&instance);
     let body = setup.page_shows(&project, "Walk the dog").await;
     assert!(body.contains("Buy milk"), "{body}");
 
@@ -446,7 +451,7 @@ async fn versions_bring_their_data_back_and_a_dropping_change_waits_for_consent(
     setup.server.follow_up(&project, "drop the done flag").await;
     let answer = setup.server.last_message(&project).await;
     assert_eq!(answer["type"], "result", "{answer}");
-    let said = said_to_model(&setup.server.fake);
+    let said = setup.server.fake.said_to_model();
     let refusal = said
         .iter()
         .find(|text| text.contains("Not applied"))
@@ -658,15 +663,7 @@ async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it()
     setup.saved_rows(&project, 2).await;
 
     let instance = setup.cleanup.instance.clone();
-    let ids = docker_cli(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=codeflux.instance={instance}"),
-    ]);
-    for id in ids.split_whitespace() {
-        docker_cli(&["rm", "-f", id]);
-    }
+    remove_sandboxes(&instance);
     setup.page_shows(&project, "Call mom").await;
     client.goto(&preview).await.unwrap();
     wait_for(&client, "the item in the revived sandbox", &has("Call mom")).await;
@@ -689,19 +686,4 @@ async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it()
     )
     .await;
     screenshot(&client, "data").await;
-}
-
-/// Every tool answer and user turn the model was sent in its last request, in order.
-fn said_to_model(fake: &FakeLlm) -> Vec<String> {
-    let requests = fake.agent_requests();
-    let Some(last) = requests.last() else {
-        return Vec::new();
-    };
-    last["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|message| message["role"] == "tool" || message["role"] == "user")
-        .filter_map(|message| message["content"].as_str().map(str::to_owned))
-        .collect()
 }

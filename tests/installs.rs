@@ -44,21 +44,6 @@ async fn in_sandbox(provider: &Provider, project: &str, command: &str) -> String
     output.stdout.trim().to_string()
 }
 
-/// Every tool answer and user turn the model was sent, in order.
-fn said_to_model(fake: &FakeLlm) -> Vec<String> {
-    let requests = fake.agent_requests();
-    let Some(last) = requests.last() else {
-        return Vec::new();
-    };
-    last["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|message| message["role"] == "tool" || message["role"] == "user")
-        .filter_map(|message| message["content"].as_str().map(str::to_owned))
-        .collect()
-}
-
 async fn preview_shows(project: &str, preview_port: u16, text: &str) {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     wait_for_text(
@@ -100,7 +85,7 @@ async fn an_app_that_pins_other_versions_is_refused_those_and_installs_the_rest(
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "result", "{answer}");
 
-    let said = said_to_model(&server.fake);
+    let said = server.fake.said_to_model();
     assert!(
         said[1].contains("Refused before anything ran")
             && said[1].contains("next@14, react@^18, react-dom@^18")
@@ -180,7 +165,7 @@ async fn page_then(command: &str) -> PageJob {
     let project = server.create("a page").await;
     let answer = server.last_message(&project).await;
     assert_eq!(answer["type"], "result", "{answer}");
-    let said = said_to_model(&server.fake);
+    let said = server.fake.said_to_model();
     PageJob {
         server,
         cleanup,

@@ -149,6 +149,21 @@ impl FakeLlm {
         self.script.lock().unwrap().refuse_images = true;
     }
 
+    /// Every tool answer and user turn the model was sent in its last request, in order.
+    pub fn said_to_model(&self) -> Vec<String> {
+        let requests = self.agent_requests();
+        let Some(last) = requests.last() else {
+            return Vec::new();
+        };
+        last["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|message| message["role"] == "tool" || message["role"] == "user")
+            .filter_map(|message| message["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Forgets the replies not yet given.
     pub fn clear(&self) {
         self.script.lock().unwrap().replies.clear();
