@@ -10,105 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::docker_env::{Cleanup, docker_cli, provider, test_config, wait_for_text};
+use support::docker_env::{Cleanup, docker_cli, provider, test_config};
 use support::fake_llm::{FakeLlm, Reply};
 use support::harness::Harness;
+use support::postgres::Postgres;
+use support::todo_app::{SCHEMA, Todos, checked_settings, page, todo_rows};
 
 type Provider = Arc<codeflux::sandbox::docker::DockerProvider>;
-
-const SCHEMA: &str = r#"import { boolean, pgTable, serial, text } from "drizzle-orm/pg-core";
-
-export const todos = pgTable("todos", {
-  id: serial("id").primaryKey(),
-  title: text("title").notNull(),
-  done: boolean("done").notNull().default(false),
-});
-"#;
-
-const ACTIONS: &str = r#""use server";
-
-import { revalidatePath } from "next/cache";
-
-import { todos } from "@/db/schema";
-import { db } from "@/lib/db";
-
-export async function addTodo(formData: FormData) {
-  const title = String(formData.get("title") ?? "").trim();
-  if (title) await db.insert(todos).values({ title });
-  revalidatePath("/");
-}
-"#;
-
-const ROUTE: &str = r#"import { todos } from "@/db/schema";
-import { db } from "@/lib/db";
-
-export const dynamic = "force-dynamic";
-
-export async function GET() {
-  return Response.json(await db.select().from(todos));
-}
-
-export async function POST(request: Request) {
-  const { title } = await request.json();
-  const [row] = await db.insert(todos).values({ title }).returning();
-  return Response.json(row, { status: 201 });
-}
-"#;
-
-fn page(heading: &str) -> String {
-    format!(
-        r#"import {{ asc }} from "drizzle-orm";
-
-import {{ todos }} from "@/db/schema";
-import {{ db }} from "@/lib/db";
-import {{ addTodo }} from "./actions";
-
-export const dynamic = "force-dynamic";
-
-export default async function Page() {{
-  const rows = await db.select().from(todos).orderBy(asc(todos.id));
-  return (
-    <main>
-      <h1>{heading}</h1>
-      <ul>
-        {{rows.map((todo) => <li key={{todo.id}}>{{todo.title}}</li>)}}
-      </ul>
-      <form action={{addTodo}}>
-        <input name="title" aria-label="New todo" />
-        <button type="submit">Add</button>
-      </form>
-    </main>
-  );
-}}
-"#
-    )
-}
-
-/// What a model does for "a todo list that keeps its items": a table, a seed row, a page
-/// that reads it, a server action and a route handler that write.
-fn todo_app(heading: &str) -> Vec<Reply> {
-    vec![
-        Reply::write("db/schema.ts", SCHEMA),
-        Reply::terminal("npm run db:push"),
-        Reply::terminal("npx drizzle-kit generate --custom --name seed"),
-        Reply::write(
-            "db/migrations/0001_seed.sql",
-            "INSERT INTO \"todos\" (\"title\") VALUES ('Buy milk');\n",
-        ),
-        Reply::terminal("npm run db:push"),
-        Reply::tool(
-            "createOrUpdateFiles",
-            json!({"files": [
-                {"path": "app/actions.ts", "content": ACTIONS},
-                {"path": "app/api/todos/route.ts", "content": ROUTE},
-                {"path": "app/page.tsx", "content": page(heading)},
-            ]}),
-        ),
-        Reply::summary("A todo list on the database."),
-        // Only used when the check sends the app back.
-        Reply::summary("A todo list on the database, checked."),
-    ]
-}
 
 struct Setup {
     server: Harness,
@@ -130,9 +38,13 @@ async fn start(network: codeflux::sandbox::docker::NetworkMode, pool: usize) -> 
     let preview_port = preview_listener.local_addr().unwrap().port();
     let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> = provider.clone();
     let fake = FakeLlm::start().await;
-    let server =
-        Harness::start_with_provider(fake, sandboxes, preview_listener, checked(preview_port))
-            .await;
+    let server = Harness::start_with_provider(
+        fake,
+        sandboxes,
+        preview_listener,
+        checked_settings(preview_port),
+    )
+    .await;
     Setup {
         server,
         cleanup,
@@ -141,102 +53,40 @@ async fn start(network: codeflux::sandbox::docker::NetworkMode, pool: usize) -> 
     }
 }
 
-fn checked(preview_port: u16) -> impl FnOnce(&mut codeflux::server::Settings) {
-    move |settings| {
-        settings.agent.verify = true;
-        settings.agent.fix_attempts = 2;
-        settings.agent.command_timeout = Duration::from_secs(300);
-        settings.preview_url_template = format!("http://{{project}}.localhost:{preview_port}");
-    }
-}
-
 impl Setup {
-    /// Builds the todo app as a new project and checks that it passed its check.
+    fn todos(&self) -> Todos<'_> {
+        Todos {
+            server: &self.server,
+            preview_port: self.preview_port,
+        }
+    }
+
     async fn todo_project(&self, heading: &str) -> String {
-        // Spare replies of an earlier job (sent only when its check failed) must not answer.
-        self.server.fake.clear();
-        self.server.fake.push_all(todo_app(heading));
-        let project = self.server.create("a todo list that keeps its items").await;
-        let answer = self.server.last_message(&project).await;
-        assert_eq!(answer["type"], "result", "{answer}");
-        assert_eq!(
-            answer["fragment"]["verification"]["status"], "passed",
-            "{answer}"
-        );
-        let files = answer["fragment"]["files"].as_object().unwrap();
-        assert!(
-            files
-                .keys()
-                .any(|path| path.starts_with("db/migrations/0000_")),
-            "the generated migration is part of the version: {:?}",
-            files.keys().collect::<Vec<_>>()
-        );
-        assert!(files.contains_key("db/migrations/meta/_journal.json"));
-        project
+        self.todos().build(heading).await
     }
 
     fn preview_host(&self, project: &str) -> String {
-        format!("{project}.localhost:{}", self.preview_port)
+        self.todos().preview_host(project)
     }
 
-    /// Adds a todo the way the app's own client code would, through the preview.
     async fn add_todo(&self, project: &str, title: &str) {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let response = client
-            .post(format!("http://127.0.0.1:{}/api/todos", self.preview_port))
-            .header("host", self.preview_host(project))
-            .json(&json!({ "title": title }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        self.todos().add(project, title).await
     }
 
     async fn page_shows(&self, project: &str, text: &str) -> String {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        wait_for_text(
-            &client,
-            &format!("http://127.0.0.1:{}/", self.preview_port),
-            Some(&self.preview_host(project)),
-            text,
-        )
-        .await
+        self.todos().page_shows(project, text).await
     }
 
     async fn data(&self, project: &str) -> Value {
-        let (status, data) = self
-            .server
-            .get(&format!("/api/projects/{project}/data"))
-            .await;
-        assert_eq!(status, 200, "{data}");
-        data
+        self.todos().data(project).await
     }
 
-    /// Waits until CodeFlux's own copy of the data holds `rows` rows.
     async fn saved_rows(&self, project: &str, rows: u64) -> Value {
-        let mut data = Value::Null;
-        for _ in 0..240 {
-            data = self.data(project).await;
-            if data["saved"]["rows"] == rows {
-                return data;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        panic!("the saved copy never held {rows} rows: {data}");
+        self.todos().saved_rows(project, rows).await
     }
 
     async fn titles(&self, project: &str) -> Vec<String> {
-        let (status, rows) = self
-            .server
-            .get(&format!("/api/projects/{project}/data/todos?page=1"))
-            .await;
-        assert_eq!(status, 200, "{rows}");
-        rows["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row["title"].as_str().unwrap().to_string())
-            .collect()
+        self.todos().titles(project).await
     }
 }
 
@@ -251,17 +101,6 @@ fn remove_sandboxes(instance: &str) {
     for id in ids.split_whitespace() {
         docker_cli(&["rm", "-f", id]);
     }
-}
-
-fn todo_rows(data: &Value) -> u64 {
-    data["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|table| table["name"] == "todos")
-        .unwrap_or_else(|| panic!("no todos table: {data}"))["rows"]
-        .as_u64()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,7 +147,7 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
         data_dir,
         sandboxes,
         preview_listener,
-        checked(preview_port),
+        checked_settings(preview_port),
     )
     .await;
     let setup = Setup {
@@ -582,7 +421,7 @@ async fn the_zip_with_data_starts_with_the_same_rows_outside_codeflux() {
         &container,
         "bash",
         "-c",
-        "rm -f /usr/local/lib/codeflux-*.cjs && rm -rf /opt/codeflux /home/user/app /home/user/db /home/user/.data && mkdir -p /tmp/app",
+        "rm -f /usr/local/lib/codeflux-*.cjs /etc/profile.d/codeflux.sh && rm -rf /opt/codeflux /home/user/app /home/user/db /home/user/.data && mkdir -p /tmp/app",
     ]);
     docker_cli(&[
         "cp",
@@ -607,6 +446,37 @@ async fn the_zip_with_data_starts_with_the_same_rows_outside_codeflux() {
     assert!(
         output.contains("Buy milk") && output.contains("got the rows in ./db/data.sql"),
         "{output}"
+    );
+
+    // The same app on a Postgres server (DATABASE_URL): `npm run dev` migrates it and loads
+    // the same rows, the app writes there, and no embedded database is made.
+    // The host, as the container reaches it.
+    let gateway = docker_cli(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", &container]);
+    assert!(!gateway.is_empty(), "the container has no gateway");
+    let postgres = Postgres::start(&[&gateway]);
+    let url = format!("postgres://postgres@{gateway}:{}/postgres", postgres.port);
+    let script = format!(
+        "pkill -f '[n]ext dev'; while curl -s -o /dev/null http://127.0.0.1:3000/; do sleep 0.2; done; \
+        cd /home/user && rm -rf .data && \
+        (env -u NODE_OPTIONS -u CODEFLUX_DB_BRIDGE DATABASE_URL={url} npm run dev > /tmp/dev-pg.log 2>&1 &) && \
+        for i in $(seq 240); do curl -sf http://127.0.0.1:3000/ > /tmp/page-pg.html && break; sleep 0.5; done; \
+        curl -sf -X POST -H 'content-type: application/json' -d '{{\"title\":\"Ship it\"}}' http://127.0.0.1:3000/api/todos; \
+        echo; cat /tmp/page-pg.html; echo; echo ---; ls -a /home/user/.data 2>&1; cat /tmp/dev-pg.log"
+    );
+    let output = docker_cli(&["exec", "-u", "user", &container, "bash", "-c", &script]);
+    assert!(
+        output.contains("Buy milk")
+            && output.contains("got the rows in ./db/data.sql")
+            && output.contains("\"title\":\"Ship it\""),
+        "{output}"
+    );
+    assert!(
+        output.contains("'/home/user/.data': No such file"),
+        "PGlite stayed closed: {output}"
+    );
+    assert_eq!(
+        postgres.query("SELECT string_agg(title, ',' ORDER BY id) FROM todos"),
+        "Buy milk,Ship it"
     );
 }
 

@@ -38,6 +38,7 @@ mod backend {
             domain: "e2b.test".into(),
             api_url: fake.url.clone(),
             sandbox_url: Some(fake.url.clone()),
+            edge_url: None,
             template: "codeflux-nextjs".into(),
             lifetime: Duration::from_secs(600),
             max_attempts: 3,

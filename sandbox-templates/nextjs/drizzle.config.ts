@@ -5,4 +5,6 @@ export default defineConfig({
   dialect: "postgresql",
   schema: "./db/schema.ts",
   out: "./db/migrations",
+  // With DATABASE_URL, drizzle-kit's commands that connect (studio, migrate) reach that server.
+  ...(process.env.DATABASE_URL ? { dbCredentials: { url: process.env.DATABASE_URL } } : {}),
 });

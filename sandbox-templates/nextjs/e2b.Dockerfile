@@ -9,23 +9,11 @@ ENV NEXT_TELEMETRY_DISABLED=1 \
     NPM_CONFIG_AUDIT=false \
     NPM_CONFIG_LEGACY_PEER_DEPS=true \
     HOSTNAME=0.0.0.0 \
-    PORT=3000 \
-    CODEFLUX_DB_BRIDGE=127.0.0.1:39017 \
-    NODE_OPTIONS="--require /usr/local/lib/codeflux-db-host.cjs"
+    PORT=3000
 
 # E2B runs sandboxes as `user` in /home/user; make sure the account owns the app.
 RUN (getent passwd user >/dev/null || useradd --create-home --home-dir /home/user --shell /bin/bash user) \
  && mkdir -p /home/user && chown user:user /home/user
-
-COPY start-dev.sh /usr/local/bin/codeflux-start
-# Tags JSX elements with their source location in the dev server (selecting in the preview).
-COPY codeflux-tagger.cjs /usr/local/lib/codeflux-tagger.cjs
-# Keeps the dev server up: restarted with back-off, never taking the sandbox with it.
-COPY codeflux-supervisor.cjs /usr/local/lib/codeflux-supervisor.cjs
-# The app's database: held by the dev server's process, reached by CodeFlux through codeflux-db.
-COPY codeflux-db-host.cjs codeflux-db.cjs /usr/local/lib/
-RUN chmod 755 /usr/local/bin/codeflux-start \
- && chmod 644 /usr/local/lib/codeflux-*.cjs
 
 WORKDIR /home/user
 COPY package.json package-lock.json ./
@@ -34,8 +22,23 @@ RUN npm ci --no-audit --no-fund && npm cache clean --force
 RUN mkdir -p /opt/codeflux \
  && node -e 'const { PGlite } = require("@electric-sql/pglite"); const db = new PGlite("/opt/codeflux/pglite-empty"); db.waitReady.then(() => db.close())' \
  && chown -R user:user /opt/codeflux
+# CodeFlux's helpers change more often than the packages: copied after them.
+COPY start-dev.sh /usr/local/bin/codeflux-start
+COPY codeflux-env.sh /etc/profile.d/codeflux.sh
+# Tags JSX elements with their source location in the dev server (selecting in the preview).
+COPY codeflux-tagger.cjs /usr/local/lib/codeflux-tagger.cjs
+# Keeps the dev server up: restarted with back-off, never taking the sandbox with it.
+COPY codeflux-supervisor.cjs /usr/local/lib/codeflux-supervisor.cjs
+# The app's database: held by the dev server's process, reached by CodeFlux through codeflux-db.
+COPY codeflux-db-host.cjs codeflux-db.cjs /usr/local/lib/
+RUN chmod 755 /usr/local/bin/codeflux-start \
+ && chmod 644 /etc/profile.d/codeflux.sh \
+ && chmod 644 /usr/local/lib/codeflux-*.cjs
+ENV CODEFLUX_DB_BRIDGE=127.0.0.1:39017 \
+    NODE_OPTIONS="--require /usr/local/lib/codeflux-db-host.cjs"
+
 COPY . ./
-RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-*.cjs README.md .dockerignore \
+RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-*.cjs codeflux-env.sh README.md .dockerignore \
  && mkdir -p .data && chown -R user:user /home/user
 
 USER user

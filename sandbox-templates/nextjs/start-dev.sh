@@ -9,6 +9,7 @@ if [ "$(id -u)" = 0 ]; then
   exec setpriv --reuid=user --regid=user --init-groups -- "$0" "$@"
 fi
 cd /home/user
+. /etc/profile.d/codeflux.sh
 # On Docker, CodeFlux sets this sandbox's network rules first and then creates the gate
 # file (on a root-owned tmpfs): no app code runs before the rules are in place.
 if [ -n "${CODEFLUX_NETWORK_GATE:-}" ]; then

@@ -8,7 +8,9 @@ pub mod fake_e2b;
 pub mod fake_llm;
 pub mod harness;
 pub mod host_sandbox;
+pub mod postgres;
 pub mod process;
+pub mod todo_app;
 
 /// Runs one of `tests/sdk_checks/*.py` (an official SDK against a fake) and returns what it
 /// printed; fails with the output when the check fails or Python is missing.

@@ -93,6 +93,24 @@ async function applyThroughApp(bridge) {
   return response.ok;
 }
 
+// Applies the migrations (`apply`); when the database was new (no migration recorded
+// before, asked through `query`), also runs db/data.sql through `exec`.
+async function applyWith(apply, query, exec) {
+  try {
+    const known = await query("SELECT to_regclass('drizzle.__drizzle_migrations') AS t");
+    await apply();
+    if (known.rows[0].t === null && existsSync(DATA)) {
+      await exec(readFileSync(DATA, "utf8"));
+      console.log(`The new database got the rows in ${DATA}.`);
+    }
+    console.log("The database is up to date.");
+    return true;
+  } catch (error) {
+    console.error(`The migration failed: ${error.message}`);
+    return false;
+  }
+}
+
 async function applyHere() {
   // Outside CodeFlux nothing else may have the data folder open: stop `npm run dev` first.
   const { PGlite } = await import("@electric-sql/pglite");
@@ -102,19 +120,30 @@ async function applyHere() {
   mkdirSync(dirname(folder), { recursive: true });
   const client = new PGlite(folder);
   try {
-    const known = await client.query("SELECT to_regclass('drizzle.__drizzle_migrations') AS t");
-    await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS });
-    if (known.rows[0].t === null && existsSync(DATA)) {
-      await client.exec(readFileSync(DATA, "utf8"));
-      console.log(`The new database got the rows in ${DATA}.`);
-    }
-    console.log("The database is up to date.");
-    return true;
-  } catch (error) {
-    console.error(`The migration failed: ${error.message}`);
-    return false;
+    return await applyWith(
+      () => migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS }),
+      (sql) => client.query(sql),
+      (sql) => client.exec(sql),
+    );
   } finally {
     await client.close();
+  }
+}
+
+async function applyToServer(url) {
+  // DATABASE_URL: the same migrations on a Postgres server, through node-postgres.
+  const { default: pg } = await import("pg");
+  const { drizzle } = await import("drizzle-orm/node-postgres");
+  const { migrate } = await import("drizzle-orm/node-postgres/migrator");
+  const pool = new pg.Pool({ connectionString: url });
+  try {
+    return await applyWith(
+      () => migrate(drizzle({ client: pool }), { migrationsFolder: MIGRATIONS }),
+      (sql) => pool.query(sql),
+      (sql) => pool.query(sql),
+    );
+  } finally {
+    await pool.end();
   }
 }
 
@@ -128,4 +157,10 @@ if (!existsSync(`${MIGRATIONS}/meta/_journal.json`)) {
   process.exit(0);
 }
 const bridge = process.env.CODEFLUX_DB_BRIDGE;
-process.exit((await (bridge ? applyThroughApp(bridge) : applyHere())) ? 0 : 1);
+const server = process.env.DATABASE_URL;
+const applied = bridge
+  ? applyThroughApp(bridge)
+  : server
+    ? applyToServer(server)
+    : applyHere();
+process.exit((await applied) ? 0 : 1);

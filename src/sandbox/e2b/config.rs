@@ -17,6 +17,9 @@ pub struct E2bConfig {
     pub api_url: String,
     /// `E2B_SANDBOX_URL`: one envd address for every sandbox (self-hosted E2B, debugging).
     pub sandbox_url: Option<String>,
+    /// `CODEFLUX_E2B_EDGE_URL`: one address for every sandbox port, reached with the port's
+    /// E2B host name as `Host` (a self-hosted E2B whose proxy has no wildcard DNS name).
+    pub edge_url: Option<String>,
     /// `CODEFLUX_E2B_TEMPLATE`, default `codeflux-nextjs`.
     pub template: String,
     /// How long a sandbox lives without activity (`CODEFLUX_E2B_TIMEOUT_SECS`, default 1800).
@@ -32,6 +35,7 @@ impl std::fmt::Debug for E2bConfig {
             .field("api_key", &"<redacted>")
             .field("api_url", &self.api_url)
             .field("sandbox_url", &self.sandbox_url)
+            .field("edge_url", &self.edge_url)
             .field("template", &self.template)
             .finish()
     }
@@ -39,7 +43,7 @@ impl std::fmt::Debug for E2bConfig {
 
 impl E2bConfig {
     /// Reads `E2B_API_KEY`, `E2B_DOMAIN`, `E2B_API_URL`, `E2B_SANDBOX_URL`, `E2B_DEBUG`,
-    /// `CODEFLUX_E2B_TEMPLATE` and `CODEFLUX_E2B_TIMEOUT_SECS`.
+    /// `CODEFLUX_E2B_EDGE_URL`, `CODEFLUX_E2B_TEMPLATE` and `CODEFLUX_E2B_TIMEOUT_SECS`.
     pub fn from_env() -> Result<Self, SandboxError> {
         let var = |name: &str| {
             std::env::var(name)
@@ -74,6 +78,7 @@ impl E2bConfig {
             domain,
             api_url: api_url.trim_end_matches('/').to_string(),
             sandbox_url: sandbox_url.map(|url| url.trim_end_matches('/').to_string()),
+            edge_url: var("CODEFLUX_E2B_EDGE_URL").map(|url| url.trim_end_matches('/').to_string()),
             template: var("CODEFLUX_E2B_TEMPLATE").unwrap_or_else(|| DEFAULT_TEMPLATE.to_string()),
             lifetime,
             max_attempts: 4,
@@ -82,10 +87,12 @@ impl E2bConfig {
 
     /// `https://<port>-<sandbox>.<domain>`: how E2B exposes a sandbox's port.
     pub fn host_url(&self, sandbox_id: &str, domain: Option<&str>, port: u16) -> String {
-        format!(
-            "https://{port}-{sandbox_id}.{}",
-            domain.unwrap_or(&self.domain)
-        )
+        format!("https://{}", self.host_name(sandbox_id, domain, port))
+    }
+
+    /// `<port>-<sandbox>.<domain>`: the name E2B's proxy routes a sandbox's port by.
+    pub fn host_name(&self, sandbox_id: &str, domain: Option<&str>, port: u16) -> String {
+        format!("{port}-{sandbox_id}.{}", domain.unwrap_or(&self.domain))
     }
 
     /// Where envd of a sandbox answers.

@@ -86,6 +86,29 @@ impl Sandbox for E2bSandbox {
     }
 }
 
+impl E2bSandbox {
+    /// How the preview reaches `port`: at its E2B address, or through the configured edge
+    /// with that address's name as `Host`; with the traffic token of a private sandbox.
+    fn upstream(&self, port: u16) -> PreviewUpstream {
+        let mut headers: Vec<(String, String)> = self
+            .traffic_token
+            .iter()
+            .map(|token| ("e2b-traffic-access-token".to_string(), token.clone()))
+            .collect();
+        let base_url = match &self.config.edge_url {
+            Some(edge) => {
+                let name = self
+                    .config
+                    .host_name(&self.id, self.domain.as_deref(), port);
+                headers.push(("host".to_string(), name));
+                edge.clone()
+            }
+            None => self.native_url(port),
+        };
+        PreviewUpstream { base_url, headers }
+    }
+}
+
 struct Live {
     sandbox: Arc<E2bSandbox>,
     checked: Instant,
@@ -239,16 +262,7 @@ impl SandboxProvider for E2bProvider {
                 },
             );
         }
-        let sandbox = &live[&project_id].sandbox;
-        let headers = sandbox
-            .traffic_token
-            .iter()
-            .map(|token| ("e2b-traffic-access-token".to_string(), token.clone()))
-            .collect();
-        Ok(Some(PreviewUpstream {
-            base_url: sandbox.native_url(PREVIEW_PORT),
-            headers,
-        }))
+        Ok(Some(live[&project_id].sandbox.upstream(PREVIEW_PORT)))
     }
 
     async fn release(&self, project_id: Uuid) -> Result<(), SandboxError> {
