@@ -54,6 +54,36 @@ async fn start(network: codeflux::sandbox::docker::NetworkMode, pool: usize) -> 
 }
 
 impl Setup {
+    /// Stops CodeFlux (its shutdown stops the sandboxes) and starts it again on the same
+    /// data directory, engine and preview port.
+    async fn restart(self) -> Setup {
+        let Setup {
+            server,
+            cleanup,
+            provider,
+            preview_port,
+        } = self;
+        let (fake, data_dir, _) = server.stop().await;
+        let preview_listener = tokio::net::TcpListener::bind(("127.0.0.1", preview_port))
+            .await
+            .unwrap();
+        let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> = provider.clone();
+        let server = Harness::restart_with_provider(
+            fake,
+            data_dir,
+            sandboxes,
+            preview_listener,
+            checked_settings(preview_port),
+        )
+        .await;
+        Setup {
+            server,
+            cleanup,
+            provider,
+            preview_port,
+        }
+    }
+
     fn todos(&self) -> Todos<'_> {
         Todos {
             server: &self.server,
@@ -131,31 +161,7 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
     assert!(body.contains("Buy milk"), "{body}");
 
     // CodeFlux restarts (its shutdown stops the sandbox); the data is still there.
-    let Setup {
-        server,
-        cleanup,
-        provider,
-        preview_port,
-    } = setup;
-    let (fake, data_dir, _) = server.stop().await;
-    let preview_listener = tokio::net::TcpListener::bind(("127.0.0.1", preview_port))
-        .await
-        .unwrap();
-    let sandboxes: Arc<dyn codeflux::sandbox::SandboxProvider> = provider.clone();
-    let server = Harness::restart_with_provider(
-        fake,
-        data_dir,
-        sandboxes,
-        preview_listener,
-        checked_settings(preview_port),
-    )
-    .await;
-    let setup = Setup {
-        server,
-        cleanup,
-        provider,
-        preview_port,
-    };
+    let setup = setup.restart().await;
     setup.page_shows(&project, "Walk the dog").await;
     assert_eq!(setup.titles(&project).await, ["Buy milk", "Walk the dog"]);
 
@@ -213,6 +219,44 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
         .map(|snapshot| snapshot["rows"].as_u64().unwrap())
         .collect();
     assert_eq!(versions, [1, 2], "{data}");
+}
+
+/// Data bigger than a backend lets one file read be (1 MiB) is saved and comes back whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_bigger_than_one_file_read_is_saved_and_restored_whole() {
+    use rand::distr::{Alphanumeric, SampleString};
+
+    let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge, 0).await;
+    let project = setup.todo_project("Big todos").await;
+    // Random text hardly compresses: 24 items of 120 kB make about 2 MiB gzipped.
+    let titles: Vec<String> = (0..24)
+        .map(|index| {
+            format!(
+                "item{index:02}-{}",
+                Alphanumeric.sample_string(&mut rand::rng(), 120_000)
+            )
+        })
+        .collect();
+    for title in &titles {
+        setup.add_todo(&project, title).await;
+    }
+    let data = setup.saved_rows(&project, 25).await;
+    let bytes = data["saved"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes > 2 * codeflux::sandbox::MAX_FILE_BYTES as u64 - 100_000,
+        "the saved copy is bigger than a file read: {bytes} bytes"
+    );
+
+    remove_sandboxes(&setup.cleanup.instance);
+    setup.page_shows(&project, "item23-").await;
+    let data = setup.data(&project).await;
+    assert_eq!(data["source"], "live", "{data}");
+    let mut expected = vec!["Buy milk".to_string()];
+    expected.extend(titles);
+    assert!(
+        setup.titles(&project).await == expected,
+        "every row came back whole"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -481,8 +525,8 @@ async fn the_zip_with_data_starts_with_the_same_rows_outside_codeflux() {
 }
 
 /// The person's side, in Chromium, on a sandbox claimed from the warm pool: an item added
-/// through the app's form (a server action) stays through a reload and the sandbox's removal,
-/// and the Data tab shows it (the README's screenshot).
+/// through the app's form (a server action) stays through a reload, the sandbox's removal and
+/// a CodeFlux restart, and the Data tab shows it (the README's screenshot).
 #[tokio::test(flavor = "multi_thread")]
 async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it() {
     use fantoccini::Locator;
@@ -556,4 +600,10 @@ async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it()
     )
     .await;
     screenshot(&client, "data").await;
+
+    // CodeFlux restarts: the app in the browser still has the item.
+    let setup = setup.restart().await;
+    setup.page_shows(&project, "Call mom").await;
+    client.goto(&preview).await.unwrap();
+    wait_for(&client, "the item after a restart", &has("Call mom")).await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::{FileWrite, Sandbox, SandboxError, WorkspacePath};
+use crate::sandbox::{FileWrite, MAX_FILE_BYTES, Sandbox, SandboxError, WorkspacePath};
 
 /// The command inside the sandbox that talks to the app's database.
 const TOOL: &str = "node /usr/local/lib/codeflux-db.cjs";
@@ -28,6 +28,9 @@ pub const MIGRATIONS_DIR: &str = "db/migrations";
 pub const PAGE_SIZE: usize = 50;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(150);
+/// The backends refuse to read files over [`MAX_FILE_BYTES`] (a bound for the agent's
+/// tools); a snapshot can be bigger, so it comes out in parts of this size.
+const PART_BYTES: usize = MAX_FILE_BYTES - 48 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -110,22 +113,36 @@ impl<'a> Database<'a> {
             .sandbox
             .run(&format!("{TOOL} {args}"), CALL_TIMEOUT)
             .await?;
-        let line = output.stdout.trim();
-        match output.exit_code {
-            0 => serde_json::from_str(line)
-                .map_err(|error| DataError::Unreadable(format!("{error}: {}", clip(line)))),
-            code => {
-                let reason = serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|value| value["error"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| clip(&format!("{line} {}", output.stderr.trim())));
-                Err(match reason.strip_prefix("no table named ") {
-                    _ if code == 3 => DataError::NotOpen(reason),
-                    Some(table) => DataError::NoSuchTable(table.to_string()),
-                    None => DataError::Refused(reason),
-                })
-            }
-        }
+        answer(output.exit_code, &output.stdout, &output.stderr)
+    }
+
+    /// A call whose answer can outgrow a command's captured output (rows with big values):
+    /// it goes to a file of its own, read whole.
+    async fn call_through_file<T: serde::de::DeserializeOwned>(
+        &self,
+        args: &str,
+    ) -> Result<T, DataError> {
+        let file = format!(
+            ".data/codeflux-answer-{}.json",
+            uuid::Uuid::now_v7().simple()
+        );
+        let path = WorkspacePath::parse(&file)?;
+        let output = self
+            .sandbox
+            .run(
+                &format!("mkdir -p .data && {TOOL} {args} > {file}"),
+                CALL_TIMEOUT,
+            )
+            .await?;
+        let written = self.read_whole(&path).await;
+        self.sandbox.remove_files(&[path]).await?;
+        let written = match written {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // A failed call may have left no file; its exit code and stderr tell why.
+            Err(_) if output.exit_code != 0 => String::new(),
+            Err(error) => return Err(error),
+        };
+        answer(output.exit_code, &written, &output.stderr)
     }
 
     pub async fn status(&self) -> Result<Status, DataError> {
@@ -146,7 +163,7 @@ impl<'a> Database<'a> {
         page: usize,
         page_size: usize,
     ) -> Result<RowsPage, DataError> {
-        self.call(&format!("rows {} {page} {page_size}", shell_quote(table)))
+        self.call_through_file(&format!("rows {} {page} {page_size}", shell_quote(table)))
             .await
     }
 
@@ -162,7 +179,7 @@ impl<'a> Database<'a> {
             return Ok(None);
         }
         let path = WorkspacePath::parse(OUTGOING)?;
-        let bytes = self.sandbox.read_file(&path).await?;
+        let bytes = self.read_whole(&path).await?;
         self.sandbox.remove_files(&[path]).await?;
         Ok(Some((bytes, counts)))
     }
@@ -198,7 +215,7 @@ impl<'a> Database<'a> {
             .filter(|name| name.ends_with(".json.gz"))
         {
             let path = WorkspacePath::parse(&format!("{KEPT_DIR}/{name}"))?;
-            let gzipped = self.sandbox.read_file(&path).await?;
+            let gzipped = self.read_whole(&path).await?;
             let label = kept_label(name);
             kept.push(KeptSnapshot {
                 label,
@@ -209,12 +226,92 @@ impl<'a> Database<'a> {
         Ok(kept)
     }
 
+    /// Reads a file of any size: whole when it is small, else split in the sandbox and read
+    /// part by part.
+    async fn read_whole(&self, path: &WorkspacePath) -> Result<Vec<u8>, DataError> {
+        let file = shell_quote(path.relative());
+        let size = self
+            .sandbox
+            .run(&format!("stat -c %s {file}"), CALL_TIMEOUT)
+            .await?;
+        let size: usize = size.stdout.trim().parse().map_err(|_| {
+            DataError::Unreadable(format!(
+                "no size for {}: {}",
+                path.relative(),
+                clip(&size.stderr)
+            ))
+        })?;
+        if size <= PART_BYTES {
+            return Ok(self.sandbox.read_file(path).await?);
+        }
+        let prefix = shell_quote(&format!("{}.part-", path.relative()));
+        let split = self
+            .sandbox
+            .run(
+                &format!("rm -f {prefix}* && split -b {PART_BYTES} -d -a 5 {file} {prefix} && ls -1 {prefix}*"),
+                CALL_TIMEOUT,
+            )
+            .await?;
+        if !split.success() {
+            return Err(DataError::Refused(format!(
+                "could not split {}: {}",
+                path.relative(),
+                clip(&split.stderr)
+            )));
+        }
+        let parts = split
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(WorkspacePath::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut whole = Vec::with_capacity(size);
+        for part in &parts {
+            whole.extend(self.sandbox.read_file(part).await?);
+        }
+        self.sandbox.remove_files(&parts).await?;
+        if whole.len() != size {
+            return Err(DataError::Unreadable(format!(
+                "{} has {size} bytes, its parts {}",
+                path.relative(),
+                whole.len()
+            )));
+        }
+        Ok(whole)
+    }
+
     /// Removes a kept snapshot from the workspace after it was stored.
     pub async fn forget_kept(&self, kept: &KeptSnapshot) -> Result<(), DataError> {
         Ok(self
             .sandbox
             .remove_files(std::slice::from_ref(&kept.path))
             .await?)
+    }
+}
+
+/// The tool's answer: its JSON on success; else the reason it gave (exit code 3: the
+/// database is not open).
+fn answer<T: serde::de::DeserializeOwned>(
+    exit_code: i64,
+    stdout: &str,
+    stderr: &str,
+) -> Result<T, DataError> {
+    let line = stdout.trim();
+    match exit_code {
+        0 => serde_json::from_str(line)
+            .map_err(|error| DataError::Unreadable(format!("{error}: {}", clip(line)))),
+        code => {
+            let reason = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|value| value["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| clip(&format!("{line} {}", stderr.trim())));
+            Err(match reason.strip_prefix("no table named ") {
+                _ if code == 3 => DataError::NotOpen(reason),
+                Some(table) => DataError::NoSuchTable(table.to_string()),
+                None => DataError::Refused(reason),
+            })
+        }
     }
 }
 

@@ -122,7 +122,7 @@ fn rows_table(project_id: Uuid, base: &str, rows: &RowsPage) -> Markup {
                             tr { @for column in &rows.columns {
                                 @match row.get(&column.name) {
                                     None | Some(serde_json::Value::Null) => td.null { "NULL" },
-                                    Some(value) => td { (display_value(value)) },
+                                    Some(value) => td { (shown(&display_value(value))) },
                                 }
                             } }
                         }
@@ -134,10 +134,40 @@ fn rows_table(project_id: Uuid, base: &str, rows: &RowsPage) -> Markup {
 }
 
 /// Text as itself, everything else (numbers, booleans, JSON) as JSON.
+/// Most characters a cell shows; the CSV has the whole value.
+const CELL_CHARS: usize = 300;
+
+/// A cell's text cut to [`CELL_CHARS`], saying how much was left out.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(CELL_CHARS) {
+        Some((end, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..end],
+            text[end..].chars().count()
+        ),
+        None => text.to_string(),
+    }
+}
+
 pub fn display_value(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(text) => text.clone(),
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn long_cells_are_cut_with_what_is_left_out() {
+        assert_eq!(shown("short"), "short");
+        let long = "é".repeat(305);
+        assert_eq!(
+            shown(&long),
+            format!("{}… (5 more characters)", "é".repeat(300))
+        );
     }
 }

@@ -51,6 +51,8 @@ pub struct SavedCopy {
     pub saved_at: chrono::DateTime<chrono::Utc>,
     pub tables: u64,
     pub rows: u64,
+    /// Its size, gzipped.
+    pub bytes: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +105,7 @@ pub async fn api_tables(
             saved_at: snapshot.taken_at,
             tables: snapshot.tables,
             rows: snapshot.rows,
+            bytes: snapshot.bytes,
         });
     let snapshots = state.store.snapshots(project_id)?;
     let (source, tables) = match found {
