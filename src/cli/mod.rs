@@ -1,4 +1,5 @@
-//! The command line: `serve`, `generate`, `template build|export|import`, `sandboxes`, `doctor`.
+//! The command line: `serve`, `generate`, `template build|export|import|prune`, `sandboxes`,
+//! `doctor`.
 
 mod doctor;
 mod generate;
@@ -58,6 +59,13 @@ pub enum TemplateCommand {
     Import {
         /// The tarball to read.
         file: PathBuf,
+    },
+    /// Remove the sandbox images of earlier templates (each about 1.5 GB); images that a
+    /// container still uses are kept.
+    Prune {
+        /// Also images built from other base images (other settings on this engine).
+        #[arg(long)]
+        all_bases: bool,
     },
 }
 
@@ -195,7 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn template(command: TemplateCommand) -> anyhow::Result<()> {
-    use crate::sandbox::docker::{build_image, export_image, import_image};
+    use crate::sandbox::docker::{build_image, export_image, import_image, prune_images};
     let provider = DockerProvider::connect(DockerConfig::from_env()?).await?;
     let (docker, config) = (provider.docker(), provider.config());
     let mut log = |line: &str| eprintln!("{line}");
@@ -220,6 +228,19 @@ async fn template(command: TemplateCommand) -> anyhow::Result<()> {
                     imported.loaded, imported.tag
                 );
             }
+        }
+        TemplateCommand::Prune { all_bases } => {
+            let pruned = prune_images(docker, config, all_bases).await?;
+            for (tag, bytes) in &pruned.removed {
+                println!("Removed {tag} ({:.0} MB)", *bytes as f64 / 1e6);
+            }
+            for tag in &pruned.in_use {
+                println!("Kept {tag}: a container still uses it");
+            }
+            println!(
+                "{} removed (layers that other images share stay until none uses them)",
+                pruned.removed.len()
+            );
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::path::Path;
 use bollard::Docker;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ImportImageOptionsBuilder, ListImagesOptionsBuilder,
-    TagImageOptionsBuilder,
+    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -83,6 +83,51 @@ pub async fn image_state(
         .filter(|name| name != "<none>:<none>")
         .collect();
     Ok(ImageState::Missing { tag, older })
+}
+
+/// What `codeflux template prune` did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Tags removed, with the size of their image.
+    pub removed: Vec<(String, i64)>,
+    /// Tags kept because a container (a sandbox, a published app) still uses them.
+    pub in_use: Vec<String>,
+}
+
+/// Removes the sandbox images of earlier templates: every image labelled as one, built
+/// from the same base image (`all_bases`: from any), except the one these settings use.
+/// An image a container still uses is kept and reported.
+pub async fn prune_images(
+    docker: &Docker,
+    config: &DockerConfig,
+    all_bases: bool,
+) -> Result<Pruned, SandboxError> {
+    let current = pack(config)?.tag;
+    let options = ListImagesOptionsBuilder::new()
+        .filters(&HashMap::from([("label", vec![TEMPLATE_LABEL])]))
+        .build();
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|error| SandboxError::Backend(docker_error(error)))?;
+    let mut pruned = Pruned::default();
+    for image in images {
+        let same_base = image.labels.get(BASE_IMAGE_LABEL) == Some(&config.base_image);
+        if (!all_bases && !same_base) || image.repo_tags.contains(&current) {
+            continue;
+        }
+        for tag in image.repo_tags.iter().filter(|tag| *tag != "<none>:<none>") {
+            let options = RemoveImageOptionsBuilder::new().build();
+            match docker.remove_image(tag, Some(options), None).await {
+                Ok(_) => pruned.removed.push((tag.clone(), image.size)),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => pruned.in_use.push(tag.clone()),
+                Err(error) => return Err(SandboxError::Backend(docker_error(error))),
+            }
+        }
+    }
+    Ok(pruned)
 }
 
 /// Why moving the sandbox image between machines failed.

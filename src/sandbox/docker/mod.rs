@@ -29,8 +29,8 @@ use crate::sandbox::readiness::{Readiness, ReadinessCell};
 pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
 pub use idle::Activity;
 pub use image::{
-    Exported, ImageState, Imported, TransferError, build_image, ensure_image, export_image,
-    image_state, import_image,
+    Exported, ImageState, Imported, Pruned, TransferError, build_image, ensure_image, export_image,
+    image_state, import_image, prune_images,
 };
 pub use inventory::{Owner, SandboxInfo, data_dir_in_use, host_name, owner_of};
 pub use sandbox::{DockerSandbox, SANDBOX_USER};
