@@ -219,6 +219,99 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
         .map(|snapshot| snapshot["rows"].as_u64().unwrap())
         .collect();
     assert_eq!(versions, [1, 2], "{data}");
+
+    // Editing the live data: one row found by its key; bad values and unknown keys change
+    // nothing and say why; the saved copy follows.
+    let rows_api = format!("/api/projects/{project}/data/todos/rows");
+    let change = |body: Value| {
+        let request = setup
+            .server
+            .http
+            .patch(format!("{}{rows_api}", setup.server.base))
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, answer) =
+        change(json!({"key": {"id": 2}, "set": {"title": "Walk the cat", "done": "true"}})).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = change(json!({"key": {"id": 2}, "set": {"done": "maybe"}})).await;
+    assert!(
+        status == 422 && answer.contains("boolean"),
+        "{status} {answer}"
+    );
+    let (status, answer) = change(json!({"key": {"id": 99}, "set": {"title": "x"}})).await;
+    assert!(
+        status == 422 && answer.contains("no row"),
+        "{status} {answer}"
+    );
+    let (status, answer) =
+        change(json!({"key": {"title": "Buy milk"}, "set": {"title": "x"}})).await;
+    assert!(
+        status == 422 && answer.contains("found by id"),
+        "{status} {answer}"
+    );
+    assert_eq!(setup.titles(&project).await, ["Buy milk", "Walk the cat"]);
+    let deleted = setup
+        .server
+        .http
+        .delete(format!("{}{rows_api}", setup.server.base))
+        .json(&json!({"key": {"id": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(setup.titles(&project).await, ["Walk the cat"]);
+    setup.saved_rows(&project, 1).await;
+
+    // The Data tab is read-only until Edit rows; its forms do the same.
+    let panel_of = |query: &'static str| {
+        let request = setup.server.http.get(format!(
+            "{}/projects/{project}/data-panel?table=todos{query}",
+            setup.server.base
+        ));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let read_only = panel_of("").await;
+    assert!(
+        read_only.contains("Edit rows") && !read_only.contains("cell-edit"),
+        "{read_only}"
+    );
+    let editing = panel_of("&edit=true").await;
+    assert!(
+        editing.contains("cell-edit") && editing.contains("Done editing"),
+        "{editing}"
+    );
+    let (status, panel) = setup
+        .server
+        .htmx_post(
+            &format!("/projects/{project}/data/todos/rows"),
+            Ok(&[
+                ("key", r#"{"id":2}"#),
+                ("column", "title"),
+                ("value", "Feed the cat"),
+                ("page", "1"),
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{panel}");
+    assert!(
+        panel.contains("Changed title.") && panel.contains("Feed the cat"),
+        "{panel}"
+    );
+    let (status, panel) = setup
+        .server
+        .htmx_post(
+            &format!("/projects/{project}/data/todos/rows"),
+            Ok(&[("key", r#"{"id":2}"#)]),
+        )
+        .await;
+    assert!(
+        status == 200 && panel.contains("Deleted the row.") && panel.contains("no rows"),
+        "{panel}"
+    );
 }
 
 /// Data bigger than a backend lets one file read be (1 MiB) is saved and comes back whole.
@@ -601,9 +694,39 @@ async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it()
     .await;
     screenshot(&client, "data").await;
 
-    // CodeFlux restarts: the app in the browser still has the item.
+    // Edit rows: a cell changed in its form, in the running app.
+    click(&client, "button[hx-get$='edit=true']").await;
+    wait_for(
+        &client,
+        "the edit forms",
+        "return !!document.querySelector('.cell-edit')",
+    )
+    .await;
+    client
+        .execute(
+            "const cell = [...document.querySelectorAll('details.cell-edit')].find((d) => d.querySelector('summary').innerText === 'Call mom'); cell.open = true; cell.id = 'editing-cell';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let input = client
+        .find(Locator::Css("#editing-cell input[name=value]"))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("Call dad").await.unwrap();
+    click(&client, "#editing-cell button[type=submit]").await;
+    wait_for(
+        &client,
+        "the changed cell",
+        "const table = document.querySelector('.data-table'); return document.body.innerText.includes('Changed title.') && !!table && table.innerText.includes('Call dad')",
+    )
+    .await;
+    setup.page_shows(&project, "Call dad").await;
+
+    // CodeFlux restarts: the app in the browser still has the item, as edited.
     let setup = setup.restart().await;
-    setup.page_shows(&project, "Call mom").await;
+    setup.page_shows(&project, "Call dad").await;
     client.goto(&preview).await.unwrap();
-    wait_for(&client, "the item after a restart", &has("Call mom")).await;
+    wait_for(&client, "the item after a restart", &has("Call dad")).await;
 }

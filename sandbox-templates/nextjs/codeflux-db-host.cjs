@@ -5,7 +5,8 @@
 //     is exactly one client on the data folder (PGlite allows one process);
 //   - it applies the migrations in db/migrations when it opens the database;
 //   - it answers CodeFlux (through codeflux-db.cjs) on $CODEFLUX_DB_BRIDGE, loopback only:
-//     tables, rows, logical snapshots and their restore, and migrations with a data check.
+//     tables, rows, one row's edit or deletion, logical snapshots and their restore, and
+//     migrations with a data check.
 // Any other process that asks for the database gets a client that refuses with a reason,
 // instead of opening the folder a second time.
 "use strict";
@@ -191,6 +192,7 @@ async function tables(client) {
   for (const table of list) {
     const result = await client.query(`SELECT count(*)::int AS n FROM ${quote(table.schema)}.${quote(table.table)}`);
     table.rows = result.rows[0].n;
+    table.primary_key = await primaryKey(client, table);
   }
   return list;
 }
@@ -213,7 +215,7 @@ async function primaryKey(client, table) {
 
 async function rows(client, name, page, size) {
   const table = await findTable(client, name);
-  const key = await primaryKey(client, table);
+  const key = table.primary_key;
   const order = key.length ? ` ORDER BY ${key.map(quote).join(", ")}` : "";
   const result = await client.query(
     `SELECT coalesce(json_agg(row_to_json(t)), '[]'::json) AS rows FROM
@@ -228,6 +230,52 @@ async function rows(client, name, page, size) {
     page_size: size,
     rows: result.rows[0].rows,
   };
+}
+
+function refused(status, message) {
+  return Object.assign(new Error(message), { status });
+}
+
+// Changes one row, found by its whole primary key: sets columns (each value converted by
+// Postgres from text, as a form sends it; null is NULL) or deletes it. Exactly one row
+// changes, or nothing does.
+async function editRow(client, edit) {
+  const table = await findTable(client, edit.table);
+  const key = table.primary_key;
+  if (!key.length) throw refused(409, `${table.name} has no primary key, so its rows cannot be told apart: it is read-only`);
+  const given = Object.keys(edit.key || {});
+  if (given.length !== key.length || !key.every((name) => given.includes(name))) {
+    throw refused(400, `a row of ${table.name} is found by ${key.join(", ")}`);
+  }
+  const params = [];
+  const param = (value) => {
+    params.push(value === null || value === undefined ? null : String(value));
+    return `$${params.length}`;
+  };
+  let sql;
+  if (edit.delete === true) {
+    sql = `DELETE FROM ${quote(table.schema)}.${quote(table.table)}`;
+  } else {
+    const columns = Object.keys(edit.set || {});
+    if (!columns.length) throw refused(400, "nothing to change: give `set` or `delete`");
+    const assignments = columns.map((name) => {
+      const column = table.columns.find((candidate) => candidate.name === name);
+      if (!column) throw refused(400, `${table.name} has no column ${name}`);
+      if (column.generated) throw refused(400, `${table.name}.${name} is generated; it cannot be set`);
+      return `${quote(name)} = ${param(edit.set[name])}`;
+    });
+    sql = `UPDATE ${quote(table.schema)}.${quote(table.table)} SET ${assignments.join(", ")}`;
+  }
+  sql += ` WHERE ${key.map((name) => `${quote(name)} = ${param(edit.key[name])}`).join(" AND ")}`;
+  try {
+    await client.transaction(async (tx) => {
+      const result = await tx.query(sql, params);
+      if (result.affectedRows !== 1) throw refused(404, `no row of ${table.name} has that key`);
+    });
+  } catch (error) {
+    throw error.status ? error : refused(400, error.message);
+  }
+  return { changed: 1 };
 }
 
 // A logical snapshot: every row as Postgres renders it in JSON, the sequences, and which
@@ -371,6 +419,8 @@ async function answer(request) {
     }
     case "GET /dump":
       return { status: 200, body: await dump(client) };
+    case "POST /edit":
+      return { status: 200, body: await editRow(client, await readBody(request)) };
     case "POST /restore":
       return { status: 200, body: await restore(client, await readBody(request)) };
     case "POST /migrate": {

@@ -1,5 +1,6 @@
 // CodeFlux's way into the app's database, run in the sandbox as a command:
 //   node codeflux-db.cjs status | tables | rows <table> [page] | dump <file> | restore <file>
+//                        | edit <file>   (one row's change, as JSON: {table, key, set | delete})
 // It asks the process that holds the database (codeflux-db-host.cjs, inside the dev server)
 // and prints one JSON object. Snapshots travel as gzipped JSON files in the workspace, so
 // their size is not bound by a command's output. Exit codes: 0 done, 1 refused or failed,
@@ -50,6 +51,8 @@ async function main([command, ...args]) {
       const rows = answer.body.tables.reduce((sum, table) => sum + table.rows.length, 0);
       return { code: 0, body: { tables: answer.body.tables.length, rows, bytes: bytes.length } };
     }
+    case "edit":
+      return ask("POST", "/edit", fs.readFileSync(args[0], "utf8"));
     case "restore": {
       const body = zlib.gunzipSync(fs.readFileSync(args[0])).toString("utf8");
       return ask("POST", "/restore", body);

@@ -60,6 +60,21 @@ pub struct Table {
     pub name: String,
     pub columns: Vec<Column>,
     pub rows: u64,
+    /// The columns that find one row; empty: its rows cannot be edited one by one.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+}
+
+/// One row's change, the row found by its whole primary key: columns set to new values
+/// (text, as a form sends it, converted by Postgres; `null` is NULL), or the row deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowEdit {
+    pub table: String,
+    pub key: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,6 +197,28 @@ impl<'a> Database<'a> {
         let bytes = self.read_whole(&path).await?;
         self.sandbox.remove_files(&[path]).await?;
         Ok(Some((bytes, counts)))
+    }
+
+    /// Changes or deletes exactly one row; anything else changes nothing and says why.
+    pub async fn edit(&self, edit: &RowEdit) -> Result<(), DataError> {
+        #[derive(Deserialize)]
+        struct Changed {
+            #[allow(dead_code)]
+            changed: u64,
+        }
+        let file = format!(".data/codeflux-edit-{}.json", uuid::Uuid::now_v7().simple());
+        let path = WorkspacePath::parse(&file)?;
+        let request =
+            serde_json::to_vec(edit).map_err(|error| DataError::Unreadable(error.to_string()))?;
+        self.sandbox
+            .write_files(&[FileWrite {
+                path: path.clone(),
+                content: request,
+            }])
+            .await?;
+        let changed = self.call::<Changed>(&format!("edit {file}")).await;
+        self.sandbox.remove_files(&[path]).await?;
+        changed.map(|_| ())
     }
 
     /// Replaces the app's data with a snapshot's (the schema comes from the code's migrations).

@@ -47,6 +47,8 @@ impl SavedData {
                 name: table.name.clone(),
                 columns: columns_of(table),
                 rows: table.rows.len() as u64,
+                // A saved copy is read-only.
+                primary_key: Vec::new(),
             })
             .collect()
     }

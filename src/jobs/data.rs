@@ -86,6 +86,28 @@ impl Generation {
         Ok((saved.rows(table, page, page_size)?, source))
     }
 
+    /// Changes one row of the running app's data, then saves the data as the latest copy.
+    /// Saved copies are never edited: the app must be running.
+    pub(super) async fn edit_row(
+        &self,
+        project_id: Uuid,
+        edit: &crate::data::RowEdit,
+    ) -> Result<(), DataError> {
+        let Some(sandbox) = self.running_sandbox(project_id).await else {
+            return Err(DataError::NotOpen(
+                "the app is not running; open its preview, then edit its data".into(),
+            ));
+        };
+        Database::new(sandbox.as_ref()).edit(edit).await?;
+        if let Err(error) = self
+            .save_data(project_id, sandbox.as_ref(), SnapshotKind::Latest)
+            .await
+        {
+            tracing::warn!(%project_id, %error, "could not save the data after an edit");
+        }
+        Ok(())
+    }
+
     fn saved_data(
         &self,
         project_id: Uuid,

@@ -352,6 +352,20 @@ impl JobQueue {
         .await
     }
 
+    /// Changes or deletes one row of the running app's data while no job works on the
+    /// project. `Ok(None)`: busy.
+    pub async fn edit_row(
+        &self,
+        project_id: Uuid,
+        edit: crate::data::RowEdit,
+    ) -> Result<Option<Result<(), crate::data::DataError>>, StoreError> {
+        let generation = self.inner.generation.clone();
+        self.while_idle(project_id, async move {
+            Ok::<_, StoreError>(generation.edit_row(project_id, &edit).await)
+        })
+        .await
+    }
+
     /// A quick edit (see [`crate::quick_edit`]) while no job works on the project: `edit`
     /// gets the app's current files and says which file becomes what, and the result is a
     /// new version, also written to the sandbox. `Ok(None)`: a job is running or queued.

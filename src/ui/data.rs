@@ -16,8 +16,10 @@ pub struct DataView<'a> {
     pub rows: Option<&'a RowsPage>,
     /// Earlier data that can be brought back, oldest first.
     pub snapshots: &'a [DataSnapshot],
-    /// What the last "Bring back" did.
+    /// What the last "Bring back" or edit did.
     pub notice: Option<&'a str>,
+    /// The rows show their edit and delete forms (live data only).
+    pub editing: bool,
 }
 
 /// The tab's placeholder: the panel loads once the tab is shown (it asks the sandbox).
@@ -35,7 +37,10 @@ pub fn panel(view: &DataView) -> Markup {
         div.data-view {
             @if let Some(notice) = view.notice { p.data-notice role="status" { (notice) } }
             @match view.source {
-                Some(DataSource::Live) => p.data-source { "Live from the running app. Read-only." },
+                Some(DataSource::Live) => p.data-source {
+                    "Live from the running app."
+                    @if !view.editing { " Read-only until you choose Edit rows." }
+                },
                 Some(DataSource::Saved { saved_at }) => p.data-source {
                     "As saved at " time datetime=(saved_at.to_rfc3339()) { (saved_at.format("%Y-%m-%d %H:%M UTC")) }
                     " (the sandbox is not running). Read-only."
@@ -57,7 +62,12 @@ pub fn panel(view: &DataView) -> Markup {
                         }
                     }
                 }
-                @if let Some(rows) = view.rows { (rows_table(view.project_id, &base, rows)) }
+                @if let Some(rows) = view.rows {
+                    @let key = view.tables.iter().find(|table| table.name == rows.table)
+                        .map(|table| table.primary_key.as_slice())
+                        .filter(|key| !key.is_empty() && matches!(view.source, Some(DataSource::Live)));
+                    (rows_table(view.project_id, &base, rows, key, view.editing))
+                }
             }
             @if !view.snapshots.is_empty() { (snapshots(view.project_id, view.snapshots)) }
         }
@@ -94,10 +104,21 @@ fn snapshots(project_id: Uuid, snapshots: &[DataSnapshot]) -> Markup {
     }
 }
 
-fn rows_table(project_id: Uuid, base: &str, rows: &RowsPage) -> Markup {
+/// One page of a table's rows. `key`: the table's primary key when its rows can be edited
+/// (live data); `editing`: show the forms.
+fn rows_table(
+    project_id: Uuid,
+    base: &str,
+    rows: &RowsPage,
+    key: Option<&[String]>,
+    editing: bool,
+) -> Markup {
     let first = rows.page * rows.page_size;
     let last = (first + rows.rows.len()).min(rows.total as usize);
     let pages = (rows.total as usize).div_ceil(rows.page_size.max(1)).max(1);
+    let here = format!("{base}?table={}&page={}", rows.table, rows.page + 1);
+    let action = format!("/projects/{project_id}/data/{}/rows", rows.table);
+    let editing = editing && key.is_some();
     html! {
         section.data-rows aria-label={ "Rows of " (rows.table) } {
             div.data-bar {
@@ -105,32 +126,78 @@ fn rows_table(project_id: Uuid, base: &str, rows: &RowsPage) -> Markup {
                 span { @if rows.total == 0 { "no rows" } @else { "rows " (first + 1) "–" (last) " of " (rows.total) } }
                 span.spacer {}
                 @if rows.page > 0 {
-                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page) } hx-target="closest .data-view" hx-swap="outerHTML" { "← Previous" }
+                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page) @if editing { "&edit=true" } } hx-target="closest .data-view" hx-swap="outerHTML" { "← Previous" }
                 }
                 @if rows.page + 1 < pages {
-                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page + 2) } hx-target="closest .data-view" hx-swap="outerHTML" { "Next →" }
+                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page + 2) @if editing { "&edit=true" } } hx-target="closest .data-view" hx-swap="outerHTML" { "Next →" }
+                }
+                @if key.is_some() {
+                    @if editing {
+                        button type="button" hx-get=(here) hx-target="closest .data-view" hx-swap="outerHTML" { "Done editing" }
+                    } @else {
+                        button type="button" hx-get={ (here) "&edit=true" } hx-target="closest .data-view" hx-swap="outerHTML" { "Edit rows" }
+                    }
                 }
                 a.button href={ "/projects/" (project_id) "/data/" (rows.table) "/csv" } download { "Download CSV" }
             }
             div.data-scroll {
                 table.data-table {
-                    thead { tr { @for column in &rows.columns {
-                        th scope="col" { (column.name) @if !column.data_type.is_empty() { br; small { (column.data_type) } } }
-                    } } }
+                    thead { tr {
+                        @for column in &rows.columns {
+                            th scope="col" { (column.name) @if !column.data_type.is_empty() { br; small { (column.data_type) } } }
+                        }
+                        @if editing { th scope="col" { span.visually-hidden { "Delete" } } }
+                    } }
                     tbody {
                         @for row in &rows.rows {
-                            tr { @for column in &rows.columns {
-                                @match row.get(&column.name) {
-                                    None | Some(serde_json::Value::Null) => td.null { "NULL" },
-                                    Some(value) => td { (shown(&display_value(value))) },
+                            @let row_key = key.map(|key| row_key(key, row)).unwrap_or_default();
+                            tr {
+                                @for column in &rows.columns {
+                                    @let value = row.get(&column.name).filter(|value| !value.is_null());
+                                    @let is_key = key.is_some_and(|key| key.contains(&column.name));
+                                    @if editing && !is_key {
+                                        td { details.cell-edit {
+                                            summary { @match value { None => span.null { "NULL" }, Some(value) => (shown(&display_value(value))) } }
+                                            form hx-post=(action) hx-target="closest .data-view" hx-swap="outerHTML" {
+                                                input type="hidden" name="key" value=(row_key);
+                                                input type="hidden" name="column" value=(column.name);
+                                                input type="hidden" name="page" value=(rows.page + 1);
+                                                input name="value" aria-label={ "New " (column.name) } value=(value.map(display_value).unwrap_or_default());
+                                                @if column.nullable { label { input type="checkbox" name="null"; " NULL" } }
+                                                button type="submit" { "Save" }
+                                            }
+                                        } }
+                                    } @else {
+                                        @match value {
+                                            None => td.null { "NULL" },
+                                            Some(value) => td { (shown(&display_value(value))) },
+                                        }
+                                    }
                                 }
-                            } }
+                                @if editing {
+                                    td { form hx-post=(action) hx-target="closest .data-view" hx-swap="outerHTML"
+                                        hx-confirm="Delete this row from the app's data? Snapshots taken earlier keep it." {
+                                        input type="hidden" name="key" value=(row_key);
+                                        input type="hidden" name="page" value=(rows.page + 1);
+                                        button.danger type="submit" { "Delete" }
+                                    } }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// The row's primary key as the JSON object the edit forms send back.
+fn row_key(key: &[String], row: &serde_json::Map<String, serde_json::Value>) -> String {
+    let found: serde_json::Map<String, serde_json::Value> = key
+        .iter()
+        .map(|name| (name.clone(), row.get(name).cloned().unwrap_or_default()))
+        .collect();
+    serde_json::Value::Object(found).to_string()
 }
 
 /// Text as itself, everything else (numbers, booleans, JSON) as JSON.

@@ -234,8 +234,10 @@ fn csv_failed(error: csv::Error) -> AppError {
 
 #[derive(Debug, Deserialize)]
 pub struct PanelQuery {
-    table: Option<String>,
-    page: Option<usize>,
+    pub table: Option<String>,
+    pub page: Option<usize>,
+    /// Shows the rows with their edit and delete forms (the tab is read-only otherwise).
+    pub edit: Option<bool>,
 }
 
 /// The Data tab's panel (HTML): the tables, and the chosen table's rows (the first table
@@ -273,11 +275,12 @@ pub async fn restore_snapshot(
     let query = PanelQuery {
         table: None,
         page: None,
+        edit: None,
     };
     render_panel(&state, project_id, query, Some(&notice)).await
 }
 
-async fn render_panel(
+pub(super) async fn render_panel(
     state: &AppState,
     project_id: Uuid,
     query: PanelQuery,
@@ -312,6 +315,7 @@ async fn render_panel(
             rows: rows.as_ref(),
             snapshots: &snapshots,
             notice,
+            editing: query.edit == Some(true) && source == Some(&DataSource::Live),
         }),
     ))
 }

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod guard;
 mod pages;
+mod rows;
 pub mod selection;
 pub mod upload;
 mod ws;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
@@ -97,6 +98,10 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         )
         .route("/projects/{id}/data/{table}", get(data::api_rows))
         .route(
+            "/projects/{id}/data/{table}/rows",
+            patch(rows::api_update).delete(rows::api_delete),
+        )
+        .route(
             "/projects/{id}/versions/{version_id}/restore",
             post(api::restore_version),
         )
@@ -134,6 +139,7 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
             post(data::restore_snapshot),
         )
         .route("/projects/{id}/data/{table}/csv", get(data::csv_download))
+        .route("/projects/{id}/data/{table}/rows", post(rows::form))
         .route("/projects/{id}/edit", get(edits::panel).post(edits::apply))
         .route(
             "/projects/{id}/fragments/{message_id}/download",
