@@ -21,6 +21,10 @@ pub enum HostsError {
         "CODEFLUX_PREVIEW_URL {0:?} must be an http:// or https:// URL whose host starts with {{project}}, e.g. http://{{project}}.localhost:3001"
     )]
     PreviewUrl(String),
+    #[error(
+        "CODEFLUX_APPS_URL {0:?} must be an http:// or https:// URL whose host starts with {{app}}, e.g. http://{{app}}.apps.localhost:3001"
+    )]
+    AppsUrl(String),
 }
 
 /// A name, and the port it must come with (`None`: any port).
@@ -177,6 +181,52 @@ impl PreviewHosts {
             "{authority:?} is not a preview address (<project id>.{}): set CODEFLUX_PREVIEW_URL to the address previews are opened at, or add its name to CODEFLUX_ALLOWED_HOSTS\n",
             self.suffixes[0]
         )
+    }
+}
+
+/// Where published apps answer: `CODEFLUX_APPS_URL`, a URL whose host starts with `{app}.`
+/// (`http://{app}.apps.localhost:3001` unless configured). The preview listener serves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppsUrl {
+    template: String,
+    suffix: String,
+}
+
+impl AppsUrl {
+    pub fn new(template: &str) -> Result<Self, HostsError> {
+        let invalid = || HostsError::AppsUrl(template.to_string());
+        let url =
+            reqwest::Url::parse(&template.replace("{app}", "probe")).map_err(|_| invalid())?;
+        if !matches!(url.scheme(), "http" | "https") || url.path() != "/" {
+            return Err(invalid());
+        }
+        let host = normalise(url.host_str().ok_or_else(invalid)?);
+        let suffix = host
+            .strip_prefix("probe.")
+            .filter(|suffix| !suffix.is_empty())
+            .ok_or_else(invalid)?
+            .to_string();
+        Ok(Self {
+            template: template.trim_end_matches('/').to_string(),
+            suffix,
+        })
+    }
+
+    /// `<name>.apps.localhost` on the preview listener's port.
+    pub fn default_for(preview_port: u16) -> Self {
+        Self::new(&format!("http://{{app}}.apps.localhost:{preview_port}"))
+            .expect("the default apps URL is valid")
+    }
+
+    pub fn url_for(&self, name: &str) -> String {
+        format!("{}/", self.template.replace("{app}", name))
+    }
+
+    /// The app a request's `Host` names, if it is an app address at all.
+    pub fn app(&self, authority: &str) -> Option<String> {
+        let (host, _) = split_authority(authority)?;
+        let (label, suffix) = host.split_once('.')?;
+        (suffix == self.suffix && !label.is_empty()).then(|| label.to_string())
     }
 }
 
@@ -405,6 +455,41 @@ mod tests {
                 error.to_string().contains("CODEFLUX_ALLOWED_HOSTS"),
                 "{error}"
             );
+        }
+    }
+
+    #[test]
+    fn app_addresses_name_one_app_under_the_apps_suffix() {
+        let apps = AppsUrl::default_for(3001);
+        assert_eq!(
+            apps.url_for("brave-otter"),
+            "http://brave-otter.apps.localhost:3001/"
+        );
+        assert_eq!(
+            apps.app("brave-otter.apps.localhost:3001").as_deref(),
+            Some("brave-otter")
+        );
+        assert_eq!(
+            apps.app("Brave-Otter.APPS.localhost").as_deref(),
+            Some("brave-otter")
+        );
+        for other in [
+            "apps.localhost:3001",
+            "a.b.apps.localhost",
+            "x.localhost",
+            "evil.example",
+        ] {
+            assert_eq!(apps.app(other), None, "{other}");
+        }
+        let custom = AppsUrl::new("https://{app}.apps.example.com").unwrap();
+        assert_eq!(custom.url_for("shop"), "https://shop.apps.example.com/");
+        for bad in [
+            "ftp://{app}.x",
+            "http://apps.{app}.x",
+            "http://{app}.x/path",
+            "nonsense",
+        ] {
+            assert!(AppsUrl::new(bad).is_err(), "{bad}");
         }
     }
 }

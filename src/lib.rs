@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod llm;
 pub mod metrics;
 pub mod preview;
+pub mod publish;
 pub mod quick_edit;
 pub mod sandbox;
 pub mod server;

@@ -37,6 +37,30 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     /// How many snapshots of each app's data are kept, and in how many bytes.
     pub data_limits: crate::store::snapshots::SnapshotLimits,
+    /// Where published apps answer (`CODEFLUX_APPS_URL`); `<name>.apps.localhost` on the
+    /// preview port when `None`.
+    pub apps_url: Option<String>,
+    /// The Docker engine published apps run on.
+    pub publish_engine: PublishEngine,
+}
+
+/// The engine for published apps, or why there is none.
+#[derive(Clone)]
+pub struct PublishEngine(pub Result<Arc<crate::sandbox::docker::DockerProvider>, String>);
+
+impl Default for PublishEngine {
+    fn default() -> Self {
+        Self(Err("no Docker engine is set up".into()))
+    }
+}
+
+impl std::fmt::Debug for PublishEngine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(_) => formatter.write_str("PublishEngine(docker)"),
+            Err(problem) => write!(formatter, "PublishEngine(none: {problem})"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +80,21 @@ pub enum ServerError {
     Preview(#[from] crate::preview::ForwardError),
     #[error(transparent)]
     Hosts(#[from] crate::hosts::HostsError),
+}
+
+/// `<name>.apps.localhost` on the preview listener's port, unless `CODEFLUX_APPS_URL`.
+fn apps_url(settings: &Settings) -> Result<crate::hosts::AppsUrl, crate::hosts::HostsError> {
+    match &settings.apps_url {
+        Some(template) => crate::hosts::AppsUrl::new(template),
+        None => {
+            let port =
+                reqwest::Url::parse(&settings.preview_url_template.replace("{project}", "p"))
+                    .ok()
+                    .and_then(|url| url.port_or_known_default())
+                    .unwrap_or(3001);
+            Ok(crate::hosts::AppsUrl::default_for(port))
+        }
+    }
 }
 
 /// The running parts, built once.
@@ -134,6 +173,11 @@ impl Services {
             data_limits: settings.data_limits,
         });
         let jobs = JobQueue::new(generation, settings.max_jobs);
+        let publisher = crate::publish::Publisher::new(
+            store.clone(),
+            settings.publish_engine.0.clone(),
+            apps_url(settings)?,
+        )?;
         let recovery = jobs.recover().await?;
         if recovery != Default::default() {
             tracing::info!(?recovery, "recovered jobs interrupted by the last shutdown");
@@ -150,6 +194,7 @@ impl Services {
             shutdown: CancellationToken::new(),
             auth: settings.auth.clone(),
             metrics,
+            publisher,
         };
         Ok(Self {
             state,
@@ -194,6 +239,7 @@ impl Services {
                         extra_ca: self.preview_extra_ca.clone(),
                         ui_origins: ui_origins(address, self.public_origin.as_deref()),
                         hosts: preview_hosts,
+                        apps: Some(self.state.publisher.clone()),
                     },
                 )?
                 .layer(axum::middleware::map_response(
@@ -217,6 +263,11 @@ impl Services {
             None => None,
         };
         let dispatcher = self.jobs.start();
+        // Published apps answer again as soon as the listener is up.
+        tokio::spawn({
+            let publisher = self.state.publisher.clone();
+            async move { publisher.resume().await }
+        });
         tracing::info!("CodeFlux is listening on http://{address}");
         let mut server = tokio::spawn(
             axum::serve(listener, crate::web::app(self.state.clone(), guard))

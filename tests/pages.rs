@@ -402,9 +402,14 @@ async fn a_version_downloads_as_a_zip() {
         );
     }
     assert!(files[&format!("{folder}/app/page.tsx")].contains(EVIL));
-    // Nothing of the sandbox's own machinery, and no data unless asked for.
+    // Nothing of the sandbox's own machinery, and no data unless asked for. The Dockerfile
+    // is the app's production image, not the sandbox's.
+    let dockerfile = &files[&format!("{folder}/Dockerfile")];
+    assert!(dockerfile.contains("next build") && dockerfile.contains("USER 10001"));
+    assert!(!dockerfile.contains("codeflux"), "{dockerfile}");
+    assert!(files[&format!("{folder}/README.md")].contains("docker build -t"));
     assert!(
-        names.iter().all(|name| !name.contains("Dockerfile")
+        names.iter().all(|name| !name.ends_with("e2b.Dockerfile")
             && !name.contains("codeflux-")
             && !name.ends_with("start-dev.sh")
             && !name.ends_with("db/data.sql")),

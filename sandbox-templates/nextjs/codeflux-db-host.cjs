@@ -17,12 +17,13 @@ const path = require("node:path");
 const zlib = require("node:zlib");
 const { createRequire } = require("node:module");
 
-const APP = "/home/user";
+// The sandbox keeps the app in /home/user; a published or exported image names its own.
+const APP = process.env.CODEFLUX_APP_DIR || "/home/user";
 const PORT = Number(process.env.PORT || 3000);
 const BRIDGE = process.env.CODEFLUX_DB_BRIDGE || "127.0.0.1:39017";
 const DATA_DIR = path.join(APP, ".data/pglite");
 // Made when the image was built (see the Dockerfile): copied, not created, for a new database.
-const EMPTY_DATABASE = "/opt/codeflux/pglite-empty";
+const EMPTY_DATABASE = process.env.CODEFLUX_EMPTY_DATABASE || "/opt/codeflux/pglite-empty";
 const KEPT_DIR = path.join(APP, ".data/kept");
 const MIGRATIONS = path.join(APP, "db/migrations");
 const JOURNAL = path.join(MIGRATIONS, "meta/_journal.json");
@@ -48,8 +49,11 @@ const refusingClient = new Proxy(
     get(_target, property) {
       if (property === "then") return undefined;
       return () => {
+        // CodeFlux's production build sets CODEFLUX_BUILDING: no database exists there.
         throw new Error(
-          "The app's database is open in the running app (the dev server), and only one process may open it. Change data through the app's server code or a migration (npm run db:push), not from a separate script.",
+          process.env.CODEFLUX_BUILDING
+            ? 'The database cannot be read while the app is built for production (next build). A page that reads it must be rendered per request: add `export const dynamic = "force-dynamic";` to it.'
+            : "The app's database is open in the running app (the dev server), and only one process may open it. Change data through the app's server code or a migration (npm run db:push), not from a separate script.",
         );
       };
     },

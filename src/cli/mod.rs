@@ -1,8 +1,9 @@
 //! The command line: `serve`, `generate`, `template build|export|import|prune`, `sandboxes`,
-//! `doctor`.
+//! `doctor`, and the API clients `publish`, `apps` and `export`.
 
 mod doctor;
 mod generate;
+mod publish;
 mod sandboxes;
 
 use std::net::SocketAddr;
@@ -44,6 +45,14 @@ pub enum Command {
     /// Check the setup (engine, sandbox image, model, data directory, ports) and say how to
     /// fix what is wrong. Exits with 1 when something stops generation.
     Doctor(doctor::DoctorArgs),
+    /// Publish a version of a project on this machine's Docker engine, at its stable
+    /// address (talks to the running CodeFlux).
+    Publish(publish::PublishArgs),
+    /// List the published apps: name, version, address, memory, uptime.
+    Apps(publish::AppsArgs),
+    /// Build a version's production image to run elsewhere (`--image`), and write it as a
+    /// tarball (`--tar`) or a docker-compose.yml (`--compose`).
+    Export(publish::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +192,10 @@ impl AgentArgs {
                 count: self.data_snapshots.max(1),
                 bytes: self.data_snapshots_mb.max(1) * 1024 * 1024,
             },
+            apps_url: std::env::var("CODEFLUX_APPS_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty()),
+            publish_engine: Default::default(),
         }
     }
 }
@@ -193,6 +206,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::generate(args).await,
         Command::Template(command) => template(command).await,
         Command::Sandboxes(args) => sandboxes::run(args).await,
+        Command::Publish(args) => publish::publish(args).await,
+        Command::Apps(args) => publish::apps(args).await,
+        Command::Export(args) => publish::export(args).await,
         Command::Doctor(args) => {
             if !doctor::run(args).await {
                 std::process::exit(1);
@@ -309,6 +325,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     settings.agent.offline = offline(&sandbox);
+    settings.publish_engine = crate::server::PublishEngine(
+        crate::sandbox::select::publish_engine(&sandbox, &instance, Some(&full_data_dir)).await,
+    );
     let mut setup = setup_for(&settings, &sandbox);
     let llm: Arc<dyn Llm> = if args.demo {
         tracing::info!("demo mode: answers replay a recorded transcript, no model is called");

@@ -28,6 +28,8 @@ pub enum DataSource {
     Saved {
         saved_at: chrono::DateTime<chrono::Utc>,
     },
+    /// The published app's own database, serving that version (read-only here).
+    Published { version: u32 },
 }
 
 impl Generation {

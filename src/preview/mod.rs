@@ -3,6 +3,7 @@
 //! same when the sandbox behind it is replaced; a stopped sandbox is woken on first visit.
 
 mod access;
+mod apps;
 mod forward;
 mod pages;
 mod picker;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 pub use crate::hosts::PreviewHosts;
 use crate::sandbox::PreviewUpstream;
+pub use apps::{AppTarget, PublishedApps};
 
 /// What happened when a visit asked for a stopped sandbox to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,8 @@ struct Proxy {
     picker_tag: Option<bytes::Bytes>,
     /// The names previews are served at; other `Host`s are refused.
     hosts: PreviewHosts,
+    /// Published apps, served at their own names on this listener.
+    apps: Option<Arc<dyn PublishedApps>>,
 }
 
 /// How the proxy treats visitors and dev servers.
@@ -91,6 +95,8 @@ pub struct PreviewOptions {
     pub ui_origins: Vec<String>,
     /// The names previews answer to (`<project id>.localhost` unless configured).
     pub hosts: PreviewHosts,
+    /// Published apps, when publishing is set up.
+    pub apps: Option<Arc<dyn PublishedApps>>,
 }
 
 pub use forward::ForwardError;
@@ -107,6 +113,7 @@ pub fn router(
         picker_tag: (!options.ui_origins.is_empty())
             .then(|| picker::script_tag(&options.ui_origins)),
         hosts: options.hosts,
+        apps: options.apps,
     };
     Ok(Router::new().fallback(handle).with_state(proxy))
 }
@@ -126,6 +133,9 @@ async fn handle(State(proxy): State<Proxy>, mut request: Request) -> Response {
     // Checked before anything else, upgrades (hot reload) included: a name that is not a
     // preview address is a rebinding page or a misconfiguration, and wakes nothing.
     let host = crate::hosts::request_authority(&request);
+    if let Some(name) = proxy.apps.as_ref().and_then(|apps| apps.app_name(&host)) {
+        return apps::serve(&proxy, &name, &host, request).await;
+    }
     let Some(project_id) = proxy.hosts.project(&host) else {
         tracing::warn!(%host, "refused a preview request for a host that is not a preview address");
         return (

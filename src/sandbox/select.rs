@@ -83,6 +83,24 @@ pub async fn from_env(
     }
 }
 
+/// The engine published apps run on: the sandboxes' own when they are on Docker, else the
+/// local engine if one answers (E2B sandboxes cannot serve production apps).
+pub async fn publish_engine(
+    selected: &Selected,
+    instance: &str,
+    data_dir: Option<&std::path::Path>,
+) -> Result<Arc<DockerProvider>, String> {
+    if let Some(docker) = &selected.docker {
+        return Ok(docker.clone());
+    }
+    docker(instance, data_dir)
+        .await
+        .map(Arc::new)
+        .map_err(|problem| {
+            format!("{problem}. Published apps run on Docker, also when sandboxes are on E2B")
+        })
+}
+
 fn e2b(ids: sled::Tree) -> Result<E2bProvider, String> {
     let config = E2bConfig::from_env().map_err(|error| error.to_string())?;
     E2bProvider::new(config, ids).map_err(|error| error.to_string())

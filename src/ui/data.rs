@@ -20,6 +20,8 @@ pub struct DataView<'a> {
     pub notice: Option<&'a str>,
     /// The rows show their edit and delete forms (live data only).
     pub editing: bool,
+    /// With a published app: whether its data is shown (`Some(true)`) or the project's own.
+    pub switch: Option<bool>,
 }
 
 /// The tab's placeholder: the panel loads once the tab is shown (it asks the sandbox).
@@ -32,9 +34,23 @@ pub fn loading(project_id: Uuid) -> Markup {
 }
 
 pub fn panel(view: &DataView) -> Markup {
-    let base = format!("/projects/{}/data-panel", view.project_id);
+    let of = if view.switch == Some(true) {
+        "published"
+    } else {
+        "development"
+    };
+    let base = format!("/projects/{}/data-panel?of={of}", view.project_id);
     html! {
         div.data-view {
+            @if let Some(published) = view.switch {
+                div.data-switch role="group" aria-label="Whose data" {
+                    @for (value, label, pressed) in [("development", "Development", !published), ("published", "Published", published)] {
+                        button type="button" hx-get={ "/projects/" (view.project_id) "/data-panel?of=" (value) }
+                            hx-target="closest .data-view" hx-swap="outerHTML"
+                            aria-pressed=(if pressed { "true" } else { "false" }) { (label) }
+                    }
+                }
+            }
             @if let Some(notice) = view.notice { p.data-notice role="status" { (notice) } }
             @match view.source {
                 Some(DataSource::Live) => p.data-source {
@@ -44,6 +60,9 @@ pub fn panel(view: &DataView) -> Markup {
                 Some(DataSource::Saved { saved_at }) => p.data-source {
                     "As saved at " time datetime=(saved_at.to_rfc3339()) { (saved_at.format("%Y-%m-%d %H:%M UTC")) }
                     " (the sandbox is not running). Read-only."
+                },
+                Some(DataSource::Published { version }) => p.data-source {
+                    "Live from the published app (v" (version) "), apart from the project's own data. Read-only: the app changes it."
                 },
                 None => {},
             }
@@ -56,7 +75,7 @@ pub fn panel(view: &DataView) -> Markup {
                 nav.data-tables aria-label="Tables" {
                     @for table in view.tables {
                         @let chosen = view.rows.is_some_and(|rows| rows.table == table.name);
-                        button type="button" hx-get={ (base) "?table=" (table.name) } hx-target="closest .data-view" hx-swap="outerHTML"
+                        button type="button" hx-get={ (base) "&table=" (table.name) } hx-target="closest .data-view" hx-swap="outerHTML"
                             aria-pressed=(if chosen { "true" } else { "false" }) {
                             code { (table.name) } " " small { (table.rows) @if table.rows == 1 { " row" } @else { " rows" } }
                         }
@@ -66,7 +85,7 @@ pub fn panel(view: &DataView) -> Markup {
                     @let key = view.tables.iter().find(|table| table.name == rows.table)
                         .map(|table| table.primary_key.as_slice())
                         .filter(|key| !key.is_empty() && matches!(view.source, Some(DataSource::Live)));
-                    (rows_table(view.project_id, &base, rows, key, view.editing))
+                    (rows_table(view.project_id, &base, of, rows, key, view.editing))
                 }
             }
             @if !view.snapshots.is_empty() { (snapshots(view.project_id, view.snapshots)) }
@@ -109,6 +128,7 @@ fn snapshots(project_id: Uuid, snapshots: &[DataSnapshot]) -> Markup {
 fn rows_table(
     project_id: Uuid,
     base: &str,
+    of: &str,
     rows: &RowsPage,
     key: Option<&[String]>,
     editing: bool,
@@ -116,7 +136,7 @@ fn rows_table(
     let first = rows.page * rows.page_size;
     let last = (first + rows.rows.len()).min(rows.total as usize);
     let pages = (rows.total as usize).div_ceil(rows.page_size.max(1)).max(1);
-    let here = format!("{base}?table={}&page={}", rows.table, rows.page + 1);
+    let here = format!("{base}&table={}&page={}", rows.table, rows.page + 1);
     let action = format!("/projects/{project_id}/data/{}/rows", rows.table);
     let editing = editing && key.is_some();
     html! {
@@ -126,10 +146,10 @@ fn rows_table(
                 span { @if rows.total == 0 { "no rows" } @else { "rows " (first + 1) "–" (last) " of " (rows.total) } }
                 span.spacer {}
                 @if rows.page > 0 {
-                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page) @if editing { "&edit=true" } } hx-target="closest .data-view" hx-swap="outerHTML" { "← Previous" }
+                    button type="button" hx-get={ (base) "&table=" (rows.table) "&page=" (rows.page) @if editing { "&edit=true" } } hx-target="closest .data-view" hx-swap="outerHTML" { "← Previous" }
                 }
                 @if rows.page + 1 < pages {
-                    button type="button" hx-get={ (base) "?table=" (rows.table) "&page=" (rows.page + 2) @if editing { "&edit=true" } } hx-target="closest .data-view" hx-swap="outerHTML" { "Next →" }
+                    button type="button" hx-get={ (base) "&table=" (rows.table) "&page=" (rows.page + 2) @if editing { "&edit=true" } } hx-target="closest .data-view" hx-swap="outerHTML" { "Next →" }
                 }
                 @if key.is_some() {
                     @if editing {
@@ -138,7 +158,7 @@ fn rows_table(
                         button type="button" hx-get={ (here) "&edit=true" } hx-target="closest .data-view" hx-swap="outerHTML" { "Edit rows" }
                     }
                 }
-                a.button href={ "/projects/" (project_id) "/data/" (rows.table) "/csv" } download { "Download CSV" }
+                a.button href={ "/projects/" (project_id) "/data/" (rows.table) "/csv?of=" (of) } download { "Download CSV" }
             }
             div.data-scroll {
                 table.data-table {

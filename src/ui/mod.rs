@@ -10,6 +10,7 @@ pub mod layout;
 pub mod login;
 pub mod progress;
 pub mod project;
+pub mod publish;
 pub mod quick_edit;
 
 use chrono::{DateTime, Utc};

@@ -88,6 +88,8 @@ pub struct ProjectPage<'a> {
     pub messages: &'a [MessageView],
     pub events: &'a [Event],
     pub workspace: Workspace<'a>,
+    /// The publish panel (see `ui::publish`).
+    pub publish_panel: Markup,
 }
 
 pub fn page(view: &ProjectPage) -> Markup {
@@ -101,8 +103,9 @@ pub fn page(view: &ProjectPage) -> Markup {
                     (status(view.status, false))
                     span.spacer {}
                     button.danger type="button" hx-delete={ "/projects/" (view.id) }
-                        hx-confirm={ "Delete " (view.name) " with all its versions and its sandbox?" } { "Delete" }
+                        hx-confirm={ "Delete " (view.name) " with all its versions, its sandbox and its published app (with the app's data)?" } { "Delete" }
                 }
+                (view.publish_panel)
                 (conversation(view.id, view.messages, selected, false))
                 (progress::panel(view.id, view.events, busy, false))
                 (super::quick_edit::slot(view.id))
@@ -283,6 +286,12 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                                 hx-confirm={ "Make version " (shown) " the newest version and bring back its data (" (rows) " rows)? The current data is replaced; a snapshot of it is kept." } {
                                 "Restore v" (shown) " with its data"
                             }
+                        }
+                        button type="button"
+                            hx-post={ "/projects/" (view.project_id) "/publish" } hx-vals={ "{\"version\": " (shown) "}" }
+                            hx-target="#publish-panel" hx-swap="outerHTML"
+                            hx-confirm={ "Publish version " (shown) " at the app's address? Its published data stays." } {
+                            "Publish v" (shown)
                         }
                     }
                 }

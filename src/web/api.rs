@@ -48,6 +48,8 @@ pub struct ProjectDetail {
     /// CodeFlux requires a token.
     pub preview_link: String,
     pub messages: Vec<MessageView>,
+    /// The published app, if the project has one.
+    pub published: Option<crate::publish::AppView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +153,8 @@ pub async fn delete_project(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
 ) -> Result<StatusCode, AppError> {
+    state.store.project(project_id)?;
+    state.unpublish_for_deletion(project_id).await?;
     state.store.delete_project(project_id)?;
     state.store.flush().await?;
     state.jobs.release_sandbox(project_id);
@@ -185,6 +189,10 @@ pub fn project_detail(state: &AppState, project_id: Uuid) -> Result<ProjectDetai
         preview_url: state.preview_url(project_id),
         preview_link: state.preview_link(project_id),
         messages: message_views(&state.store, project_id)?,
+        published: state
+            .publisher
+            .get(project_id)?
+            .map(|published| state.publisher.view(published)),
         project,
     })
 }

@@ -75,14 +75,63 @@ pub struct RowsQuery {
     /// 1 for the first page.
     page: Option<usize>,
     format: Option<String>,
+    #[serde(default)]
+    of: Of,
+}
+
+/// Whose data a request is about (`?of=published`): the project's own (development) data,
+/// or its published app's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Of {
+    #[default]
+    Development,
+    Published,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TablesQuery {
+    #[serde(default)]
+    of: Of,
 }
 
 async fn tables(
     state: &AppState,
     project_id: Uuid,
+    of: Of,
 ) -> Result<Option<(Vec<Table>, DataSource)>, AppError> {
     state.store.project(project_id)?;
-    Ok(state.jobs.generation().data_tables(project_id).await?)
+    match of {
+        Of::Development => Ok(state.jobs.generation().data_tables(project_id).await?),
+        Of::Published => {
+            let (tables, version) = state.publisher.data_tables(project_id).await?;
+            Ok(Some((tables, DataSource::Published { version })))
+        }
+    }
+}
+
+async fn rows_of(
+    state: &AppState,
+    project_id: Uuid,
+    of: Of,
+    table: &str,
+    page: usize,
+    page_size: usize,
+) -> Result<(RowsPage, DataSource), AppError> {
+    match of {
+        Of::Development => Ok(state
+            .jobs
+            .generation()
+            .data_rows(project_id, table, page, page_size)
+            .await?),
+        Of::Published => {
+            let (rows, version) = state
+                .publisher
+                .data_rows(project_id, table, page, page_size)
+                .await?;
+            Ok((rows, DataSource::Published { version }))
+        }
+    }
 }
 
 fn page_index(page: Option<usize>) -> Result<usize, AppError> {
@@ -96,8 +145,18 @@ fn page_index(page: Option<usize>) -> Result<usize, AppError> {
 pub async fn api_tables(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
+    QueryOf(query): QueryOf<TablesQuery>,
 ) -> Result<Json<TablesAnswer>, AppError> {
-    let found = tables(&state, project_id).await?;
+    let found = tables(&state, project_id, query.of).await?;
+    if query.of == Of::Published {
+        let (tables, source) = found.ok_or(AppError::NotFound("published app"))?;
+        return Ok(Json(TablesAnswer {
+            source: Source::Known(source),
+            tables,
+            saved: None,
+            snapshots: Vec::new(),
+        }));
+    }
     let saved = state
         .store
         .latest_data(project_id)?
@@ -153,14 +212,10 @@ pub async fn api_rows(
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
     if query.format.as_deref() == Some("csv") {
-        return csv(&state, project_id, &table).await;
+        return csv(&state, project_id, query.of, &table).await;
     }
     let page = page_index(query.page)?;
-    let (rows, source) = state
-        .jobs
-        .generation()
-        .data_rows(project_id, &table, page, PAGE_SIZE)
-        .await?;
+    let (rows, source) = rows_of(&state, project_id, query.of, &table, page, PAGE_SIZE).await?;
     Ok(Json(RowsAnswer { source, rows }).into_response())
 }
 
@@ -168,20 +223,23 @@ pub async fn api_rows(
 pub async fn csv_download(
     State(state): State<AppState>,
     PathOf((project_id, table)): PathOf<(Uuid, String)>,
+    QueryOf(query): QueryOf<TablesQuery>,
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
-    csv(&state, project_id, &table).await
+    csv(&state, project_id, query.of, &table).await
 }
 
-async fn csv(state: &AppState, project_id: Uuid, table: &str) -> Result<Response, AppError> {
-    let generation = state.jobs.generation();
+async fn csv(
+    state: &AppState,
+    project_id: Uuid,
+    of: Of,
+    table: &str,
+) -> Result<Response, AppError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut page = 0;
     let mut written = 0;
     loop {
-        let (rows, _) = generation
-            .data_rows(project_id, table, page, CSV_BATCH)
-            .await?;
+        let (rows, _) = rows_of(state, project_id, of, table, page, CSV_BATCH).await?;
         if page == 0 {
             writer
                 .write_record(rows.columns.iter().map(|column| column.name.as_str()))
@@ -238,6 +296,8 @@ pub struct PanelQuery {
     pub page: Option<usize>,
     /// Shows the rows with their edit and delete forms (the tab is read-only otherwise).
     pub edit: Option<bool>,
+    #[serde(default)]
+    pub of: Of,
 }
 
 /// The Data tab's panel (HTML): the tables, and the chosen table's rows (the first table
@@ -276,6 +336,7 @@ pub async fn restore_snapshot(
         table: None,
         page: None,
         edit: None,
+        of: Of::Development,
     };
     render_panel(&state, project_id, query, Some(&notice)).await
 }
@@ -286,7 +347,7 @@ pub(super) async fn render_panel(
     query: PanelQuery,
     notice: Option<&str>,
 ) -> Result<Response, AppError> {
-    let found = tables(state, project_id).await?;
+    let found = tables(state, project_id, query.of).await?;
     let (tables, source) = match &found {
         Some((tables, source)) => (tables.as_slice(), Some(source)),
         None => (&[][..], None),
@@ -296,19 +357,31 @@ pub(super) async fn render_panel(
         .or_else(|| tables.first().map(|table| table.name.clone()));
     let rows = match chosen {
         Some(table) => Some(
-            state
-                .jobs
-                .generation()
-                .data_rows(project_id, &table, page_index(query.page)?, PAGE_SIZE)
-                .await?
-                .0,
+            rows_of(
+                state,
+                project_id,
+                query.of,
+                &table,
+                page_index(query.page)?,
+                PAGE_SIZE,
+            )
+            .await?
+            .0,
         ),
         None => None,
     };
-    let snapshots = state.store.snapshots(project_id)?;
+    let snapshots = match query.of {
+        Of::Development => state.store.snapshots(project_id)?,
+        Of::Published => Vec::new(),
+    };
+    let published = state
+        .publisher
+        .get(project_id)?
+        .is_some_and(|record| record.container.is_some());
     Ok(html_response(
         StatusCode::OK,
         view::panel(&DataView {
+            switch: published.then_some(query.of == Of::Published),
             project_id,
             tables,
             source,

@@ -40,6 +40,8 @@ pub async fn download(
         .filter_map(|name| crate::sandbox::template::file(&name).map(|bytes| (name, bytes)))
         .collect();
     files.insert("README.md".into(), readme(&project.name).into_bytes());
+    files.insert("Dockerfile".into(), DOCKERFILE.as_bytes().to_vec());
+    files.insert(".dockerignore".into(), DOCKERIGNORE.as_bytes().to_vec());
     files.extend(
         fragment
             .files
@@ -92,6 +94,43 @@ fn readme(name: &str) -> String {
          `npm run dev` first applies the migrations in `db/migrations` to the database in\n\
          `.data/pglite` (created on first run; when the download included the data,\n\
          `db/data.sql` fills it). After changing `db/schema.ts`, stop the dev server and run\n\
-         `npm run db:push`.\n"
+         `npm run db:push`.\n\n\
+         ## With Docker\n\n\
+         The `Dockerfile` builds the production server (`next build`, standalone output) and\n\
+         runs it as an unprivileged user; the database lives in a volume:\n\n\
+         ```sh\ndocker build -t {name} .\n\
+         docker run -d -p 3000:3000 -v {name}-data:/app/.data --restart unless-stopped {name}\n```\n\n\
+         Each start applies new migrations; a new volume also gets `db/data.sql`, if present.\n\
+         Set `DATABASE_URL=postgres://…` to use a Postgres server instead of the volume. On a\n\
+         machine without a registry, pass `--build-arg NODE_IMAGE=<a local Node 20 image>`.\n"
     )
 }
+
+/// The production image of a downloaded app, for any Docker host.
+const DOCKERFILE: &str = r#"# The production image: `docker build -t app .`, then
+# `docker run -p 3000:3000 -v app-data:/app/.data app` (see README.md).
+ARG NODE_IMAGE=node:20-bookworm-slim
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+COPY . .
+RUN rm -rf .data && NEXT_PRIVATE_STANDALONE=true npx --no-install next build --turbopack  && find .next/static -name '*.map' -delete && mkdir -p public
+
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 HOSTNAME=0.0.0.0 PORT=3000
+WORKDIR /app
+COPY --from=build --chown=10001:10001 /app/.next/standalone/ ./
+COPY --from=build --chown=10001:10001 /app/.next/static/ ./.next/static/
+COPY --from=build --chown=10001:10001 /app/public/ ./public/
+COPY --from=build /app/node_modules/@electric-sql/pglite/ ./node_modules/@electric-sql/pglite/
+COPY --from=build /app/node_modules/drizzle-orm/ ./node_modules/drizzle-orm/
+COPY --from=build --chown=10001:10001 /app/db/ ./db/
+RUN mkdir -p .data && chown 10001:10001 .data
+USER 10001:10001
+EXPOSE 3000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s   CMD ["node", "-e", "fetch('http://127.0.0.1:3000/').then((r) => process.exit(r.status < 500 ? 0 : 1), () => process.exit(1))"]
+CMD ["sh", "-c", "node db/push.mjs --apply-only && exec node server.js"]
+"#;
+
+const DOCKERIGNORE: &str = "node_modules\n.next\n.data\n";

@@ -34,6 +34,8 @@ pub enum AppError {
     /// An attached image that cannot be taken (too large, wrong type, too many).
     #[error("{0}")]
     Image(#[from] crate::store::images::ImageError),
+    #[error("{0}")]
+    Publish(#[from] crate::publish::PublishError),
 }
 
 impl From<StoreError> for AppError {
@@ -102,6 +104,19 @@ impl AppError {
                 ImageError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ImageError::TooMany => StatusCode::UNPROCESSABLE_ENTITY,
             },
+            AppError::Publish(error) => {
+                use crate::publish::PublishError;
+                match error {
+                    PublishError::NoEngine(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    PublishError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    PublishError::Conflict(_) => StatusCode::CONFLICT,
+                    PublishError::NotPublished | PublishError::NoVersion(_) => {
+                        StatusCode::NOT_FOUND
+                    }
+                    PublishError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
         }
     }
 }

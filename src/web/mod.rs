@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod guard;
 mod pages;
+mod publish;
 mod rows;
 pub mod selection;
 pub mod upload;
@@ -46,6 +47,7 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     pub auth: crate::auth::Auth,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub publisher: Arc<crate::publish::Publisher>,
 }
 
 impl AppState {
@@ -105,6 +107,12 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
             "/projects/{id}/versions/{version_id}/restore",
             post(api::restore_version),
         )
+        .route(
+            "/projects/{id}/publish",
+            post(publish::api_publish).delete(publish::api_unpublish),
+        )
+        .route("/projects/{id}/export", post(publish::api_export))
+        .route("/apps", get(publish::api_apps))
         .fallback(|| async { AppError::NotFound("API route") });
     let pages = Router::new()
         .route("/", get(pages::home_page))
@@ -141,6 +149,12 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         .route("/projects/{id}/data/{table}/csv", get(data::csv_download))
         .route("/projects/{id}/data/{table}/rows", post(rows::form))
         .route("/projects/{id}/edit", get(edits::panel).post(edits::apply))
+        .route(
+            "/projects/{id}/publish",
+            get(publish::panel_page).post(publish::form_publish),
+        )
+        .route("/projects/{id}/unpublish", post(publish::form_unpublish))
+        .route("/projects/{id}/publish/fix", post(publish::fix_build))
         .route(
             "/projects/{id}/fragments/{message_id}/download",
             get(download::download),

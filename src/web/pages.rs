@@ -89,7 +89,11 @@ pub async fn sandbox_banner(State(state): State<AppState>) -> Response {
 }
 
 pub async fn home_page(State(state): State<AppState>) -> Result<Response, AppError> {
-    let body = project_rows(&state, None)?;
+    let apps = state.publisher.listing().await;
+    let body = html! {
+        (project_rows(&state, None)?)
+        (ui::publish::apps_list(&apps))
+    };
     Ok(html_response(
         StatusCode::OK,
         layout::page("Build an app", &state.setup, body),
@@ -224,12 +228,14 @@ pub async fn project_page(
     } else {
         Vec::new()
     };
+    let publish_panel = state.publish_panel_markup(project_id)?;
     let view = ProjectPage {
         id: project_id,
         name: &detail.project.name,
         status: detail.status,
         messages: &detail.messages,
         events: &events,
+        publish_panel,
         workspace: Workspace {
             project_id,
             fragment: pick_fragment(&detail.messages, None),
@@ -418,6 +424,8 @@ pub async fn delete_project(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
 ) -> Result<Response, AppError> {
+    state.store.project(project_id)?;
+    state.unpublish_for_deletion(project_id).await?;
     state.store.delete_project(project_id)?;
     state.store.flush().await?;
     state.jobs.release_sandbox(project_id);

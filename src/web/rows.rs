@@ -140,6 +140,7 @@ pub async fn form(
         table: Some(table),
         page: form.page,
         edit: Some(true),
+        of: super::data::Of::Development,
     };
     render_panel(&state, project_id, query, Some(&notice)).await
 }

@@ -57,6 +57,8 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
         public_origin: None,
         allowed_hosts: Vec::new(),
         data_limits: Default::default(),
+        apps_url: None,
+        publish_engine: Default::default(),
     }
 }
 

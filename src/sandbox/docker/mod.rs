@@ -1,6 +1,7 @@
 //! The local Docker backend: one labelled container per project, built from the embedded
 //! template, reached over a Docker network of its own (no published host ports).
 
+mod app_exec;
 mod budget;
 mod config;
 mod container;
@@ -10,6 +11,7 @@ mod image;
 mod inventory;
 mod network;
 mod pool;
+mod production;
 mod runner;
 mod sandbox;
 
@@ -26,6 +28,7 @@ use bollard::query_parameters::{
 use uuid::Uuid;
 
 use crate::sandbox::readiness::{Readiness, ReadinessCell};
+pub use app_exec::AppExec;
 pub use config::{DEFAULT_BASE_IMAGE, DockerConfig, NetworkMode};
 pub use idle::Activity;
 pub use image::{
@@ -33,6 +36,7 @@ pub use image::{
     image_state, import_image, prune_images,
 };
 pub use inventory::{Owner, SandboxInfo, data_dir_in_use, host_name, owner_of};
+pub use production::{AppContainer, AppContainerState};
 pub use sandbox::{DockerSandbox, SANDBOX_USER};
 
 use super::{Acquired, PREVIEW_PORT, PreviewUpstream, Sandbox, SandboxError, SandboxProvider};

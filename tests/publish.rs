@@ -1,0 +1,399 @@
+//! Publishing on the real engine: the todo app's production build at its stable address,
+//! with data of its own; a republish under load with no failed request; a failed build
+//! that leaves the running version alone; CodeFlux restarted and the dev sandbox stopped
+//! while the app keeps answering; an exported image run by plain `docker run`; unpublish.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use codeflux::sandbox::docker::DockerProvider;
+use codeflux::server::{PublishEngine, Settings};
+use serde_json::{Value, json};
+use support::docker_env::{Cleanup, docker_cli, provider, test_config, wait_for_text};
+use support::fake_llm::{FakeLlm, Reply};
+use support::harness::Harness;
+use support::todo_app::{Todos, checked_settings, page};
+
+/// A publish (a production build on 2 cores) takes minutes.
+const PUBLISH_LIMIT: Duration = Duration::from_secs(900);
+
+struct Setup {
+    server: Harness,
+    provider: Arc<DockerProvider>,
+    preview_port: u16,
+    _cleanup: Cleanup,
+    _volumes: VolumeCleanup,
+}
+
+/// Removes the test's app volumes and images however it ends.
+struct VolumeCleanup {
+    instance: String,
+}
+
+impl Drop for VolumeCleanup {
+    fn drop(&mut self) {
+        let run = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .map(|output| String::from_utf8_lossy(&output.stdout).to_string())
+                .unwrap_or_default()
+        };
+        let containers = run(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=codeflux.instance={}", self.instance),
+        ]);
+        for id in containers.split_whitespace() {
+            run(&["rm", "-f", id]);
+        }
+        let volumes = run(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=codeflux-{}-app-", self.instance),
+        ]);
+        for volume in volumes.split_whitespace() {
+            run(&["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+fn publishing(provider: Arc<DockerProvider>, preview_port: u16) -> impl FnOnce(&mut Settings) {
+    move |settings| {
+        checked_settings(preview_port)(settings);
+        settings.publish_engine = PublishEngine(Ok(provider));
+    }
+}
+
+async fn start() -> Setup {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let config = test_config();
+    let instance = config.instance.clone();
+    let (provider, cleanup) = provider(config).await;
+    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let preview_port = preview_listener.local_addr().unwrap().port();
+    let server = Harness::start_with_provider(
+        FakeLlm::start().await,
+        provider.clone(),
+        preview_listener,
+        publishing(provider.clone(), preview_port),
+    )
+    .await;
+    Setup {
+        server,
+        provider,
+        preview_port,
+        _volumes: VolumeCleanup { instance },
+        _cleanup: cleanup,
+    }
+}
+
+impl Setup {
+    fn todos(&self) -> Todos<'_> {
+        Todos {
+            server: &self.server,
+            preview_port: self.preview_port,
+        }
+    }
+
+    async fn restart(self) -> Setup {
+        let Setup {
+            server,
+            provider,
+            preview_port,
+            _cleanup,
+            _volumes,
+        } = self;
+        let (fake, data_dir, _) = server.stop().await;
+        let preview_listener = tokio::net::TcpListener::bind(("127.0.0.1", preview_port))
+            .await
+            .unwrap();
+        let server = Harness::restart_with_provider(
+            fake,
+            data_dir,
+            provider.clone(),
+            preview_listener,
+            publishing(provider.clone(), preview_port),
+        )
+        .await;
+        Setup {
+            server,
+            provider,
+            preview_port,
+            _cleanup,
+            _volumes,
+        }
+    }
+
+    fn app_host(&self, name: &str) -> String {
+        format!("{name}.apps.localhost:{}", self.preview_port)
+    }
+
+    fn app_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.preview_port)
+    }
+
+    /// Publishes `version` and waits until the publish has ended; returns the record.
+    async fn publish(&self, project: &str, version: u32) -> Value {
+        let (status, answer) = self
+            .server
+            .post(
+                &format!("/api/projects/{project}/publish"),
+                json!({ "version": version }),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["status"], "building", "{answer}");
+        self.publish_ended(project).await
+    }
+
+    async fn publish_ended(&self, project: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PUBLISH_LIMIT;
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            let (_, detail) = self.server.get(&format!("/api/projects/{project}")).await;
+            last = detail["published"].clone();
+            if last["status"] != "building" {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("the publish did not end within {PUBLISH_LIMIT:?}; the record: {last:#}");
+    }
+
+    async fn app_page_shows(&self, name: &str, text: &str) -> String {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        wait_for_text(&client, &self.app_url(), Some(&self.app_host(name)), text).await
+    }
+
+    /// Builds a follow-up version whose page has `heading`.
+    async fn new_version(&self, project: &str, page_source: &str) {
+        self.server.fake.clear();
+        self.server.fake.push_all(vec![
+            Reply::write("app/page.tsx", page_source),
+            Reply::summary("Changed the page."),
+            Reply::summary("Changed the page, checked."),
+        ]);
+        self.server.follow_up(project, "change the heading").await;
+        let answer = self.server.last_message(project).await;
+        assert_eq!(answer["type"], "result", "{answer}");
+    }
+}
+
+fn app_containers(project: &str) -> Vec<String> {
+    docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=codeflux.app={project}"),
+    ])
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_codeflux() {
+    let setup = start().await;
+    let project = setup.todos().build("Todos v1").await;
+    setup.todos().add(&project, "Only in development").await;
+
+    // v1: the production build, at the app's own address, with a copy of v1's data.
+    let published = setup.publish(&project, 1).await;
+    assert_eq!(published["status"], "running", "{published:#}");
+    assert_eq!(published["version"], 1);
+    let name = published["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        published["url"],
+        format!("http://{name}.apps.localhost:{}/", setup.preview_port)
+    );
+    let html = setup.app_page_shows(&name, "Todos v1").await;
+    assert!(
+        html.contains("Buy milk"),
+        "the seed migration's row: {html}"
+    );
+    assert!(!html.contains("__codeflux"), "no picker script: {html}");
+    assert!(!html.contains("data-cf-loc"), "no source tags: {html}");
+    assert_eq!(app_containers(&project).len(), 1);
+
+    // Its data is its own: a row written there is not in the project's development data.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let written = client
+        .post(format!("{}api/todos", setup.app_url()))
+        .header("host", setup.app_host(&name))
+        .json(&json!({ "title": "Published row" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 201, "{:?}", written.text().await);
+    assert!(
+        !setup
+            .todos()
+            .titles(&project)
+            .await
+            .contains(&"Published row".to_string())
+    );
+
+    // v2 replaces v1 while a client asks every 50 ms: not one request fails.
+    setup.new_version(&project, &page("Todos v2")).await;
+    let polling = Arc::new(AtomicBool::new(true));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let poller = tokio::spawn({
+        let (polling, failures, answered) = (polling.clone(), failures.clone(), answered.clone());
+        let (url, host) = (setup.app_url(), setup.app_host(&name));
+        let client = client.clone();
+        async move {
+            let mut seen = Vec::new();
+            while polling.load(Ordering::SeqCst) {
+                match client.get(&url).header("host", &host).send().await {
+                    Ok(response) if response.status() == 200 => {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(response) => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                        seen.push(response.status().to_string());
+                    }
+                    Err(error) => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                        seen.push(error.to_string());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        }
+    });
+    let published = setup.publish(&project, 2).await;
+    polling.store(false, Ordering::SeqCst);
+    let seen = poller.await.unwrap();
+    assert_eq!(published["status"], "running", "{published:#}");
+    assert_eq!(published["version"], 2);
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "failed requests: {seen:?}"
+    );
+    assert!(answered.load(Ordering::SeqCst) > 20);
+    let html = setup.app_page_shows(&name, "Todos v2").await;
+    assert!(
+        html.contains("Published row"),
+        "republishing keeps the data: {html}"
+    );
+    assert_eq!(
+        app_containers(&project).len(),
+        1,
+        "the old container is gone"
+    );
+    let image = published["image"].as_str().unwrap().to_string();
+
+    // v3 reads the database in a page that is not dynamic: its build fails, v2 stays.
+    let static_page = page("Todos v3").replace("export const dynamic = \"force-dynamic\";\n", "");
+    setup.new_version(&project, &static_page).await;
+    let failed = setup.publish(&project, 3).await;
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["version"], 2, "{failed:#}");
+    let log = failed["log"].as_str().unwrap_or_default();
+    assert!(log.contains("force-dynamic"), "the log says why: {log}");
+    setup.app_page_shows(&name, "Todos v2").await;
+
+    // CodeFlux restarts: the app answers again, without a rebuild.
+    let setup = setup.restart().await;
+    setup.app_page_shows(&name, "Todos v2").await;
+    let (_, detail) = setup.server.get(&format!("/api/projects/{project}")).await;
+    assert_eq!(detail["published"]["image"], image.as_str());
+
+    // The dev sandbox stops: the app does not care.
+    let sandboxes = docker_cli(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=codeflux.project={project}"),
+    ]);
+    for id in sandboxes.split_whitespace() {
+        docker_cli(&["stop", "-t", "1", id]);
+    }
+    setup.app_page_shows(&name, "Published row").await;
+
+    // `GET /api/apps` lists it with its memory.
+    let (status, apps) = setup.server.get("/api/apps").await;
+    assert_eq!(status, 200, "{apps}");
+    let listed = &apps["apps"][0];
+    assert_eq!(listed["name"], name.as_str(), "{apps}");
+    assert!(
+        listed["memory_bytes"].as_u64().unwrap_or(0) > 1024 * 1024,
+        "{apps}"
+    );
+
+    // An exported image runs anywhere with plain `docker run`.
+    let exported = format!("codeflux-test-export-{}:v2", &project[..8]);
+    let (status, answer) = setup
+        .server
+        .post(
+            &format!("/api/projects/{project}/export"),
+            json!({ "version": 2, "image": exported }),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let run = docker_cli(&[
+        "run",
+        "-d",
+        "--rm",
+        "-p",
+        "127.0.0.1::3000",
+        "--label",
+        &format!("codeflux.instance={}", setup.provider.config().instance),
+        &exported,
+    ]);
+    let port = docker_cli(&["port", &run, "3000/tcp"]);
+    let port = port
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = wait_for_text(
+        &client,
+        &format!("http://127.0.0.1:{port}/"),
+        None,
+        "Todos v2",
+    )
+    .await;
+    assert!(html.contains("Buy milk"));
+    let user = docker_cli(&["exec", &run, "id", "-u"]);
+    assert_eq!(user, "10001", "the exported app runs unprivileged");
+    docker_cli(&["rm", "-f", &run]);
+    docker_cli(&["rmi", &exported]);
+
+    // Unpublish: the container goes, the address answers 404.
+    let response = setup
+        .server
+        .http
+        .delete(format!(
+            "{}/api/projects/{project}/publish",
+            setup.server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(app_containers(&project).is_empty());
+    let gone = client
+        .get(setup.app_url())
+        .header("host", setup.app_host(&name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+}
