@@ -24,6 +24,9 @@ use codeflux::sandbox::{FileWrite, SandboxProvider, WorkspacePath};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+#[path = "figures/publish.rs"]
+mod publish;
+
 /// Where a prompt names the text its page must show.
 const MARK: &str = "NONCE:";
 
@@ -170,17 +173,21 @@ impl Server {
         created["id"].as_str().unwrap().to_string()
     }
 
+    /// `GET /api/projects/{id}`.
+    async fn detail(&self, project: &str) -> Value {
+        self.http
+            .get(format!("{}/api/projects/{project}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn until_idle(&self, project: &str) -> Value {
         loop {
-            let detail: Value = self
-                .http
-                .get(format!("{}/api/projects/{project}", self.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let detail = self.detail(project).await;
             if detail["status"] == "idle" {
                 return detail;
             }
@@ -948,7 +955,7 @@ fn commit() -> String {
 #[tokio::main]
 async fn main() {
     // `cargo bench -- hot preview` runs only those parts (startup, preview, hot, eight,
-    // tagging, database, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
+    // tagging, database, publish, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
@@ -989,6 +996,10 @@ async fn main() {
     if wanted("database") {
         println!("the app's embedded database …");
         database(&mut table, &image).await;
+    }
+    if wanted("publish") {
+        println!("publishing …");
+        publish::publishing(&mut table, &model).await;
     }
     if wanted("pages") {
         for projects in [3_000, 100_000] {

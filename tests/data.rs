@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::docker_env::{Cleanup, docker_cli, provider, test_config};
+use support::docker_env::{Cleanup, docker_cli, provider, run_image, test_config, wait_for_text};
 use support::fake_llm::{FakeLlm, Reply};
 use support::harness::Harness;
 use support::postgres::Postgres;
@@ -168,34 +168,16 @@ async fn a_todo_app_keeps_its_items_through_reload_removal_and_restart() {
     // The Data tab and its CSV.
     let panel = setup
         .server
-        .http
-        .get(format!(
-            "{}/projects/{project}/data-panel",
-            setup.server.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/projects/{project}/data-panel"))
+        .await;
     assert!(
         panel.contains("Walk the dog") && panel.contains("rows 1–2 of 2"),
         "{panel}"
     );
     let csv = setup
         .server
-        .http
-        .get(format!(
-            "{}/projects/{project}/data/todos/csv",
-            setup.server.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/projects/{project}/data/todos/csv"))
+        .await;
     assert_eq!(
         csv.lines().collect::<Vec<_>>(),
         ["id,title,done", "1,Buy milk,false", "2,Walk the dog,false"]
@@ -615,6 +597,33 @@ async fn the_zip_with_data_starts_with_the_same_rows_outside_codeflux() {
         postgres.query("SELECT string_agg(title, ',' ORDER BY id) FROM todos"),
         "Buy milk,Ship it"
     );
+
+    // The zip's own Dockerfile, as its README says (a local Node image: no registry here):
+    // the production server with the version's rows, run as an unprivileged user.
+    let base = std::env::var("CODEFLUX_TEST_BASE_IMAGE").unwrap();
+    let tag = format!("codeflux-test-zip-{}", &setup.cleanup.instance[5..17]);
+    docker_cli(&[
+        "build",
+        "-q",
+        "--build-arg",
+        &format!("NODE_IMAGE={base}"),
+        "-t",
+        &tag,
+        &folder.display().to_string(),
+    ]);
+    let (app, port) = run_image(&tag, &setup.cleanup.instance);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let html = wait_for_text(
+        &client,
+        &format!("http://127.0.0.1:{port}/"),
+        None,
+        "Buy milk",
+    )
+    .await;
+    assert!(!html.contains("data-cf-loc"), "{html}");
+    assert_eq!(docker_cli(&["exec", &app, "id", "-u"]), "10001");
+    docker_cli(&["rm", "-f", &app]);
+    docker_cli(&["rmi", &tag]);
 }
 
 /// The person's side, in Chromium, on a sandbox claimed from the warm pool: an item added
@@ -623,7 +632,7 @@ async fn the_zip_with_data_starts_with_the_same_rows_outside_codeflux() {
 #[tokio::test(flavor = "multi_thread")]
 async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it() {
     use fantoccini::Locator;
-    use support::chromium::{browser, click, screenshot, wait_for};
+    use support::chromium::{browser, click, screenshot, type_into, wait_for};
 
     let setup = start(codeflux::sandbox::docker::NetworkMode::Bridge, 1).await;
     // `serve` starts the pool from its command line; here the test does.
@@ -655,13 +664,7 @@ async fn in_chromium_an_item_added_in_the_form_stays_and_the_data_tab_shows_it()
     let has = |text: &str| format!("return document.body.innerText.includes({text:?})");
     client.goto(&preview).await.unwrap();
     wait_for(&client, "the todo page", &has("Buy milk")).await;
-    client
-        .find(Locator::Css("input[name=title]"))
-        .await
-        .unwrap()
-        .send_keys("Call mom")
-        .await
-        .unwrap();
+    type_into(&client, "input[name=title]", "Call mom").await;
     click(&client, "form button[type=submit]").await;
     wait_for(&client, "the added item", &has("Call mom")).await;
     client.refresh().await.unwrap();

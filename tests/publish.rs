@@ -12,7 +12,7 @@ use std::time::Duration;
 use codeflux::sandbox::docker::DockerProvider;
 use codeflux::server::{PublishEngine, Settings};
 use serde_json::{Value, json};
-use support::docker_env::{Cleanup, docker_cli, provider, test_config, wait_for_text};
+use support::docker_env::{Cleanup, docker_cli, provider, run_image, test_config, wait_for_text};
 use support::fake_llm::{FakeLlm, Reply};
 use support::harness::Harness;
 use support::todo_app::{Todos, checked_settings, page};
@@ -224,6 +224,7 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
     assert!(!html.contains("__codeflux"), "no picker script: {html}");
     assert!(!html.contains("data-cf-loc"), "no source tags: {html}");
     assert_eq!(app_containers(&project).len(), 1);
+    in_chromium(&setup, &project, &name).await;
 
     // Its data is its own: a row written there is not in the project's development data.
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -273,7 +274,39 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
             seen
         }
     });
-    let published = setup.publish(&project, 2).await;
+    // This one through the CLI, by the project's name, as a person would.
+    let slug = setup
+        .server
+        .get(&format!("/api/projects/{project}"))
+        .await
+        .1["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+        .args([
+            "publish",
+            &slug,
+            "--version",
+            "2",
+            "--server",
+            &setup.server.base,
+        ])
+        .env_remove("CODEFLUX_AUTH_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        said.contains(&format!("Running v2 at http://{name}.apps.localhost")),
+        "{said}"
+    );
+    let published = setup.publish_ended(&project).await;
     polling.store(false, Ordering::SeqCst);
     let seen = poller.await.unwrap();
     assert_eq!(published["status"], "running", "{published:#}");
@@ -296,6 +329,60 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
     );
     let image = published["image"].as_str().unwrap().to_string();
 
+    // The Data tab's published side: the app's rows, not the project's.
+    let (status, data) = setup
+        .server
+        .get(&format!("/api/projects/{project}/data?of=published"))
+        .await;
+    assert_eq!(status, 200, "{data}");
+    assert_eq!(data["source"], "published", "{data}");
+    assert_eq!(data["version"], 2, "{data}");
+    let (status, rows) = setup
+        .server
+        .get(&format!("/api/projects/{project}/data/todos?of=published"))
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    let titles: Vec<&str> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["title"].as_str())
+        .collect();
+    assert!(
+        titles.contains(&"Published row") && titles.contains(&"From Chromium"),
+        "{titles:?}"
+    );
+    assert!(!titles.contains(&"Only in development"), "{titles:?}");
+    let panel = setup
+        .server
+        .page(&format!("/projects/{project}/data-panel?of=published"))
+        .await;
+    assert!(
+        panel.contains("Live from the published app (v2)") && panel.contains("Published row"),
+        "{panel}"
+    );
+
+    // `codeflux apps` and the home page list it.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+        .args(["apps", "--server", &setup.server.base])
+        .env_remove("CODEFLUX_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with(&name))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        row.contains(" v2 ") && row.contains("running") && row.contains("MiB"),
+        "{listed}"
+    );
+    let home = setup.server.page("/").await;
+    assert!(
+        home.contains("Published apps") && home.contains(published["url"].as_str().unwrap()),
+        "{home}"
+    );
+
     // v3 reads the database in a page that is not dynamic: its build fails, v2 stays.
     let static_page = page("Todos v3").replace("export const dynamic = \"force-dynamic\";\n", "");
     setup.new_version(&project, &static_page).await;
@@ -305,6 +392,34 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
     let log = failed["log"].as_str().unwrap_or_default();
     assert!(log.contains("force-dynamic"), "the log says why: {log}");
     setup.app_page_shows(&name, "Todos v2").await;
+    // "Fix the build" sends that log to the agent as a follow-up.
+    setup.server.fake.clear();
+    setup.server.fake.push_all(vec![
+        Reply::write("app/page.tsx", &page("Todos v4")),
+        Reply::summary("Made the page dynamic again."),
+        Reply::summary("Made the page dynamic again, checked."),
+    ]);
+    let (status, _) = setup
+        .server
+        .htmx_post(&format!("/projects/{project}/publish/fix"), Ok(&[]))
+        .await;
+    assert_eq!(status, 200);
+    let (_, detail) = setup.server.get(&format!("/api/projects/{project}")).await;
+    let asked = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|message| message["role"] == "user")
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        asked.starts_with("Publishing failed") && asked.contains("force-dynamic"),
+        "{asked}"
+    );
+    assert_eq!(setup.server.last_message(&project).await["type"], "result");
 
     // CodeFlux restarts: the app answers again, without a rebuild.
     let setup = setup.restart().await;
@@ -334,35 +449,42 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
         "{apps}"
     );
 
-    // An exported image runs anywhere with plain `docker run`.
+    // `codeflux export` makes an image, a tarball and a compose file; the tarball, loaded
+    // into an engine without the image, runs with plain `docker run`.
     let exported = format!("codeflux-test-export-{}:v2", &project[..8]);
-    let (status, answer) = setup
-        .server
-        .post(
-            &format!("/api/projects/{project}/export"),
-            json!({ "version": 2, "image": exported }),
-        )
-        .await;
-    assert_eq!(status, 201, "{answer}");
-    let run = docker_cli(&[
-        "run",
-        "-d",
-        "--rm",
-        "-p",
-        "127.0.0.1::3000",
-        "--label",
-        &format!("codeflux.instance={}", setup.provider.config().instance),
-        &exported,
-    ]);
-    let port = docker_cli(&["port", &run, "3000/tcp"]);
-    let port = port
-        .lines()
-        .next()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_string();
+    let out = tempfile::tempdir().unwrap();
+    let tarball = out.path().join("app.tar");
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_codeflux"))
+        .args([
+            "export",
+            &slug,
+            "--version",
+            "2",
+            "--image",
+            &exported,
+            "--server",
+            &setup.server.base,
+        ])
+        .arg("--tar")
+        .arg(&tarball)
+        .arg("--compose")
+        .arg(out.path())
+        .env_remove("CODEFLUX_AUTH_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let compose = std::fs::read_to_string(out.path().join("docker-compose.yml")).unwrap();
+    assert!(compose.contains(&format!("image: {exported}")), "{compose}");
+    docker_cli(&["rmi", &exported]);
+    let loaded = docker_cli(&["load", "-i", &tarball.display().to_string()]);
+    assert!(loaded.contains(&exported), "{loaded}");
+    let (run, port) = run_image(&exported, &setup.provider.config().instance);
     let html = wait_for_text(
         &client,
         &format!("http://127.0.0.1:{port}/"),
@@ -396,4 +518,81 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
+
+    // The data volume stays for a later publish, until the project is deleted.
+    let volumes = || {
+        docker_cli(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=codeflux-{}-app-", setup.provider.config().instance),
+        ])
+    };
+    assert!(!volumes().is_empty());
+    let deleted = setup
+        .server
+        .http
+        .delete(format!("{}/api/projects/{project}", setup.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(
+        volumes().is_empty(),
+        "deleting the project removes its app's data"
+    );
+}
+
+/// The person's side: the project page shows the published app, and its address opens in
+/// Chromium as a production page whose form (a server action) writes to its own data.
+async fn in_chromium(setup: &Setup, project: &str, name: &str) {
+    use support::chromium::{browser, click, screenshot, type_into, wait_for};
+
+    let (client, _driver) = browser().await;
+    client
+        .goto(&format!("{}/projects/{project}", setup.server.base))
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the publish panel shows the address",
+        &format!(
+            "return !!document.querySelector('#publish-panel a[href^=\"http://{name}.apps.localhost\"]');"
+        ),
+    )
+    .await;
+    screenshot(&client, "published").await;
+    client
+        .goto(&format!(
+            "http://{name}.apps.localhost:{}/",
+            setup.preview_port
+        ))
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the published page",
+        "return document.body && document.body.innerText.includes('Buy milk');",
+    )
+    .await;
+    let tagged: bool = client
+        .execute(
+            "return !!document.querySelector('[data-cf-loc]') || [...document.scripts].some((s) => (s.src || '').includes('__codeflux'));",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap();
+    assert!(!tagged, "no source tags and no picker in production");
+    type_into(&client, "input[name=title]", "From Chromium").await;
+    click(&client, "button[type=submit]").await;
+    wait_for(
+        &client,
+        "the new row after the server action",
+        "return document.body.innerText.includes('From Chromium');",
+    )
+    .await;
+    client.close().await.unwrap();
 }

@@ -387,11 +387,16 @@ impl Publisher {
     /// `remove_data` (the project is being deleted).
     pub async fn unpublish(&self, project_id: Uuid, remove_data: bool) -> Result<(), PublishError> {
         let Some(record) = self.get(project_id)? else {
-            return if remove_data {
-                Ok(())
-            } else {
-                Err(PublishError::NotPublished)
-            };
+            if !remove_data {
+                return Err(PublishError::NotPublished);
+            }
+            // Unpublished earlier: its data volume may still be there.
+            if let Ok(engine) = self.engine() {
+                engine
+                    .remove_volume(&swap::volume_name(engine, project_id))
+                    .await?;
+            }
+            return Ok(());
         };
         let engine = self.engine()?;
         self.routes.remove(&record.name);

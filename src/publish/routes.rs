@@ -134,3 +134,62 @@ impl PublishedApps for Publisher {
         self.refresh(project_id).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::publish::record::{DataStart, PublishStatus};
+
+    fn record(project_id: Uuid, name: &str) -> Published {
+        Published {
+            project_id,
+            name: name.into(),
+            version: Some(1),
+            status: PublishStatus::Running,
+            building: None,
+            private: false,
+            data: DataStart::Copy,
+            container: Some("c".into()),
+            image: None,
+            started_at: None,
+            step: None,
+            error: None,
+            log: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn held_requests_wait_for_the_new_container_and_renames_move_the_route() {
+        let store = crate::store::Store::temporary().unwrap();
+        let publisher =
+            Publisher::new(store, Err("none".into()), AppsUrl::default_for(3001)).unwrap();
+        let project = Uuid::now_v7();
+        publisher.routes.register(&record(project, "shop"));
+        publisher.routes.serve(project, "http://old:3000".into());
+        publisher.routes.hold(project);
+        let waiting = tokio::spawn({
+            let publisher = Arc::clone(&publisher);
+            async move { publisher.target("shop").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "a held request waits");
+        publisher.routes.serve(project, "http://new:3000".into());
+        match waiting.await.unwrap() {
+            AppTarget::Serving { base_url, .. } => assert_eq!(base_url, "http://new:3000"),
+            _ => panic!("the held request goes to the new container"),
+        }
+        // A new name answers at once with the same container; the old one is gone.
+        publisher.routes.register(&record(project, "store"));
+        assert!(matches!(publisher.target("shop").await, AppTarget::Unknown));
+        match publisher.target("store").await {
+            AppTarget::Serving { base_url, .. } => assert_eq!(base_url, "http://new:3000"),
+            _ => panic!("the renamed app serves"),
+        }
+    }
+}

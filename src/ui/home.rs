@@ -88,7 +88,8 @@ pub fn project_rows(rows: &[ProjectRow], next: Option<Uuid>) -> Markup {
     }
 }
 
-pub fn home(rows: &[ProjectRow], next: Option<Uuid>) -> Markup {
+/// `apps`: the published apps' list (empty when there are none).
+pub fn home(rows: &[ProjectRow], next: Option<Uuid>, apps: Markup) -> Markup {
     html! {
         div.home {
             h1 { "What do you want to build?" }
@@ -99,6 +100,7 @@ pub fn home(rows: &[ProjectRow], next: Option<Uuid>) -> Markup {
                     button.chip type="button" data-example=(example) { (example) }
                 }
             }
+            (apps)
             section.projects aria-labelledby="projects-heading" {
                 h2 #projects-heading { "Your projects" }
                 @if rows.is_empty() {

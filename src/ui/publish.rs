@@ -71,8 +71,8 @@ fn published(view: &PanelView, app: &AppView) -> Markup {
                     span.badge.running role="status" { "Publishing v" (record.building.unwrap_or_default()) "…" }
                     @if let Some(step) = &record.step { span.hint { (step) } }
                 }
-                PublishStatus::Running => span.badge.idle { "Published" },
-                PublishStatus::Failed => span.badge.failed { "Publish failed" },
+                PublishStatus::Running => span.badge.ok { "Published" },
+                PublishStatus::Failed => span.badge.error { "Publish failed" },
             }
             @if let Some(version) = record.version {
                 a href=(view.open_link.unwrap_or(&app.url)) target="_blank" rel="noopener" { (app.url) }

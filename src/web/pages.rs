@@ -40,7 +40,7 @@ pub struct ListQuery {
     before: Option<Uuid>,
 }
 
-fn project_rows(state: &AppState, before: Option<Uuid>) -> Result<Markup, AppError> {
+fn project_rows(state: &AppState, before: Option<Uuid>, apps: Markup) -> Result<Markup, AppError> {
     let page = state.store.list_projects(PAGE_SIZE, before)?;
     let now = Utc::now();
     let mut first_prompts = Vec::with_capacity(page.projects.len());
@@ -72,7 +72,7 @@ fn project_rows(state: &AppState, before: Option<Uuid>) -> Result<Markup, AppErr
     Ok(if before.is_some() {
         home::project_rows(&rows, page.next)
     } else {
-        home::home(&rows, page.next)
+        home::home(&rows, page.next, apps)
     })
 }
 
@@ -90,10 +90,7 @@ pub async fn sandbox_banner(State(state): State<AppState>) -> Response {
 
 pub async fn home_page(State(state): State<AppState>) -> Result<Response, AppError> {
     let apps = state.publisher.listing().await;
-    let body = html! {
-        (project_rows(&state, None)?)
-        (ui::publish::apps_list(&apps))
-    };
+    let body = project_rows(&state, None, ui::publish::apps_list(&apps))?;
     Ok(html_response(
         StatusCode::OK,
         layout::page("Build an app", &state.setup, body),
@@ -107,7 +104,7 @@ pub async fn more_projects(
 ) -> Result<Response, AppError> {
     Ok(html_response(
         StatusCode::OK,
-        project_rows(&state, query.before)?,
+        project_rows(&state, query.before, maud::html! {})?,
     ))
 }
 

@@ -106,6 +106,17 @@ pub async fn click(client: &Client, css: &str) {
         .unwrap();
 }
 
+/// Types `text` into the field `css` selects.
+pub async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 /// Clicks a button that asks for confirmation (`hx-confirm`) and says yes.
 pub async fn click_and_confirm(client: &Client, css: &str) {
     click(client, css).await;

@@ -130,6 +130,29 @@ pub async fn wait_for_text(
     panic!("{url} never showed {needle:?}; last answer: {last}");
 }
 
+/// `docker run -d` of an image's own command with its port 3000 on a free loopback port,
+/// labelled with the test's instance (so the test's cleanup removes it). Returns the
+/// container and the port.
+pub fn run_image(image: &str, instance: &str) -> (String, String) {
+    let container = docker_cli(&[
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1::3000",
+        "--label",
+        &format!("codeflux.instance={instance}"),
+        image,
+    ]);
+    let mapped = docker_cli(&["port", &container, "3000/tcp"]);
+    let port = mapped
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(':').next())
+        .unwrap_or_default()
+        .to_string();
+    (container, port)
+}
+
 /// Runs `docker` and returns its trimmed stdout, failing the test on an error.
 pub fn docker_cli(args: &[&str]) -> String {
     let output = std::process::Command::new("docker")

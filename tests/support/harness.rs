@@ -197,6 +197,18 @@ impl Harness {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of a GET of `path` (a page, a panel, a CSV), whatever its status.
+    pub async fn page(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Posts to a page route as htmx does (same origin, `HX-Request`): a form when `form`
     /// is `Ok`, a multipart body when it is `Err`. Returns the status and the HTML.
     pub async fn htmx_post(
