@@ -153,16 +153,9 @@ impl Publisher {
         labels: &HashMap<String, String>,
     ) -> Result<(), PublishError> {
         let spec = self.app_container(engine, project_id, version, image, labels, true);
-        let id = engine.run_app(spec).await?;
-        let answered = wait_until_answers(engine, &id).await;
-        let logs = match &answered {
-            Ok(_) => String::new(),
-            Err(_) => engine.container_logs(&id, 80).await,
-        };
+        let (id, _) = start_answering(engine, spec).await?;
         let _ = engine.remove_container(&id).await;
-        answered
-            .map(|_| ())
-            .map_err(|reason| PublishError::NeverAnswered(format!("{reason}\n{logs}")))
+        Ok(())
     }
 
     async fn swap(
@@ -182,18 +175,7 @@ impl Publisher {
             engine.stop_container(container, STOP_GRACE).await;
         }
         let spec = self.app_container(engine, project_id, version, image, labels, false);
-        let started = match engine.run_app(spec).await {
-            Ok(id) => match wait_until_answers(engine, &id).await {
-                Ok(base_url) => Ok((id, base_url)),
-                Err(reason) => {
-                    let logs = engine.container_logs(&id, 80).await;
-                    let _ = engine.remove_container(&id).await;
-                    Err(PublishError::NeverAnswered(format!("{reason}\n{logs}")))
-                }
-            },
-            Err(error) => Err(error.into()),
-        };
-        match started {
+        match start_answering(engine, spec).await {
             Ok((id, base_url)) => {
                 self.routes.serve(project_id, base_url);
                 if let Some(container) = &old_container {
@@ -319,6 +301,23 @@ impl Publisher {
                     self.routes.serve(project_id, url);
                 }
             }
+        }
+    }
+}
+
+/// Runs an app container and waits until it answers; one that never does is removed, and
+/// its last lines say why.
+async fn start_answering(
+    engine: &DockerProvider,
+    spec: AppContainer,
+) -> Result<(String, String), PublishError> {
+    let id = engine.run_app(spec).await?;
+    match wait_until_answers(engine, &id).await {
+        Ok(base_url) => Ok((id, base_url)),
+        Err(reason) => {
+            let logs = engine.container_logs(&id, 80).await;
+            let _ = engine.remove_container(&id).await;
+            Err(PublishError::NeverAnswered(format!("{reason}\n{logs}")))
         }
     }
 }

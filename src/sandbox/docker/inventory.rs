@@ -76,7 +76,7 @@ impl DockerProvider {
     }
 
     /// Memory in use by a running container, page cache left out (as `docker stats` shows).
-    async fn memory_of(&self, container_id: &str) -> Option<u64> {
+    pub(super) async fn memory_of(&self, container_id: &str) -> Option<u64> {
         let options = StatsOptionsBuilder::new()
             .stream(false)
             .one_shot(true)

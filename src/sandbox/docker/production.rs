@@ -54,17 +54,7 @@ impl DockerProvider {
             self.config.instance,
             Uuid::now_v7().simple()
         );
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let id = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|error| SandboxError::Backend(docker_error(error)))?
-            .id;
-        if let Err(error) = self.start(&id, &image).await {
-            let _ = self.remove(&id).await;
-            return Err(error);
-        }
+        let id = self.create_and_start(&name, body, &image).await?;
         match self.open(project_id, id.clone()).await {
             Ok(sandbox) => Ok(sandbox),
             Err(error) => {
@@ -177,16 +167,27 @@ impl DockerProvider {
             host_config: Some(host_config),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::new().name(&app.name).build();
         // A leftover of an earlier attempt with this name goes first.
         self.remove(&app.name).await?;
+        self.create_and_start(&app.name, body, &sandbox_image).await
+    }
+
+    /// Creates the container `name`, starts it and seals its network (`sandbox_image` runs
+    /// the rules' helper); one that cannot start is removed again.
+    async fn create_and_start(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        sandbox_image: &str,
+    ) -> Result<String, SandboxError> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
         let id = self
             .docker
             .create_container(Some(options), body)
             .await
             .map_err(|error| SandboxError::Backend(docker_error(error)))?
             .id;
-        if let Err(error) = self.start(&id, &sandbox_image).await {
+        if let Err(error) = self.start(&id, sandbox_image).await {
             let _ = self.remove(&id).await;
             return Err(error);
         }
@@ -328,19 +329,10 @@ impl DockerProvider {
         self.docker.inspect_image(reference).await.is_ok()
     }
 
-    /// The memory a container uses now, in bytes.
+    /// The memory a container uses now, in bytes, as `docker stats` and `codeflux
+    /// sandboxes` count it.
     pub async fn memory_used(&self, container_id: &str) -> Option<u64> {
-        let options = bollard::query_parameters::StatsOptionsBuilder::new()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let stats = self
-            .docker
-            .stats(container_id, Some(options))
-            .next()
-            .await?
-            .ok()?;
-        stats.memory_stats?.usage
+        self.memory_of(container_id).await
     }
 
     /// The last `lines` lines a container wrote (for a publish that never answered).
