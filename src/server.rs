@@ -177,6 +177,7 @@ impl Services {
             store.clone(),
             settings.publish_engine.0.clone(),
             apps_url(settings)?,
+            settings.data_limits,
         )?;
         let recovery = jobs.recover().await?;
         if recovery != Default::default() {

@@ -9,6 +9,8 @@
 //! the new one on the data volume and lets the held requests through. None of them fails.
 
 pub mod build;
+mod data;
+pub mod data_loss;
 mod record;
 mod routes;
 mod swap;
@@ -22,9 +24,9 @@ use uuid::Uuid;
 pub use record::{DataStart, PublishStatus, Published, check_name};
 pub use routes::AppsUrl;
 
-use crate::data::{DataError, Database};
 use crate::sandbox::SandboxError;
-use crate::sandbox::docker::{AppExec, DockerProvider};
+use crate::sandbox::docker::DockerProvider;
+use crate::store::snapshots::SnapshotLimits;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,10 @@ pub enum PublishError {
     NotPublished,
     #[error("no version {0}")]
     NoVersion(u32),
+    /// The new version's migrations would drop published data, and the person has not
+    /// accepted that.
+    #[error("{0}")]
+    DataLoss(String),
 }
 
 /// What a person asks for when publishing.
@@ -59,6 +65,9 @@ pub struct PublishRequest {
     /// What a first publish's data starts from.
     pub data: Option<DataStart>,
     pub private: Option<bool>,
+    /// Go ahead although the new version's migrations drop published data (it is backed
+    /// up first).
+    pub accept_data_loss: bool,
 }
 
 /// A published app as the API and the pages show it.
@@ -77,6 +86,8 @@ pub struct AppView {
 pub struct Publisher {
     engine: Result<Arc<DockerProvider>, String>,
     store: Store,
+    /// Bounds the project's snapshots, published backups among them.
+    data_limits: SnapshotLimits,
     tree: sled::Tree,
     apps_url: AppsUrl,
     routes: routes::Routes,
@@ -92,10 +103,12 @@ impl Publisher {
         store: Store,
         engine: Result<Arc<DockerProvider>, String>,
         apps_url: AppsUrl,
+        data_limits: SnapshotLimits,
     ) -> Result<Arc<Self>, StoreError> {
         Ok(Arc::new(Self {
             tree: store.tree("published")?,
             store,
+            data_limits,
             engine,
             apps_url,
             routes: routes::Routes::default(),
@@ -202,17 +215,7 @@ impl Publisher {
             (None, Some(existing)) => existing.name.clone(),
             (None, None) => self.free_name(&project.name),
         };
-        check_name(&name)?;
-        if let Some(other) = self
-            .all()
-            .into_iter()
-            .find(|other| other.name == name && other.project_id != project_id)
-        {
-            return Err(PublishError::Conflict(format!(
-                "the name {name:?} is taken by another project's app ({})",
-                other.project_id
-            )));
-        }
+        self.check_free(project_id, &name)?;
         if !self.claim(project_id) {
             return Err(PublishError::Conflict(
                 "a publish of this project is already under way".into(),
@@ -228,6 +231,7 @@ impl Publisher {
                 record.step = Some("Queued".into());
                 record.error = None;
                 record.log = None;
+                record.data_loss = None;
                 record.updated_at = now;
                 record
             }
@@ -245,6 +249,7 @@ impl Publisher {
                 step: Some("Queued".into()),
                 error: None,
                 log: None,
+                data_loss: None,
                 updated_at: now,
             },
         };
@@ -256,10 +261,49 @@ impl Publisher {
         let files = self.version_files(project_id, version, record.data)?;
         let publisher = self.clone();
         let number = version;
+        let accept_data_loss = request.accept_data_loss;
         tokio::spawn(async move {
-            publisher.run_publish(project_id, number, files).await;
+            publisher
+                .run_publish(project_id, number, files, accept_data_loss)
+                .await;
             publisher.release(project_id);
         });
+        Ok(record)
+    }
+
+    /// A valid name that no other project's app has.
+    fn check_free(&self, project_id: Uuid, name: &str) -> Result<(), PublishError> {
+        check_name(name)?;
+        match self
+            .all()
+            .into_iter()
+            .find(|other| other.name == name && other.project_id != project_id)
+        {
+            Some(other) => Err(PublishError::Conflict(format!(
+                "the name {name:?} is taken by another project's app ({})",
+                other.project_id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Renames the app (its address moves at once) or changes who may open it, without
+    /// building anything.
+    pub fn change(
+        &self,
+        project_id: Uuid,
+        name: Option<&str>,
+        private: Option<bool>,
+    ) -> Result<Published, PublishError> {
+        let mut record = self.get(project_id)?.ok_or(PublishError::NotPublished)?;
+        if let Some(name) = name.map(str::trim) {
+            self.check_free(project_id, name)?;
+            record.name = name.to_string();
+        }
+        record.private = private.unwrap_or(record.private);
+        record.updated_at = Utc::now();
+        self.save(&record)?;
+        self.routes.register(&record);
         Ok(record)
     }
 
@@ -399,6 +443,11 @@ impl Publisher {
             return Ok(());
         };
         let engine = self.engine()?;
+        // Its data outlives it in the volume, and in the project's snapshots too.
+        let back_up = !remove_data && record.container.is_some();
+        if back_up && let Err(error) = self.back_up(project_id).await {
+            tracing::warn!(%project_id, %error, "could not back up the published data at unpublish");
+        }
         self.routes.remove(&record.name);
         if let Some(container) = &record.container {
             engine.remove_container(container).await?;
@@ -443,49 +492,5 @@ impl Published {
     /// Uptime of the serving container.
     pub fn uptime(&self) -> Option<chrono::Duration> {
         self.started_at.map(|started| Utc::now() - started)
-    }
-}
-
-/// The published app's data, read live from its container (read-only: the app owns it).
-impl Publisher {
-    fn published_database(&self, project_id: Uuid) -> Result<(AppExec, u32), DataError> {
-        let not_running = || DataError::NotOpen("the project has no running published app".into());
-        let record = self
-            .get(project_id)
-            .ok()
-            .flatten()
-            .ok_or_else(not_running)?;
-        let (Some(container), Some(version)) = (record.container, record.version) else {
-            return Err(not_running());
-        };
-        let engine = self.engine.as_ref().map_err(|_| not_running())?;
-        Ok((
-            engine.app_exec(&container, build::APP_DIR, build::APP_USER),
-            version,
-        ))
-    }
-
-    /// The published app's tables, and the version serving them.
-    pub async fn data_tables(
-        &self,
-        project_id: Uuid,
-    ) -> Result<(Vec<crate::data::Table>, u32), DataError> {
-        let (machine, version) = self.published_database(project_id)?;
-        Ok((Database::new(&machine).tables().await?, version))
-    }
-
-    /// One page of a published table's rows.
-    pub async fn data_rows(
-        &self,
-        project_id: Uuid,
-        table: &str,
-        page: usize,
-        page_size: usize,
-    ) -> Result<(crate::data::RowsPage, u32), DataError> {
-        let (machine, version) = self.published_database(project_id)?;
-        Ok((
-            Database::new(&machine).rows(table, page, page_size).await?,
-            version,
-        ))
     }
 }

@@ -49,6 +49,9 @@ pub struct Published {
     /// Why the last publish failed, and the end of its log.
     pub error: Option<String>,
     pub log: Option<String>,
+    /// What the last publish would have dropped of the published data, when that refused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<super::data_loss::Refusal>,
     pub updated_at: DateTime<Utc>,
 }
 

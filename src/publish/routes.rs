@@ -160,6 +160,7 @@ mod tests {
             step: None,
             error: None,
             log: None,
+            data_loss: None,
             updated_at: Utc::now(),
         }
     }
@@ -167,8 +168,13 @@ mod tests {
     #[tokio::test]
     async fn held_requests_wait_for_the_new_container_and_renames_move_the_route() {
         let store = crate::store::Store::temporary().unwrap();
-        let publisher =
-            Publisher::new(store, Err("none".into()), AppsUrl::default_for(3001)).unwrap();
+        let publisher = Publisher::new(
+            store,
+            Err("none".into()),
+            AppsUrl::default_for(3001),
+            Default::default(),
+        )
+        .unwrap();
         let project = Uuid::now_v7();
         publisher.routes.register(&record(project, "shop"));
         publisher.routes.serve(project, "http://old:3000".into());

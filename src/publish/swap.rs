@@ -7,6 +7,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::build::{self, APP_PORT, DATA_PATH};
+use super::data_loss::{DataLoss, Refusal};
 use super::record::{PublishStatus, Published};
 use super::{PublishError, Publisher};
 use crate::sandbox::docker::{AppContainer, DockerProvider};
@@ -42,21 +43,46 @@ impl Publisher {
         project_id: Uuid,
         version: u32,
         files: BTreeMap<String, Vec<u8>>,
+        accept_data_loss: bool,
     ) {
-        let outcome = self.publish_steps(project_id, version, &files).await;
-        match outcome {
-            Ok(()) => {}
-            Err((error, log)) => {
-                tracing::warn!(%project_id, version, %error, "publish failed");
-                self.update(project_id, |record| {
-                    record.status = PublishStatus::Failed;
-                    record.building = None;
-                    record.step = None;
-                    record.error = Some(error.to_string());
-                    record.log = Some(log);
-                });
+        let losses = match self.data_loss(project_id, version).await {
+            Ok(losses) => losses,
+            Err(error) if accept_data_loss => {
+                tracing::warn!(%project_id, %error, "publishing without the data check, as asked");
+                Vec::new()
             }
+            Err(error) => return self.failed(project_id, version, error, String::new()),
+        };
+        if !losses.is_empty() && !accept_data_loss {
+            let error = PublishError::DataLoss(format!(
+                "Not published: v{version}'s schema change drops {}. The published version keeps its data. To go ahead, publish again accepting the loss; the published data is backed up first.",
+                DataLoss::describe(&losses)
+            ));
+            self.failed(project_id, version, error, String::new());
+            self.update(project_id, |record| {
+                record.data_loss = Some(Refusal { version, losses });
+            });
+            return;
         }
+        // Whatever it drops is worth nothing without its backup.
+        let must_back_up = !losses.is_empty();
+        let outcome = self
+            .publish_steps(project_id, version, &files, must_back_up)
+            .await;
+        if let Err((error, log)) = outcome {
+            self.failed(project_id, version, error, log);
+        }
+    }
+
+    fn failed(&self, project_id: Uuid, version: u32, error: PublishError, log: String) {
+        tracing::warn!(%project_id, version, %error, "publish failed");
+        self.update(project_id, |record| {
+            record.status = PublishStatus::Failed;
+            record.building = None;
+            record.step = None;
+            record.error = Some(error.to_string());
+            record.log = (!log.is_empty()).then_some(log);
+        });
     }
 
     async fn publish_steps(
@@ -64,6 +90,7 @@ impl Publisher {
         project_id: Uuid,
         version: u32,
         files: &BTreeMap<String, Vec<u8>>,
+        must_back_up: bool,
     ) -> Result<(), (PublishError, String)> {
         let mut lines: Vec<String> = Vec::new();
         let engine = self
@@ -107,7 +134,7 @@ impl Publisher {
             return Err((error, lines.join("\n")));
         }
         log("Swapping it in");
-        self.swap(&engine, project_id, version, &tag, &labels)
+        self.swap(&engine, project_id, version, &tag, &labels, must_back_up)
             .await
             .map_err(|error| (error, lines.join("\n")))
     }
@@ -165,11 +192,30 @@ impl Publisher {
         version: u32,
         image: &str,
         labels: &HashMap<String, String>,
+        must_back_up: bool,
     ) -> Result<(), PublishError> {
         let old = self.get(project_id)?;
         let old_container = old.as_ref().and_then(|record| record.container.clone());
         let old_image = old.and_then(|record| record.image);
+        let serving = self.routes.current(project_id);
         self.routes.hold(project_id);
+        // Backed up while requests wait: the copy is exactly what the new version starts from.
+        let backed_up = match old_container {
+            Some(_) => self.back_up(project_id).await.map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(error) = backed_up {
+            tracing::warn!(%project_id, %error, "could not back up the published data");
+            if must_back_up {
+                if let Some(url) = serving {
+                    self.routes.serve(project_id, url);
+                }
+                engine.remove_image(image).await;
+                return Err(PublishError::DataLoss(format!(
+                    "Not published: the published data could not be backed up before a change that drops some of it ({error})."
+                )));
+            }
+        }
         // PGlite allows one process on the data: the old one stops first.
         if let Some(container) = &old_container {
             engine.stop_container(container, STOP_GRACE).await;

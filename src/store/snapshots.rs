@@ -35,6 +35,17 @@ pub enum SnapshotKind {
     BeforeChange { migration: String },
     /// Kept just before a restore replaced the data.
     BeforeRestore,
+    /// The published app's data (not the development data), backed up while `version`
+    /// served it: before a republish replaced that version, at unpublish, or on request.
+    Published { version: u32 },
+}
+
+impl SnapshotKind {
+    /// Whether the snapshot is of the development data, and so becomes its latest copy
+    /// (what a new sandbox gets back).
+    fn is_development(&self) -> bool {
+        !matches!(self, Self::Published { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,8 +70,8 @@ pub struct NewSnapshot<'a> {
 
 impl Store {
     /// Stores a snapshot. A `Latest` one replaces the project's previous latest copy; any
-    /// other kind also becomes the latest copy, and the oldest kept ones are dropped beyond
-    /// `limits`.
+    /// other kind of the development data also becomes the latest copy. The oldest kept
+    /// ones are dropped beyond `limits`.
     pub fn add_snapshot(
         &self,
         project_id: Uuid,
@@ -76,13 +87,15 @@ impl Store {
             rows: new.rows,
             bytes: new.gzipped.len(),
         };
-        let latest = DataSnapshot {
-            kind: SnapshotKind::Latest,
-            ..snapshot.clone()
-        };
-        put(&self.latest_data, project_id.as_bytes(), &latest)?;
-        self.latest_data_bytes
-            .insert(project_id.as_bytes(), new.gzipped)?;
+        if snapshot.kind.is_development() {
+            let latest = DataSnapshot {
+                kind: SnapshotKind::Latest,
+                ..snapshot.clone()
+            };
+            put(&self.latest_data, project_id.as_bytes(), &latest)?;
+            self.latest_data_bytes
+                .insert(project_id.as_bytes(), new.gzipped)?;
+        }
         if snapshot.kind == SnapshotKind::Latest {
             return Ok(snapshot);
         }
@@ -271,6 +284,34 @@ mod tests {
                 .version_snapshot(project, Uuid::now_v7())
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_published_backup_is_kept_but_never_becomes_the_development_copy() {
+        let store = Store::temporary().unwrap();
+        let project = Uuid::now_v7();
+        let limits = SnapshotLimits::default();
+        add(&store, project, SnapshotKind::Latest, 4, limits);
+        add(
+            &store,
+            project,
+            SnapshotKind::Published { version: 2 },
+            9,
+            limits,
+        );
+        let (latest, _) = store.latest_data(project).unwrap().unwrap();
+        assert_eq!(
+            latest.rows, 4,
+            "a new sandbox still gets the development data"
+        );
+        let kept = store.snapshots(project).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].kind, SnapshotKind::Published { version: 2 });
+        let json = serde_json::to_value(&kept[0]).unwrap();
+        assert_eq!(
+            (json["kind"].as_str(), json["version"].as_u64()),
+            (Some("published"), Some(2))
         );
     }
 }

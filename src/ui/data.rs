@@ -61,8 +61,11 @@ pub fn panel(view: &DataView) -> Markup {
                     "As saved at " time datetime=(saved_at.to_rfc3339()) { (saved_at.format("%Y-%m-%d %H:%M UTC")) }
                     " (the sandbox is not running). Read-only."
                 },
-                Some(DataSource::Published { version }) => p.data-source {
-                    "Live from the published app (v" (version) "), apart from the project's own data. Read-only: the app changes it."
+                Some(DataSource::Published { version }) => div.data-source {
+                    p { "Live from the published app (v" (version) "), apart from the project's own data. Read-only: the app changes it. "
+                        "It is backed up before each republish and at unpublish." }
+                    button type="button" hx-post={ "/projects/" (view.project_id) "/publish/backup" }
+                        hx-target="closest .data-view" hx-swap="outerHTML" { "Back up now" }
                 },
                 None => {},
             }
@@ -106,15 +109,25 @@ fn snapshots(project_id: Uuid, snapshots: &[DataSnapshot]) -> Markup {
                                 SnapshotKind::BeforeChange { migration } => format!("Before the schema change {migration}"),
                                 SnapshotKind::BeforeRestore => "Before a restore".to_string(),
                                 SnapshotKind::Latest => "Latest copy".to_string(),
+                                SnapshotKind::Published { version } => format!("Published data, while v{version} served it"),
                             })
                             " · " time datetime=(snapshot.taken_at.to_rfc3339()) { (snapshot.taken_at.format("%Y-%m-%d %H:%M UTC")) }
                             " · " (snapshot.rows) @if snapshot.rows == 1 { " row" } @else { " rows" }
                         }
-                        button type="button"
-                            hx-post={ "/projects/" (project_id) "/snapshots/" (snapshot.id) "/restore" }
-                            hx-target="closest .data-view" hx-swap="outerHTML"
-                            hx-confirm={ "Replace the app's current data with these " (snapshot.rows) " rows? The current data is kept as a snapshot first; the code stays as it is." } {
-                            "Bring back"
+                        @if matches!(snapshot.kind, SnapshotKind::Published { .. }) {
+                            button type="button"
+                                hx-post={ "/projects/" (project_id) "/snapshots/" (snapshot.id) "/restore" }
+                                hx-target="closest .data-view" hx-swap="outerHTML"
+                                hx-confirm={ "Replace the development data with these " (snapshot.rows) " rows of published data? The development data is kept as a snapshot first; the published app is not changed." } {
+                                "Copy into development"
+                            }
+                        } @else {
+                            button type="button"
+                                hx-post={ "/projects/" (project_id) "/snapshots/" (snapshot.id) "/restore" }
+                                hx-target="closest .data-view" hx-swap="outerHTML"
+                                hx-confirm={ "Replace the app's current data with these " (snapshot.rows) " rows? The current data is kept as a snapshot first; the code stays as it is." } {
+                                "Bring back"
+                            }
                         }
                     }
                 }

@@ -89,7 +89,22 @@ fn published(view: &PanelView, app: &AppView) -> Markup {
                     pre { (log) }
                 }
             }
-            button type="button" hx-post={ "/projects/" (view.project_id) "/publish/fix" } hx-swap="none" { "Fix the build" }
+            @if let Some(refusal) = &record.data_loss {
+                ul.data-loss aria-label="What it would drop" {
+                    @for loss in &refusal.losses {
+                        li { code { (loss.what) } " · " (loss.rows) @if loss.rows == 1 { " row" } @else { " rows" } " · in " code { (loss.migration) } }
+                    }
+                }
+                form hx-post={ "/projects/" (view.project_id) "/publish" } hx-target="#publish-panel" hx-swap="outerHTML"
+                    hx-confirm={ "Publish v" (refusal.version) " and drop what is listed? The published data is backed up first (Data tab, Published)." } {
+                    input type="hidden" name="version" value=(refusal.version);
+                    input type="hidden" name="accept_data_loss" value="true";
+                    button.danger type="submit" { "Publish v" (refusal.version) " anyway" }
+                }
+            }
+            @if record.log.is_some() {
+                button type="button" hx-post={ "/projects/" (view.project_id) "/publish/fix" } hx-swap="none" { "Fix the build" }
+            }
         }
         @if record.status != PublishStatus::Building {
             div.publish-actions {
@@ -100,6 +115,13 @@ fn published(view: &PanelView, app: &AppView) -> Markup {
                             @if record.version == Some(newest) { "Publish v" (newest) " again" } @else { "Publish v" (newest) }
                         }
                     }
+                }
+                form.publish-rename hx-post={ "/projects/" (view.project_id) "/publish/name" } hx-target="#publish-panel" hx-swap="outerHTML" {
+                    label { "Name "
+                        input name="name" value=(record.name) required pattern="[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                            aria-label="App name" title="lowercase letters, digits and dashes";
+                    }
+                    button type="submit" { "Rename" }
                 }
                 button.danger type="button" hx-post={ "/projects/" (view.project_id) "/unpublish" } hx-target="#publish-panel" hx-swap="outerHTML"
                     hx-confirm={ "Stop and remove the published app at " (app.url) "? Its data is kept for the next publish." } { "Unpublish" }

@@ -14,6 +14,7 @@ use super::pages::html_response;
 use super::{AppError, AppState};
 use crate::data::{DataError, PAGE_SIZE, RowsPage, Table};
 use crate::jobs::DataSource;
+use crate::store::snapshots::SnapshotKind;
 use crate::ui::data::{self as view, DataView};
 
 /// Most rows a CSV download carries.
@@ -150,11 +151,13 @@ pub async fn api_tables(
     let found = tables(&state, project_id, query.of).await?;
     if query.of == Of::Published {
         let (tables, source) = found.ok_or(AppError::NotFound("published app"))?;
+        let mut backups = state.store.snapshots(project_id)?;
+        backups.retain(|snapshot| matches!(snapshot.kind, SnapshotKind::Published { .. }));
         return Ok(Json(TablesAnswer {
             source: Source::Known(source),
             tables,
             saved: None,
-            snapshots: Vec::new(),
+            snapshots: backups,
         }));
     }
     let saved = state
@@ -370,10 +373,10 @@ pub(super) async fn render_panel(
         ),
         None => None,
     };
-    let snapshots = match query.of {
-        Of::Development => state.store.snapshots(project_id)?,
-        Of::Published => Vec::new(),
-    };
+    let mut snapshots = state.store.snapshots(project_id)?;
+    if query.of == Of::Published {
+        snapshots.retain(|snapshot| matches!(snapshot.kind, SnapshotKind::Published { .. }));
+    }
     let published = state
         .publisher
         .get(project_id)?

@@ -109,7 +109,7 @@ impl AppError {
                 match error {
                     PublishError::NoEngine(_) => StatusCode::SERVICE_UNAVAILABLE,
                     PublishError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    PublishError::Conflict(_) => StatusCode::CONFLICT,
+                    PublishError::Conflict(_) | PublishError::DataLoss(_) => StatusCode::CONFLICT,
                     PublishError::NotPublished | PublishError::NoVersion(_) => {
                         StatusCode::NOT_FOUND
                     }

@@ -109,8 +109,11 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         )
         .route(
             "/projects/{id}/publish",
-            post(publish::api_publish).delete(publish::api_unpublish),
+            post(publish::api_publish)
+                .patch(publish::api_change)
+                .delete(publish::api_unpublish),
         )
+        .route("/projects/{id}/publish/backup", post(publish::api_back_up))
         .route("/projects/{id}/export", post(publish::api_export))
         .route("/apps", get(publish::api_apps))
         .fallback(|| async { AppError::NotFound("API route") });
@@ -155,6 +158,8 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         )
         .route("/projects/{id}/unpublish", post(publish::form_unpublish))
         .route("/projects/{id}/publish/fix", post(publish::fix_build))
+        .route("/projects/{id}/publish/backup", post(publish::form_back_up))
+        .route("/projects/{id}/publish/name", post(publish::form_rename))
         .route(
             "/projects/{id}/fragments/{message_id}/download",
             get(download::download),

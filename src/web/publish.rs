@@ -23,6 +23,7 @@ pub struct PublishBody {
     name: Option<String>,
     data: Option<DataStart>,
     private: Option<bool>,
+    accept_data_loss: Option<bool>,
 }
 
 impl PublishBody {
@@ -32,6 +33,7 @@ impl PublishBody {
             name: self.name.filter(|name| !name.trim().is_empty()),
             data: self.data,
             private: self.private,
+            accept_data_loss: self.accept_data_loss.unwrap_or(false),
         }
     }
 }
@@ -121,6 +123,46 @@ pub async fn api_unpublish(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/projects/{id}/publish/backup`: copies the published data into the
+/// project's snapshots now; 201 with the snapshot.
+pub async fn api_back_up(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    state.store.project(project_id)?;
+    match state.publisher.back_up(project_id).await? {
+        Some(snapshot) => Ok((StatusCode::CREATED, Json(json!({ "snapshot": snapshot })))),
+        None => Err(AppError::Invalid(
+            "the published app keeps no data yet: there is nothing to back up".into(),
+        )),
+    }
+}
+
+/// `POST /projects/{id}/publish/backup`: the published Data tab's "Back up now".
+pub async fn form_back_up(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+) -> Result<Response, AppError> {
+    state.store.project(project_id)?;
+    let notice = match state.publisher.back_up(project_id).await? {
+        Some(snapshot) => format!(
+            "Backed up the published data: {} row{} in {} table{}.",
+            snapshot.rows,
+            if snapshot.rows == 1 { "" } else { "s" },
+            snapshot.tables,
+            if snapshot.tables == 1 { "" } else { "s" },
+        ),
+        None => "The published app keeps no data yet: there is nothing to back up.".into(),
+    };
+    let query = super::data::PanelQuery {
+        table: None,
+        page: None,
+        edit: None,
+        of: super::data::Of::Published,
+    };
+    super::data::render_panel(&state, project_id, query, Some(&notice)).await
+}
+
 /// `GET /api/apps`: every published app with its address, version, memory and uptime.
 pub async fn api_apps(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "apps": state.publisher.listing().await }))
@@ -198,6 +240,7 @@ pub struct PublishForm {
     name: Option<String>,
     data: Option<DataStart>,
     private: Option<bool>,
+    accept_data_loss: Option<bool>,
 }
 
 /// `POST /projects/{id}/publish`: the panel's and the version bar's Publish buttons.
@@ -212,6 +255,7 @@ pub async fn form_publish(
         name: form.name,
         data: form.data,
         private: form.private,
+        accept_data_loss: form.accept_data_loss,
     }
     .request();
     match state.publisher.publish(project_id, request) {
@@ -221,6 +265,48 @@ pub async fn form_publish(
             | PublishError::Conflict(_)
             | PublishError::NoEngine(_)),
         ) => state.publish_panel(project_id, Some(&error.to_string())),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    name: Option<String>,
+    private: Option<bool>,
+}
+
+/// `PATCH /api/projects/{id}/publish`: renames the app (its address moves at once) or makes
+/// it private or public, without building it again.
+pub async fn api_change(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+    JsonOf(body): JsonOf<ChangeBody>,
+) -> Result<Json<AppView>, AppError> {
+    state.store.project(project_id)?;
+    let record = state
+        .publisher
+        .change(project_id, body.name.as_deref(), body.private)?;
+    Ok(Json(state.publisher.view(record)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RenameForm {
+    name: String,
+}
+
+/// `POST /projects/{id}/publish/name`: the panel's Rename.
+pub async fn form_rename(
+    State(state): State<AppState>,
+    PathOf(project_id): PathOf<Uuid>,
+    FormOf(form): FormOf<RenameForm>,
+) -> Result<Response, AppError> {
+    state.store.project(project_id)?;
+    match state.publisher.change(project_id, Some(&form.name), None) {
+        Ok(_) => state.publish_panel(project_id, None),
+        Err(error @ (PublishError::Invalid(_) | PublishError::Conflict(_))) => {
+            state.publish_panel(project_id, Some(&error.to_string()))
+        }
         Err(error) => Err(error.into()),
     }
 }
