@@ -24,6 +24,8 @@ use codeflux::sandbox::{FileWrite, SandboxProvider, WorkspacePath};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+#[path = "figures/browser.rs"]
+mod browser;
 #[path = "figures/publish.rs"]
 mod publish;
 
@@ -706,20 +708,37 @@ grep -c data-cf-loc /tmp/first.html || true"#;
 /// What an app's embedded database costs: the image's extra packages, a sandbox's memory
 /// with the dev server up, without tables and with a table in use, the first schema apply,
 /// and the first and later queries; each in a fresh container of the sandbox image.
+/// Runs the Docker CLI; its trimmed output. A failure ends the benchmark with its error.
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `script` in the app's folder of a sandbox container, as the workspace's user.
+fn in_sandbox(container: &str, script: &str) -> String {
+    docker(&[
+        "exec",
+        "-u",
+        "user",
+        "-w",
+        "/home/user",
+        container,
+        "bash",
+        "-c",
+        script,
+    ])
+}
+
 async fn database(table: &mut Table, image: &str) {
     let instance = format!("bench-{}", Uuid::now_v7().simple());
-    let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let image_bytes: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", image])
         .parse()
         .unwrap();
@@ -778,19 +797,7 @@ du -sm .data/pglite | cut -f1"#;
             image,
             "infinity",
         ]);
-        let in_app = |script: &str| {
-            docker(&[
-                "exec",
-                "-u",
-                "user",
-                "-w",
-                "/home/user",
-                &container,
-                "bash",
-                "-c",
-                script,
-            ])
-        };
+        let in_app = |script: &str| in_sandbox(&container, script);
         package_mb = in_app(packages);
         in_app(start);
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -955,7 +962,7 @@ fn commit() -> String {
 #[tokio::main]
 async fn main() {
     // `cargo bench -- hot preview` runs only those parts (startup, preview, hot, eight,
-    // tagging, database, publish, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
+    // tagging, database, browser, publish, pages); `cargo bench` runs them all. Cargo's own `--bench` flag is ignored.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
@@ -996,6 +1003,10 @@ async fn main() {
     if wanted("database") {
         println!("the app's embedded database …");
         database(&mut table, &image).await;
+    }
+    if wanted("browser") {
+        println!("the browser check …");
+        browser::browser_check(&mut table, &image).await;
     }
     if wanted("publish") {
         println!("publishing …");

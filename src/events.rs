@@ -39,7 +39,16 @@ pub enum EventKind {
         restored_files: usize,
     },
     /// The agent asks the model for its next step.
-    ModelTurn { iteration: u32, max_iterations: u32 },
+    ModelTurn {
+        iteration: u32,
+        max_iterations: u32,
+        /// Tokens the request has spent before this turn.
+        #[serde(default)]
+        tokens: u64,
+        /// What it may spend (`CODEFLUX_REQUEST_TOKEN_BUDGET`), when there is a limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_budget: Option<u64>,
+    },
     /// The model said something besides calling tools (shortened).
     ModelText { text: String },
     /// What a reasoning model thought before answering (shortened; shown folded).
@@ -66,6 +75,19 @@ pub enum EventKind {
     Checking,
     /// The check passed: the app compiles and renders.
     CheckPassed,
+    /// Each page was opened in the sandbox's browser: "Checked in a browser: 3 pages, 14
+    /// clicks, no errors", or why it could not be.
+    BrowserChecked {
+        summary: String,
+        pages: usize,
+        clicks: usize,
+        problems: usize,
+    },
+    /// The model is shown the front page's screenshot, to judge whether it looks as asked.
+    LookingAtScreenshot,
+    /// The server said the conversation no longer fits the model's context window: older
+    /// traffic was cut (round `round`, `saved_bytes` fewer) and the turn is tried again.
+    Compacted { round: u32, saved_bytes: u64 },
     /// The check found problems ("2 type errors"); `fixing` when the agent gets another go.
     CheckFailed { summary: String, fixing: bool },
     /// The agent's final `<task_summary>`.

@@ -60,6 +60,8 @@ pub struct Metrics {
     jobs_open: Family<StateLabels, Gauge>,
     model_calls: Family<ResultLabels, Counter>,
     model_tokens: Family<KindLabels, Counter>,
+    /// US dollars, where a call's cost is known.
+    model_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     sandboxes_running: Gauge,
     sandboxes_warm: Gauge,
     preview_requests: Family<StatusLabels, Counter>,
@@ -104,6 +106,12 @@ impl Metrics {
             "Tokens the model reported, by kind",
             model_tokens.clone(),
         );
+        let model_cost = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "model_cost_usd",
+            "What the model calls cost in US dollars, where the server reported it or prices are set",
+            model_cost.clone(),
+        );
         let sandboxes_running = Gauge::default();
         registry.register(
             "sandboxes_running",
@@ -129,6 +137,7 @@ impl Metrics {
             jobs_open,
             model_calls,
             model_tokens,
+            model_cost,
             sandboxes_running,
             sandboxes_warm,
             preview_requests,
@@ -175,6 +184,9 @@ impl Metrics {
                     .get_or_create(&KindLabels { kind })
                     .inc_by(tokens);
             }
+            if let Some(cost) = response.usage.cost_usd {
+                self.model_cost.inc_by(cost);
+            }
         }
     }
 
@@ -207,6 +219,24 @@ pub struct JobCounts {
 pub struct MeteredLlm {
     pub inner: Arc<dyn Llm>,
     pub metrics: Arc<Metrics>,
+    /// Prices set for a server that does not report costs.
+    pub prices: Option<crate::llm::Prices>,
+}
+
+impl MeteredLlm {
+    /// Counts the answer; gives it a cost from the prices when the server said none.
+    fn answered(
+        &self,
+        mut answer: Result<ChatResponse, LlmError>,
+    ) -> Result<ChatResponse, LlmError> {
+        if let (Ok(response), Some(prices)) = (&mut answer, &self.prices)
+            && response.usage.cost_usd.is_none()
+        {
+            response.usage.cost_usd = Some(prices.cost(&response.usage));
+        }
+        self.metrics.model_answered(&answer);
+        answer
+    }
 }
 
 #[async_trait]
@@ -216,9 +246,7 @@ impl Llm for MeteredLlm {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let answer = self.inner.chat(request).await;
-        self.metrics.model_answered(&answer);
-        answer
+        self.answered(self.inner.chat(request).await)
     }
 
     async fn chat_streaming(
@@ -226,9 +254,7 @@ impl Llm for MeteredLlm {
         request: &ChatRequest,
         on_progress: &(dyn for<'p> Fn(Partial<'p>) + Send + Sync),
     ) -> Result<ChatResponse, LlmError> {
-        let answer = self.inner.chat_streaming(request, on_progress).await;
-        self.metrics.model_answered(&answer);
-        answer
+        self.answered(self.inner.chat_streaming(request, on_progress).await)
     }
 }
 

@@ -42,6 +42,11 @@ pub struct Settings {
     pub apps_url: Option<String>,
     /// The Docker engine published apps run on.
     pub publish_engine: PublishEngine,
+    /// How often each running published app's data is backed up when it changed
+    /// (`CODEFLUX_PUBLISHED_BACKUP_SECS`); `None`: only at republish, unpublish and on request.
+    pub published_backup: Option<std::time::Duration>,
+    /// Token prices for cost figures when the server reports none.
+    pub prices: Option<crate::llm::Prices>,
 }
 
 /// The engine for published apps, or why there is none.
@@ -105,6 +110,7 @@ pub struct Services {
     public_origin: Option<String>,
     allowed_hosts: Vec<String>,
     preview_url_template: String,
+    published_backup: Option<std::time::Duration>,
 }
 
 impl Services {
@@ -160,6 +166,7 @@ impl Services {
         let llm: Arc<dyn Llm> = Arc::new(crate::metrics::MeteredLlm {
             inner: llm,
             metrics: metrics.clone(),
+            prices: settings.prices,
         });
         let generation = Arc::new(Generation {
             metrics: metrics.clone(),
@@ -171,6 +178,8 @@ impl Services {
             settings: settings.agent.clone(),
             preview: preview.clone(),
             data_limits: settings.data_limits,
+            data_saves: Default::default(),
+            versions_made: tokio::sync::broadcast::channel(64).0,
         });
         let jobs = JobQueue::new(generation, settings.max_jobs);
         let publisher = crate::publish::Publisher::new(
@@ -183,6 +192,13 @@ impl Services {
         if recovery != Default::default() {
             tracing::info!(?recovery, "recovered jobs interrupted by the last shutdown");
         }
+        let git = Arc::new(crate::git::Repositories::new(
+            match &settings.data_dir {
+                Some(dir) => dir.join("git"),
+                None => std::env::temp_dir().join(format!("codeflux-git-{}", uuid::Uuid::now_v7())),
+            },
+            &store,
+        )?);
         let state = AppState {
             store,
             events,
@@ -196,6 +212,7 @@ impl Services {
             auth: settings.auth.clone(),
             metrics,
             publisher,
+            git,
         };
         Ok(Self {
             state,
@@ -204,6 +221,7 @@ impl Services {
             public_origin: settings.public_origin.clone(),
             allowed_hosts: settings.allowed_hosts.clone(),
             preview_url_template: settings.preview_url_template.clone(),
+            published_backup: settings.published_backup,
         })
     }
 
@@ -264,6 +282,18 @@ impl Services {
             None => None,
         };
         let dispatcher = self.jobs.start();
+        tokio::spawn(crate::web::push_after_versions(
+            self.state.clone(),
+            self.jobs.generation().versions_made.subscribe(),
+        ));
+        if let Some(every) = self.published_backup {
+            tokio::spawn(
+                self.state
+                    .publisher
+                    .clone()
+                    .back_up_on_schedule(every, stop.clone()),
+            );
+        }
         // Published apps answer again as soon as the listener is up.
         tokio::spawn({
             let publisher = self.state.publisher.clone();

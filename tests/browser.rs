@@ -12,7 +12,8 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use serde_json::json;
 use support::chromium::{
-    Guard, browser, click, click_and_confirm, free_port, screenshot, wait_for, wait_until_answering,
+    Guard, browser, click, click_and_confirm, enter_preview, free_port, screenshot, wait_for,
+    wait_for_preview, wait_until_answering,
 };
 use support::docker_env::{Cleanup, containers_of, test_config};
 use support::fake_llm::{FakeLlm, Reply};
@@ -22,11 +23,7 @@ use support::fake_llm::{FakeLlm, Reply};
 /// pointer onto the element (a screenshot then shows the outline, when named) and clicks it.
 async fn pick_in_preview(client: &Client, xpath: &str, screenshot_name: Option<&str>) {
     use fantoccini::actions::{InputSource, MouseActions, PointerAction};
-    let frame = client
-        .find(Locator::Css("iframe#preview-frame"))
-        .await
-        .unwrap();
-    frame.enter_frame().await.unwrap();
+    let frame = enter_preview(client).await;
     wait_for(
         client,
         &format!("{xpath} in the preview"),
@@ -96,6 +93,9 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
             &page.replace("max-w-md p-8", "max-w-md p-8 bg-blue-50"),
         ),
         Reply::summary("Made the background blue."),
+        // The request carried an image, so the model reads images: it is shown the front
+        // page's screenshot once, and finds it as asked.
+        Reply::summary("Made the background blue; the page looks as asked."),
     ]);
 
     let (listen, preview_port) = (free_port(), free_port());
@@ -470,6 +470,12 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return !!document.querySelector('.version-bar') && document.querySelector('.version-bar').innerText.includes('version 1 of 2')",
     )
     .await;
+    // The picture of versions, checks and restore: the offer, and the app in the preview.
+    if client.find(Locator::Css(".close-quick-edit")).await.is_ok() {
+        click(&client, ".close-quick-edit").await;
+    }
+    wait_for_preview(&client, "Done today").await;
+    screenshot(&client, "restored").await;
     click_and_confirm(&client, ".version-bar button").await;
     wait_for(
         &client,
@@ -477,7 +483,6 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return document.querySelectorAll('.fragment-card').length === 3 && document.querySelector('#conversation').innerText.includes('Restored version 1') && !document.querySelector('.version-bar')",
     )
     .await;
-    screenshot(&client, "restored").await;
 
     // A quick edit without the model: pick the Skip button, change its text in the panel;
     // it becomes version 4 and the preview shows it.
@@ -501,6 +506,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         .unwrap();
     field.clear().await.unwrap();
     field.send_keys("Not today").await.unwrap();
+    wait_for_preview(&client, "Skip").await;
     screenshot(&client, "quick-edit").await;
     click(&client, "#quick-edit button[type=submit]").await;
     wait_for(
@@ -509,11 +515,7 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return document.querySelector('#quick-edit').innerText.includes('Saved as version 4') && document.querySelectorAll('.fragment-card').length === 4",
     )
     .await;
-    let frame = client
-        .find(Locator::Css("iframe#preview-frame"))
-        .await
-        .unwrap();
-    frame.enter_frame().await.unwrap();
+    enter_preview(&client).await;
     wait_for(
         &client,
         "the edited text in the preview (hot reload)",
@@ -533,6 +535,26 @@ async fn a_person_builds_an_app_watches_it_and_asks_for_a_change() {
         "return document.querySelector('#quick-edit').childElementCount === 0",
     )
     .await;
+
+    // The Code tab shows what the shown version (v3, the restore) changed: the blue
+    // background of v2 is gone again.
+    click(&client, "#tab-code").await;
+    wait_for(
+        &client,
+        "the Code tab's Changes",
+        "return !!document.querySelector('button.changes-link')",
+    )
+    .await;
+    click(&client, "button.changes-link").await;
+    wait_for(
+        &client,
+        "the changes of version 3",
+        "const view = document.querySelector('.changes'); return !!view && view.innerText.includes('Against v2: 1 file changed') && [...document.querySelectorAll('tr.diff-removed')].map(row => row.innerText).join('|').includes('bg-blue-50') && document.querySelectorAll('tr.diff-added').length === 1",
+    )
+    .await;
+    screenshot(&client, "changes").await;
+    click(&client, "#tab-preview").await;
+    wait_for_preview(&client, "Not today").await;
 
     // The same page on a phone.
     client.set_window_size(390, 844).await.unwrap();

@@ -89,7 +89,10 @@ async fn prompt_becomes_a_stored_result_with_a_fragment() {
         .iter()
         .map(|tool| tool["function"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tools, ["terminal", "createOrUpdateFiles", "readFiles"]);
+    assert_eq!(
+        tools,
+        ["terminal", "createOrUpdateFiles", "editFile", "readFiles"]
+    );
     assert_eq!(
         count_occurrences(&requests[0], "build me a habit tracker"),
         1,

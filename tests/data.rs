@@ -321,6 +321,19 @@ async fn a_database_bigger_than_one_file_read_is_saved_and_restored_whole() {
         bytes > 2 * codeflux::sandbox::MAX_FILE_BYTES as u64 - 100_000,
         "the saved copy is bigger than a file read: {bytes} bytes"
     );
+    // Saves overlap (a debounced one and an edit's): each still reads a whole snapshot.
+    let project_id = project.parse().unwrap();
+    let sandbox = codeflux::sandbox::SandboxProvider::acquire(setup.provider.as_ref(), project_id)
+        .await
+        .unwrap()
+        .sandbox;
+    let database = codeflux::data::Database::new(sandbox.as_ref());
+    let snapshots = futures::future::join_all((0..3).map(|_| database.snapshot())).await;
+    for snapshot in snapshots {
+        let (gzipped, counts) = snapshot.unwrap().expect("the app has tables");
+        assert_eq!(counts.rows, 25);
+        assert_eq!(codeflux::data::count_snapshot(&gzipped).rows, 25, "whole");
+    }
 
     remove_sandboxes(&setup.cleanup.instance);
     setup.page_shows(&project, "item23-").await;

@@ -7,32 +7,17 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use codeflux::sandbox::SandboxProvider;
-use codeflux::sandbox::e2b::{E2bConfig, E2bProvider};
+use codeflux::sandbox::e2b::E2bProvider;
 use support::docker_env::{provider, test_config};
-use support::fake_e2b::{API_KEY, FakeE2b};
+use support::fake_e2b::FakeE2b;
 use support::fake_llm::FakeLlm;
 use support::harness::Harness;
 use support::todo_app::{Todos, checked_settings, todo_rows};
 
-fn e2b_config(fake: &FakeE2b) -> E2bConfig {
-    E2bConfig {
-        api_key: API_KEY.to_string(),
-        domain: "e2b.test".into(),
-        api_url: fake.url.clone(),
-        sandbox_url: Some(fake.url.clone()),
-        // `*.e2b.test` has no DNS name here: every port goes to the fake's edge by `Host`.
-        edge_url: Some(fake.url.clone()),
-        template: "codeflux-nextjs".into(),
-        lifetime: Duration::from_secs(1800),
-        max_attempts: 3,
-    }
-}
-
 fn e2b_provider(fake: &FakeE2b, ids: &sled::Tree) -> Arc<dyn SandboxProvider> {
-    Arc::new(E2bProvider::new(e2b_config(fake), ids.clone()).unwrap())
+    Arc::new(E2bProvider::new(fake.edge_config(), ids.clone()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -41,20 +26,9 @@ async fn an_e2b_sandbox_gets_the_data_back_when_it_is_replaced() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    // The image the Docker backend builds from the template; E2B's comes from the same
-    // files (e2b.Dockerfile).
     let (docker, _cleanup) = provider(test_config()).await;
-    let image = docker
-        .prepare_image(&mut |_| {})
-        .await
-        .expect("the sandbox image builds");
-    let fake = FakeE2b::start_running(&image).await;
-    let ids = sled::Config::new()
-        .temporary(true)
-        .open()
-        .unwrap()
-        .open_tree("e2b")
-        .unwrap();
+    let fake = FakeE2b::on_template(&docker).await;
+    let ids = support::fake_e2b::id_tree();
 
     let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let preview_port = preview_listener.local_addr().unwrap().port();

@@ -592,9 +592,11 @@ async fn generate_builds_one_app_headless_and_writes_its_files() {
     let output = command.output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
+    // The template's page is replaced (how many lines went), the timer is new.
     assert!(
-        stderr.contains("wrote app/page.tsx (1 line), components/timer.tsx (1 line)"),
-        "progress is printed: {stderr}"
+        stderr.contains("wrote app/page.tsx (1 line, +1 −")
+            && stderr.contains("components/timer.tsx (1 line)"),
+        "progress is printed with what changed: {stderr}"
     );
     assert_eq!(
         std::fs::read_to_string(out.path().join("app/page.tsx")).unwrap(),

@@ -30,7 +30,7 @@ mod backend {
     use codeflux::sandbox::{FileWrite, SandboxError, SandboxProvider, WorkspacePath, conformance};
     use uuid::Uuid;
 
-    use super::support::fake_e2b::{API_KEY, FakeE2b};
+    use super::support::fake_e2b::{API_KEY, FakeE2b, id_tree};
 
     pub fn config(fake: &FakeE2b, key: &str) -> E2bConfig {
         E2bConfig {
@@ -45,19 +45,10 @@ mod backend {
         }
     }
 
-    fn tree() -> sled::Tree {
-        sled::Config::new()
-            .temporary(true)
-            .open()
-            .unwrap()
-            .open_tree("e2b")
-            .unwrap()
-    }
-
     #[tokio::test(flavor = "multi_thread")]
     async fn the_conformance_suite_passes_on_e2b() {
         let fake = FakeE2b::start().await;
-        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let provider = E2bProvider::new(config(&fake, API_KEY), id_tree()).unwrap();
         let acquired = provider.acquire(Uuid::now_v7()).await.unwrap();
         assert!(acquired.created);
         conformance::all(acquired.sandbox.as_ref()).await;
@@ -81,7 +72,7 @@ mod backend {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_restarted_codeflux_reconnects_instead_of_creating() {
         let fake = FakeE2b::start().await;
-        let ids = tree();
+        let ids = id_tree();
         let project = Uuid::now_v7();
         let first = E2bProvider::new(config(&fake, API_KEY), ids.clone()).unwrap();
         let sandbox = first.acquire(project).await.unwrap().sandbox;
@@ -110,7 +101,7 @@ mod backend {
         assert_eq!(fake.sandbox_ids().len(), 1);
 
         // Even without our record, E2B's metadata finds the project's sandbox.
-        let third = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let third = E2bProvider::new(config(&fake, API_KEY), id_tree()).unwrap();
         assert!(!third.acquire(project).await.unwrap().created);
         assert_eq!(fake.sandbox_ids().len(), 1);
 
@@ -121,7 +112,7 @@ mod backend {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_vanished_sandbox_is_reported_gone_then_recreated() {
         let fake = FakeE2b::start().await;
-        let provider = Arc::new(E2bProvider::new(config(&fake, API_KEY), tree()).unwrap());
+        let provider = Arc::new(E2bProvider::new(config(&fake, API_KEY), id_tree()).unwrap());
         let project = Uuid::now_v7();
         let sandbox = provider.acquire(project).await.unwrap().sandbox;
         fake.vanish(sandbox.id());
@@ -146,7 +137,7 @@ mod backend {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_bad_key_and_rate_limits_get_clear_answers() {
         let fake = FakeE2b::start().await;
-        let refused = E2bProvider::new(config(&fake, "e2b_wrong"), tree()).unwrap();
+        let refused = E2bProvider::new(config(&fake, "e2b_wrong"), id_tree()).unwrap();
         match refused.acquire(Uuid::now_v7()).await {
             Err(SandboxError::Unauthorized(message)) => {
                 assert!(message.contains("E2B_API_KEY"), "{message}")
@@ -154,7 +145,7 @@ mod backend {
             other => panic!("expected Unauthorized, got {:?}", other.map(|a| a.created)),
         }
 
-        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let provider = E2bProvider::new(config(&fake, API_KEY), id_tree()).unwrap();
         fake.fail_next(429, 2);
         assert!(
             provider.acquire(Uuid::now_v7()).await.unwrap().created,
@@ -175,7 +166,7 @@ mod backend {
     #[tokio::test(flavor = "multi_thread")]
     async fn files_use_octet_stream_on_new_envd_and_multipart_on_old() {
         let fake = FakeE2b::start().await;
-        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let provider = E2bProvider::new(config(&fake, API_KEY), id_tree()).unwrap();
         let path = WorkspacePath::parse("app/page.tsx").unwrap();
         let new = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
         new.write_files(&[FileWrite {
@@ -217,7 +208,7 @@ mod backend {
     #[tokio::test(flavor = "multi_thread")]
     async fn output_split_across_chunks_and_timeouts_are_handled() {
         let fake = FakeE2b::start().await;
-        let provider = E2bProvider::new(config(&fake, API_KEY), tree()).unwrap();
+        let provider = E2bProvider::new(config(&fake, API_KEY), id_tree()).unwrap();
         let sandbox = provider.acquire(Uuid::now_v7()).await.unwrap().sandbox;
         let output = sandbox
             .run(
@@ -248,12 +239,7 @@ async fn a_prompt_is_built_in_an_e2b_sandbox() {
     use support::harness::Harness;
 
     let fake = FakeE2b::start().await;
-    let ids = sled::Config::new()
-        .temporary(true)
-        .open()
-        .unwrap()
-        .open_tree("e2b")
-        .unwrap();
+    let ids = support::fake_e2b::id_tree();
     let provider = Arc::new(E2bProvider::new(backend::config(&fake, API_KEY), ids).unwrap());
     let model = FakeLlm::start().await;
     model.push_all([

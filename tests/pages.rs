@@ -565,13 +565,39 @@ async fn answers_show_what_they_cost() {
         prompt_tokens: 11_000,
         completion_tokens: 1_300,
         model_calls: 6,
+        cost_usd: Some(0.0123),
+        calls: vec![codeflux::store::CallId {
+            id: Some("chatcmpl-abc123".into()),
+            request_id: Some("req_7f3e".into()),
+        }],
     };
     state
         .store
-        .add_assistant_message(project.id, MessageType::Result, "done", Some(usage), None)
+        .add_assistant_message(
+            project.id,
+            MessageType::Result,
+            "done",
+            Some(usage.clone()),
+            None,
+        )
+        .unwrap();
+    state
+        .store
+        .add_assistant_message(project.id, MessageType::Result, "again", Some(usage), None)
         .unwrap();
     let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
-    assert!(body.contains("6 model calls · 12.3k tokens"), "{body}");
+    assert!(
+        body.contains("6 model calls · 12.3k tokens · $0.0123<"),
+        "{body}"
+    );
+    assert!(
+        body.contains("chatcmpl-abc123  x-request-id: req_7f3e"),
+        "{body}"
+    );
+    assert!(
+        body.contains("24.6k tokens · $0.0246<"),
+        "the project's sum: {body}"
+    );
 }
 
 #[tokio::test]
@@ -646,7 +672,11 @@ async fn answers_show_whether_the_app_was_checked() {
                     title: "T".into(),
                     sandbox_url: "http://x.localhost:3001".into(),
                     files: BTreeMap::new(),
-                    verification: Some(codeflux::store::Verification { status, errors }),
+                    verification: Some(codeflux::store::Verification {
+                        status,
+                        errors,
+                        browser: None,
+                    }),
                 }),
             )
             .unwrap();
@@ -657,6 +687,127 @@ async fn answers_show_whether_the_app_was_checked() {
     assert!(
         body.contains("error TS2322: nope &lt;b&gt;"),
         "errors are escaped"
+    );
+}
+
+#[tokio::test]
+async fn a_version_shows_its_browser_check_with_a_thumbnail_of_each_page() {
+    use codeflux::store::{BrowserCheck, CheckedPage, Verification, VerificationStatus};
+    let state = state().await;
+    let (project, _, _) = state.store.create_project("check it").unwrap();
+    let page = |route: &str, clicks, screenshot| CheckedPage {
+        route: route.into(),
+        clicks,
+        problems: 0,
+        millis: 1200,
+        screenshot,
+    };
+    let checks = [
+        BrowserCheck {
+            unavailable: None,
+            pages: vec![page("/", 4, true), page("/about", 1, false)],
+        },
+        BrowserCheck {
+            unavailable: Some("no Chromium in the sandbox".into()),
+            pages: vec![],
+        },
+    ];
+    let mut versions = Vec::new();
+    for browser in checks {
+        let (_, version) = state
+            .store
+            .add_assistant_message(
+                project.id,
+                MessageType::Result,
+                "answer",
+                None,
+                Some(NewFragment {
+                    title: "T".into(),
+                    sandbox_url: "http://x.localhost:3001".into(),
+                    files: BTreeMap::new(),
+                    verification: Some(Verification {
+                        status: VerificationStatus::Passed,
+                        errors: vec![],
+                        browser: Some(browser),
+                    }),
+                }),
+            )
+            .unwrap();
+        versions.push(version.unwrap());
+    }
+    let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4].to_vec();
+    let kept = state
+        .store
+        .put_screenshots(
+            project.id,
+            versions[0].id,
+            &[
+                (0, jpeg.clone()),
+                (1, b"<script>not an image</script>".to_vec()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(kept, 1, "bytes that are not an image are not kept");
+
+    let (_, _, body) = get(&state, &format!("/projects/{}", project.id)).await;
+    assert!(body.contains("Checked in a browser: 2 pages, 5 clicks, no errors"));
+    assert!(body.contains("Not checked in a browser: no Chromium in the sandbox"));
+    let thumbnail = format!("/projects/{}/versions/1/screenshots/0", project.id);
+    assert!(body.contains(&format!("src=\"{thumbnail}\"")), "{body}");
+    assert!(
+        !body.contains(&format!(
+            "/projects/{}/versions/1/screenshots/1",
+            project.id
+        )),
+        "a page without a screenshot has no thumbnail"
+    );
+
+    let (status, headers, bytes) = get(&state, &thumbnail).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/jpeg");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(bytes.len(), String::from_utf8_lossy(&jpeg).len());
+    let (status, _, _) = get(&state, &format!("/api{thumbnail}")).await;
+    assert_eq!(status, StatusCode::OK);
+    for missing in [
+        format!("/projects/{}/versions/1/screenshots/1", project.id),
+        format!("/projects/{}/versions/9/screenshots/0", project.id),
+    ] {
+        let (status, _, _) = get(&state, &missing).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    }
+
+    let (status, _, body) = get(
+        &state,
+        &format!("/api/projects/{}/versions/1/check", project.id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let check: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(check["status"], "passed");
+    assert_eq!(
+        check["browser"]["summary"],
+        "Checked in a browser: 2 pages, 5 clicks, no errors"
+    );
+    assert_eq!(check["browser"]["pages"][0]["route"], "/");
+    assert_eq!(check["browser"]["pages"][0]["clicks"], 4);
+    assert_eq!(
+        check["browser"]["pages"][0]["screenshot"],
+        format!("/api{thumbnail}")
+    );
+    assert_eq!(
+        check["browser"]["pages"][1]["screenshot"],
+        serde_json::Value::Null
+    );
+    let (_, _, body) = get(
+        &state,
+        &format!("/api/projects/{}/versions/2/check", project.id),
+    )
+    .await;
+    let check: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        check["browser"]["unavailable"],
+        "no Chromium in the sandbox"
     );
 }
 

@@ -9,201 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use codeflux::sandbox::docker::DockerProvider;
-use codeflux::server::{PublishEngine, Settings};
-use serde_json::{Value, json};
-use support::docker_env::{Cleanup, docker_cli, provider, run_image, test_config, wait_for_text};
-use support::fake_llm::{FakeLlm, Reply};
-use support::harness::Harness;
-use support::todo_app::{Todos, checked_settings, page};
-
-/// A publish (a production build on 2 cores) takes minutes.
-const PUBLISH_LIMIT: Duration = Duration::from_secs(900);
-
-struct Setup {
-    server: Harness,
-    provider: Arc<DockerProvider>,
-    preview_port: u16,
-    _cleanup: Cleanup,
-    _volumes: VolumeCleanup,
-}
-
-/// Removes the test's app volumes and images however it ends.
-struct VolumeCleanup {
-    instance: String,
-}
-
-impl Drop for VolumeCleanup {
-    fn drop(&mut self) {
-        let run = |args: &[&str]| {
-            std::process::Command::new("docker")
-                .args(args)
-                .output()
-                .map(|output| String::from_utf8_lossy(&output.stdout).to_string())
-                .unwrap_or_default()
-        };
-        let containers = run(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=codeflux.instance={}", self.instance),
-        ]);
-        for id in containers.split_whitespace() {
-            run(&["rm", "-f", id]);
-        }
-        let volumes = run(&[
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("name=codeflux-{}-app-", self.instance),
-        ]);
-        for volume in volumes.split_whitespace() {
-            run(&["volume", "rm", "-f", volume]);
-        }
-    }
-}
-
-fn publishing(provider: Arc<DockerProvider>, preview_port: u16) -> impl FnOnce(&mut Settings) {
-    move |settings| {
-        checked_settings(preview_port)(settings);
-        settings.publish_engine = PublishEngine(Ok(provider));
-    }
-}
-
-async fn start() -> Setup {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let config = test_config();
-    let instance = config.instance.clone();
-    let (provider, cleanup) = provider(config).await;
-    let preview_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let preview_port = preview_listener.local_addr().unwrap().port();
-    let server = Harness::start_with_provider(
-        FakeLlm::start().await,
-        provider.clone(),
-        preview_listener,
-        publishing(provider.clone(), preview_port),
-    )
-    .await;
-    Setup {
-        server,
-        provider,
-        preview_port,
-        _volumes: VolumeCleanup { instance },
-        _cleanup: cleanup,
-    }
-}
-
-impl Setup {
-    fn todos(&self) -> Todos<'_> {
-        Todos {
-            server: &self.server,
-            preview_port: self.preview_port,
-        }
-    }
-
-    async fn restart(self) -> Setup {
-        let Setup {
-            server,
-            provider,
-            preview_port,
-            _cleanup,
-            _volumes,
-        } = self;
-        let (fake, data_dir, _) = server.stop().await;
-        let preview_listener = tokio::net::TcpListener::bind(("127.0.0.1", preview_port))
-            .await
-            .unwrap();
-        let server = Harness::restart_with_provider(
-            fake,
-            data_dir,
-            provider.clone(),
-            preview_listener,
-            publishing(provider.clone(), preview_port),
-        )
-        .await;
-        Setup {
-            server,
-            provider,
-            preview_port,
-            _cleanup,
-            _volumes,
-        }
-    }
-
-    fn app_host(&self, name: &str) -> String {
-        format!("{name}.apps.localhost:{}", self.preview_port)
-    }
-
-    fn app_url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.preview_port)
-    }
-
-    /// Publishes `version` and waits until the publish has ended; returns the record.
-    async fn publish(&self, project: &str, version: u32) -> Value {
-        let (status, answer) = self
-            .server
-            .post(
-                &format!("/api/projects/{project}/publish"),
-                json!({ "version": version }),
-            )
-            .await;
-        assert_eq!(status, 202, "{answer}");
-        assert_eq!(answer["status"], "building", "{answer}");
-        self.publish_ended(project).await
-    }
-
-    async fn publish_ended(&self, project: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PUBLISH_LIMIT;
-        let mut last = Value::Null;
-        while tokio::time::Instant::now() < deadline {
-            let (_, detail) = self.server.get(&format!("/api/projects/{project}")).await;
-            last = detail["published"].clone();
-            if last["status"] != "building" {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        panic!("the publish did not end within {PUBLISH_LIMIT:?}; the record: {last:#}");
-    }
-
-    async fn app_page_shows(&self, name: &str, text: &str) -> String {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        wait_for_text(&client, &self.app_url(), Some(&self.app_host(name)), text).await
-    }
-
-    /// Builds a follow-up version whose page has `heading`.
-    async fn new_version(&self, project: &str, page_source: &str) {
-        self.server.fake.clear();
-        self.server.fake.push_all(vec![
-            Reply::write("app/page.tsx", page_source),
-            Reply::summary("Changed the page."),
-            Reply::summary("Changed the page, checked."),
-        ]);
-        self.server.follow_up(project, "change the heading").await;
-        let answer = self.server.last_message(project).await;
-        assert_eq!(answer["type"], "result", "{answer}");
-    }
-}
-
-fn app_containers(project: &str) -> Vec<String> {
-    docker_cli(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=codeflux.app={project}"),
-    ])
-    .split_whitespace()
-    .map(str::to_string)
-    .collect()
-}
+use serde_json::json;
+use support::docker_env::{docker_cli, run_image, wait_for_text};
+use support::fake_llm::Reply;
+use support::publishing::{Publishing, app_containers, titles};
+use support::todo_app::page;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_codeflux() {
-    let setup = start().await;
+    let setup = Publishing::start().await;
     let project = setup.todos().build("Todos v1").await;
     setup.todos().add(&project, "Only in development").await;
 
@@ -337,22 +151,16 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
     assert_eq!(status, 200, "{data}");
     assert_eq!(data["source"], "published", "{data}");
     assert_eq!(data["version"], 2, "{data}");
-    let (status, rows) = setup
-        .server
-        .get(&format!("/api/projects/{project}/data/todos?of=published"))
-        .await;
-    assert_eq!(status, 200, "{rows}");
-    let titles: Vec<&str> = rows["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|row| row["title"].as_str())
-        .collect();
+    let titles = titles(&setup.published_rows(&project, "todos").await);
     assert!(
-        titles.contains(&"Published row") && titles.contains(&"From Chromium"),
+        titles.contains(&"Published row".to_string())
+            && titles.contains(&"From Chromium".to_string()),
         "{titles:?}"
     );
-    assert!(!titles.contains(&"Only in development"), "{titles:?}");
+    assert!(
+        !titles.contains(&"Only in development".to_string()),
+        "{titles:?}"
+    );
     let panel = setup
         .server
         .page(&format!("/projects/{project}/data-panel?of=published"))
@@ -484,7 +292,7 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
     docker_cli(&["rmi", &exported]);
     let loaded = docker_cli(&["load", "-i", &tarball.display().to_string()]);
     assert!(loaded.contains(&exported), "{loaded}");
-    let (run, port) = run_image(&exported, &setup.provider.config().instance);
+    let (run, port) = run_image(&exported, &setup.engine.config().instance);
     let html = wait_for_text(
         &client,
         &format!("http://127.0.0.1:{port}/"),
@@ -526,7 +334,7 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
             "ls",
             "-q",
             "--filter",
-            &format!("name=codeflux-{}-app-", setup.provider.config().instance),
+            &format!("name=codeflux-{}-app-", setup.engine.config().instance),
         ])
     };
     assert!(!volumes().is_empty());
@@ -546,7 +354,7 @@ async fn a_published_app_runs_in_production_swaps_without_failures_and_outlives_
 
 /// The person's side: the project page shows the published app, and its address opens in
 /// Chromium as a production page whose form (a server action) writes to its own data.
-async fn in_chromium(setup: &Setup, project: &str, name: &str) {
+async fn in_chromium(setup: &Publishing, project: &str, name: &str) {
     use support::chromium::{browser, click, screenshot, type_into, wait_for};
 
     let (client, _driver) = browser().await;

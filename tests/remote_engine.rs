@@ -1,8 +1,9 @@
 //! A Docker engine reached over TCP with mutual TLS (`DOCKER_HOST=tcp://…`,
 //! `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`): a second dockerd on this machine, started by the
 //! test with certificates it generates and with nothing in it. The sandbox image is carried
-//! over with `template export`/`import`, then `codeflux serve` generates an app on that engine
-//! and its preview answers. A client certificate from another CA is refused.
+//! over with `template export`/`import`, then `codeflux serve` generates an app on that engine,
+//! its preview answers, and it is published there. A client certificate from another CA is
+//! refused.
 
 mod support;
 
@@ -285,14 +286,48 @@ async fn a_remote_engine_over_mutual_tls_runs_sandboxes_and_previews() {
     let (ok, listing) = codeflux(&["sandboxes"], &remote);
     assert!(ok, "{listing}");
     assert!(listing.contains(&project), "{listing}");
-    // The machine's own engine never saw this project.
+
+    // Publishing uses that engine too: the production build and the app run there, and the
+    // app answers at its address through this machine's preview listener.
+    let (status, answer) = server
+        .post(
+            &format!("/api/projects/{project}/publish"),
+            serde_json::json!({ "version": 1 }),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    let published = loop {
+        let (_, detail) = server.get(&format!("/api/projects/{project}")).await;
+        let published = detail["published"].clone();
+        if published["status"] != "building" || tokio::time::Instant::now() > deadline {
+            break published;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(
-        support::docker_env::docker_cli(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=codeflux.project={project}"),
-        ]),
-        ""
+        published["status"],
+        "running",
+        "{published:#}\ndockerd log:\n{}",
+        engine.log_text()
     );
+    let name = published["name"].as_str().unwrap();
+    support::docker_env::wait_for_text(
+        &reqwest::Client::builder().no_proxy().build().unwrap(),
+        &format!("http://127.0.0.1:{}/", server.preview_port),
+        Some(&format!("{name}.apps.localhost:{}", server.preview_port)),
+        &nonce,
+    )
+    .await;
+
+    // The machine's own engine never saw this project, nor its app.
+    for label in [
+        format!("label=codeflux.project={project}"),
+        format!("label=codeflux.app={project}"),
+    ] {
+        assert_eq!(
+            support::docker_env::docker_cli(&["ps", "-aq", "--filter", &label]),
+            ""
+        );
+    }
 }

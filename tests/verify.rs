@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use support::checks::{events_of, feedback_turns};
 use support::docker_env::{Cleanup, provider, test_config};
 use support::fake_llm::{FakeLlm, Reply};
 use support::harness::Harness;
@@ -31,30 +31,6 @@ fn page(body: &str) -> Reply {
 }
 
 const WORKING: &str = "  return <main>It works</main>;";
-
-fn events_of(server_events: &Value, kind: &str) -> Vec<Value> {
-    server_events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|event| event["event"] == kind)
-        .cloned()
-        .collect()
-}
-
-/// The user turns the agent was sent that report a failed check.
-fn feedback_turns(fake: &FakeLlm) -> Vec<String> {
-    let last = fake.agent_requests().last().cloned().unwrap();
-    last["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|message| message["role"] == "user")
-        .filter_map(|message| message["content"].as_str())
-        .filter(|content| content.starts_with("The app does not work yet"))
-        .map(str::to_owned)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_type_error_is_fixed_on_feedback() {

@@ -54,6 +54,15 @@
   setInterval(tick, 1000);
   document.addEventListener("htmx:load", tick);
 
+  // The clone command names this server as the browser reaches it.
+  function cloneCommands() {
+    document.querySelectorAll("[data-clone-path]").forEach(function (command) {
+      command.textContent = "git clone " + location.origin + command.getAttribute("data-clone-path");
+    });
+  }
+  document.addEventListener("htmx:load", cloneCommands);
+  document.addEventListener("DOMContentLoaded", cloneCommands);
+
   // Images for a prompt: the picker's list with thumbnails and remove buttons, plus files
   // dropped on the form or pasted into it. The file input holds the files the form sends.
   var IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp"];

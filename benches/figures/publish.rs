@@ -21,7 +21,7 @@ async fn first_byte(http: &reqwest::Client, url: &str, host: &str) -> Duration {
     elapsed
 }
 
-fn memory_mib(container: &str) -> f64 {
+pub fn memory_mib(container: &str) -> f64 {
     let output = std::process::Command::new("docker")
         .args([
             "stats",

@@ -64,10 +64,37 @@ const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
   this.once("listening", () => {
     const address = this.address();
-    if (!hosting && address && typeof address === "object" && address.port === PORT) becomeHost();
+    if (!hosting && address && typeof address === "object" && address.port === PORT) {
+      becomeHost();
+      countRequests(this);
+    }
   });
   return listen.apply(this, args);
 };
+
+// The app's requests in progress, so that CodeFlux can wait until none runs (the browser
+// check's clicks may have started writes that must land before the data is put back).
+let appRequests = 0;
+let lastRequestEnded = Date.now();
+function countRequests(server) {
+  server.on("request", (request, response) => {
+    appRequests += 1;
+    response.once("close", () => {
+      appRequests -= 1;
+      lastRequestEnded = Date.now();
+    });
+  });
+}
+
+// Resolves once no app request has run for `quietMs`, or after `timeoutMs`.
+async function quiet(quietMs, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (appRequests === 0 && Date.now() - lastRequestEnded >= quietMs) return { quiet: true, in_flight: 0 };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { quiet: false, in_flight: appRequests };
+}
 
 function becomeHost() {
   hosting = true;
@@ -409,6 +436,11 @@ async function answer(request) {
   const url = new URL(request.url, "http://bridge");
   const route = `${request.method} ${url.pathname}`;
   if (route === "GET /status") return { status: 200, body: await status() };
+  if (route === "GET /quiet") {
+    const quietMs = Math.min(5_000, Math.max(0, Number(url.searchParams.get("ms")) || 500));
+    const timeoutMs = Math.min(60_000, Math.max(0, Number(url.searchParams.get("timeout")) || 30_000));
+    return { status: 200, body: await quiet(quietMs, timeoutMs) };
+  }
   // Looking never opens the database of an app that has no tables.
   if (route === "GET /tables" && !database && !fs.existsSync(JOURNAL)) return { status: 200, body: { tables: [] } };
   const { client, ready } = open();

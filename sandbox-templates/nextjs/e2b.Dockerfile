@@ -15,6 +15,11 @@ ENV NEXT_TELEMETRY_DISABLED=1 \
 RUN (getent passwd user >/dev/null || useradd --create-home --home-dir /home/user --shell /bin/bash user) \
  && mkdir -p /home/user && chown user:user /home/user
 
+# Debian's headless Chromium, for CodeFlux's browser check (codeflux-browser/check.cjs).
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell fonts-dejavu-core >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /home/user
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund && npm cache clean --force
@@ -31,6 +36,9 @@ COPY codeflux-tagger.cjs /usr/local/lib/codeflux-tagger.cjs
 COPY codeflux-supervisor.cjs /usr/local/lib/codeflux-supervisor.cjs
 # The app's database: held by the dev server's process, reached by CodeFlux through codeflux-db.
 COPY codeflux-db-host.cjs codeflux-db.cjs /usr/local/lib/
+# The browser check's driver, outside the app's packages.
+COPY codeflux-browser/package.json codeflux-browser/package-lock.json codeflux-browser/check.cjs /opt/codeflux/browser/
+RUN cd /opt/codeflux/browser && npm ci --no-audit --no-fund && npm cache clean --force && chown -R user:user /opt/codeflux/browser
 RUN chmod 755 /usr/local/bin/codeflux-start \
  && chmod 644 /etc/profile.d/codeflux.sh \
  && chmod 644 /usr/local/lib/codeflux-*.cjs
@@ -39,6 +47,7 @@ ENV CODEFLUX_DB_BRIDGE=127.0.0.1:39017 \
 
 COPY . ./
 RUN rm -f Dockerfile e2b.Dockerfile e2b.toml start-dev.sh codeflux-*.cjs codeflux-env.sh README.md .dockerignore \
+ && rm -rf codeflux-browser \
  && mkdir -p .data && chown -R user:user /home/user
 
 USER user

@@ -1,18 +1,24 @@
 //! The coding agent: asks the model for the next step, runs the tools it calls in the
 //! sandbox, and repeats until the model hands in a `<task_summary>` or the step cap is hit.
 
+pub mod browser_check;
+mod compaction;
 mod dev_server;
+mod edit_file;
 pub mod installs;
 mod live;
 mod markup;
 pub mod prompt;
 pub mod reply;
+mod settings;
 mod text_calls;
 pub mod tools;
 pub mod verify;
 
+pub use settings::AgentSettings;
+
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::Instrument;
 
@@ -28,37 +34,6 @@ const AGENT_TEMPERATURE: f32 = 0.1;
 const NUDGE: &str = "Keep going: use the tools to build the app. When it is complete, reply with only the <task_summary> block.";
 /// After an answer cut off by the model's output limit (`finish_reason: "length"`).
 const CONTINUE: &str = "Your last answer was cut off by the output limit. Continue where you stopped; write large files in several smaller tool calls.";
-
-#[derive(Debug, Clone)]
-pub struct AgentSettings {
-    pub max_iterations: u32,
-    pub command_timeout: Duration,
-    /// How long the sandbox should stay alive after each tool call.
-    pub sandbox_lifetime: Duration,
-    /// Wall-clock limit of a whole job, so no job runs forever.
-    pub job_timeout: Duration,
-    /// Check the app after the agent's summary (type check, dev server, pages). Needs the
-    /// Next.js template's dev server in the sandbox.
-    pub verify: bool,
-    /// Rounds of "here is what fails, fix it" after a failed check.
-    pub fix_attempts: u32,
-    /// The sandbox has no network (`CODEFLUX_SANDBOX_NETWORK=none`): nothing can be installed.
-    pub offline: bool,
-}
-
-impl Default for AgentSettings {
-    fn default() -> Self {
-        Self {
-            max_iterations: 30,
-            command_timeout: Duration::from_secs(300),
-            sandbox_lifetime: Duration::from_secs(1800),
-            job_timeout: Duration::from_secs(1800),
-            verify: true,
-            fix_attempts: 3,
-            offline: false,
-        }
-    }
-}
 
 /// What the agent is asked to do.
 #[derive(Debug, Clone)]
@@ -91,6 +66,8 @@ pub struct AgentResult {
     pub note: Option<String>,
     /// The outcome of the last check, when the app was checked.
     pub verification: Option<Verification>,
+    /// The last browser check's screenshots, `(page index, JPEG)`, kept with the version.
+    pub screenshots: Vec<(usize, Vec<u8>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +77,10 @@ pub enum AgentError {
     #[error("the agent used all {0} steps without writing any files")]
     NothingBuilt(u32),
     #[error(
+        "the request reached its budget of {budget} tokens (CODEFLUX_REQUEST_TOKEN_BUDGET) after {used} tokens, before any file was written"
+    )]
+    BudgetSpent { budget: u64, used: u64 },
+    #[error(
         "the sandbox stopped working during `{doing}`: {reason}. The files of the last version are kept; send the prompt again to retry."
     )]
     SandboxLost { doing: String, reason: String },
@@ -107,6 +88,10 @@ pub enum AgentError {
         "the model {model} did not accept the attached images ({reason}). Choose a model that reads images (a vision model, for example gpt-4o, Claude, Gemini, Qwen2.5-VL or LLaVA), or send the request without images."
     )]
     ImagesRefused { model: String, reason: String },
+    #[error(
+        "the conversation no longer fits the model {model}'s context window, even with older traffic cut (the server said: {reason}). Use a model with a larger window, or ask for a smaller change."
+    )]
+    ContextFull { model: String, reason: String },
 }
 
 pub struct Agent<'a> {
@@ -140,6 +125,9 @@ impl Agent<'_> {
             dev_server: Some(&dev_server),
         };
         let mut usage = TokenUsage::default();
+        let budget = self.settings.token_budget;
+        // Checked before each call: a call is never cut, so one can pass the budget by its size.
+        let spent = |usage: &TokenUsage| budget.is_some_and(|budget| usage.total() >= budget);
         let max = self.settings.max_iterations.max(1);
         let mut summary = None;
         let mut last_text = String::new();
@@ -150,7 +138,11 @@ impl Agent<'_> {
 
         // Checked against what the dev server says from now on.
         let checker = if self.settings.verify {
-            Some(verify::Checker::start(self.sandbox, &dev_server).await)
+            Some(
+                verify::Checker::start(self.sandbox, &dev_server)
+                    .await
+                    .with_browser(self.settings.browser_check),
+            )
         } else {
             None
         };
@@ -158,36 +150,64 @@ impl Agent<'_> {
         let mut fix_rounds = 0;
         let mut seen_failures = std::collections::HashSet::new();
         let mut earlier_summary = None;
+        let mut browser: Option<browser_check::Outcome> = None;
+        // A model that reads images is shown the front page once, after everything passes.
+        let mut looked = !self.settings.model_sees_images && task.images.is_empty();
 
         loop {
-            while iterations < max && summary.is_none() {
+            while iterations < max && summary.is_none() && !spent(&usage) {
                 iterations += 1;
                 (self.on_event)(EventKind::ModelTurn {
                     iteration: iterations,
                     max_iterations: max,
+                    tokens: usage.total(),
+                    token_budget: budget,
                 });
                 let live = live::LiveOutput::new(self.on_event);
-                let response = self
-                    .llm
-                    .chat_streaming(
-                        &ChatRequest {
-                            messages: messages.clone(),
-                            tools: tools::specs(),
-                            temperature: AGENT_TEMPERATURE,
-                        },
-                        &|partial| live.observe(partial),
-                    )
-                    .await
-                    .map_err(|error| match error {
-                        // A server that cannot read images refuses the whole request.
-                        LlmError::Rejected { message, .. } if !task.images.is_empty() => {
-                            AgentError::ImagesRefused {
-                                model: self.llm.model().to_string(),
-                                reason: message,
+                let mut compactions = 0;
+                let response = loop {
+                    let answer = self
+                        .llm
+                        .chat_streaming(
+                            &ChatRequest {
+                                messages: messages.clone(),
+                                tools: tools::specs(),
+                                temperature: AGENT_TEMPERATURE,
+                            },
+                            &|partial| live.observe(partial),
+                        )
+                        .await;
+                    match answer {
+                        // Too long for the model's window: cut older traffic, try again.
+                        Err(LlmError::Rejected { message, .. })
+                            if compaction::is_context_overflow(&message) =>
+                        {
+                            if compactions == compaction::MAX_ROUNDS {
+                                return Err(AgentError::ContextFull {
+                                    model: self.llm.model().to_string(),
+                                    reason: message,
+                                });
                             }
+                            let saved = compaction::compact(&mut messages, compactions);
+                            compactions += 1;
+                            (self.on_event)(EventKind::Compacted {
+                                round: compactions as u32,
+                                saved_bytes: saved as u64,
+                            });
                         }
-                        other => AgentError::Model(other),
-                    })?;
+                        other => break other,
+                    }
+                }
+                .map_err(|error| match error {
+                    // A server that cannot read images refuses the whole request.
+                    LlmError::Rejected { message, .. } if !task.images.is_empty() => {
+                        AgentError::ImagesRefused {
+                            model: self.llm.model().to_string(),
+                            reason: message,
+                        }
+                    }
+                    other => AgentError::Model(other),
+                })?;
                 usage.add(response.usage);
                 let cut_off = response.finish_reason.as_deref() == Some("length");
                 let reply = reply::normalize(&response.message);
@@ -237,10 +257,36 @@ impl Agent<'_> {
                     break;
                 }
             };
+            if let Some(outcome) = checker.take_browser() {
+                (self.on_event)(EventKind::BrowserChecked {
+                    summary: outcome.check.describe(),
+                    pages: outcome.check.pages.len(),
+                    clicks: outcome.check.clicks() as usize,
+                    problems: outcome.check.problems() as usize,
+                });
+                browser = Some(outcome);
+            }
             if problems.is_empty() {
+                let front_page = browser
+                    .as_ref()
+                    .and_then(browser_check::Outcome::front_page_image);
+                if let (false, Some(image)) = (looked, front_page)
+                    && iterations < max
+                    && !spent(&usage)
+                {
+                    looked = true;
+                    (self.on_event)(EventKind::LookingAtScreenshot);
+                    messages.push(ChatMessage::user_with_images(
+                        prompt::look_at_screenshot(&task.prompt, !task.images.is_empty()),
+                        vec![image],
+                    ));
+                    earlier_summary = summary.take();
+                    continue;
+                }
                 verification = Some(Verification {
                     status: VerificationStatus::Passed,
                     errors: Vec::new(),
+                    browser: browser.as_ref().map(|outcome| outcome.check.clone()),
                 });
                 (self.on_event)(EventKind::CheckPassed);
                 break;
@@ -248,6 +294,7 @@ impl Agent<'_> {
             // Another round unless the budget is spent or the same failure came back.
             let fixing = fix_rounds < self.settings.fix_attempts
                 && iterations < max
+                && !spent(&usage)
                 && seen_failures.insert(verify::fingerprint(&problems));
             (self.on_event)(EventKind::CheckFailed {
                 summary: verify::describe(&problems),
@@ -259,6 +306,7 @@ impl Agent<'_> {
                     .iter()
                     .map(|problem| problem.text().to_string())
                     .collect(),
+                browser: browser.as_ref().map(|outcome| outcome.check.clone()),
             });
             if !fixing {
                 break;
@@ -269,19 +317,38 @@ impl Agent<'_> {
         }
         let summary = summary.or(earlier_summary);
 
-        let mut note = if summary.is_none() {
-            if toolbox.written.is_empty() && task.existing_files.is_empty() {
-                return Err(AgentError::NothingBuilt(max));
+        let over_budget = budget.filter(|_| spent(&usage));
+        let mut note = match (&summary, over_budget) {
+            (None, Some(budget)) => {
+                if toolbox.written.is_empty() && task.existing_files.is_empty() {
+                    return Err(AgentError::BudgetSpent {
+                        budget,
+                        used: usage.total(),
+                    });
+                }
+                Some(format!(
+                    "The request reached its budget of {budget} tokens (CODEFLUX_REQUEST_TOKEN_BUDGET) after {} tokens, before the agent said it was done; the files it wrote so far are saved.",
+                    usage.total()
+                ))
             }
-            Some(format!(
-                "The agent stopped after its limit of {max} steps before saying it was done; the files it wrote so far are saved."
-            ))
-        } else {
-            None
+            (None, None) => {
+                if toolbox.written.is_empty() && task.existing_files.is_empty() {
+                    return Err(AgentError::NothingBuilt(max));
+                }
+                Some(format!(
+                    "The agent stopped after its limit of {max} steps before saying it was done; the files it wrote so far are saved."
+                ))
+            }
+            (Some(_), Some(budget)) => Some(format!(
+                "The request reached its budget of {budget} tokens (CODEFLUX_REQUEST_TOKEN_BUDGET) after {} tokens; what was left (checks, fixes) did not run.",
+                usage.total()
+            )),
+            (Some(_), None) => None,
         };
         if let Some(Verification {
             status: VerificationStatus::Failed,
             errors,
+            ..
         }) = &verification
         {
             let still = format!(
@@ -305,10 +372,17 @@ impl Agent<'_> {
             text: summary.clone(),
         });
 
-        let (title, title_usage) = self.side_call(prompt::TITLE_PROMPT, &summary).await;
+        // Past the budget, the title is the prompt's and the reply is the summary.
+        let (title, title_usage) = match spent(&usage) {
+            false => self.side_call(prompt::TITLE_PROMPT, &summary).await,
+            true => (None, TokenUsage::default()),
+        };
         usage.add(title_usage);
         let title = prompt::clean_title(title.as_deref().unwrap_or(&task.prompt));
-        let (reply, reply_usage) = self.side_call(prompt::REPLY_PROMPT, &summary).await;
+        let (reply, reply_usage) = match spent(&usage) {
+            false => self.side_call(prompt::REPLY_PROMPT, &summary).await,
+            true => (None, TokenUsage::default()),
+        };
         usage.add(reply_usage);
         let reply = reply.unwrap_or_else(|| summary.clone());
 
@@ -321,6 +395,9 @@ impl Agent<'_> {
             iterations,
             note,
             verification,
+            screenshots: browser
+                .map(|outcome| outcome.screenshots)
+                .unwrap_or_default(),
         })
     }
 

@@ -15,7 +15,8 @@ The sandbox:
 
 Your tools:
 - terminal {command}: runs a shell command in /home/user and returns its exit code, stdout and stderr. Install extra npm packages with `npm install <package> --yes` before importing them; never edit package.json by hand.
-- createOrUpdateFiles {files: [{path, content}]}: writes whole files. Paths are relative to /home/user, e.g. "app/page.tsx" or "components/habit-list.tsx".
+- createOrUpdateFiles {files: [{path, content}]}: writes whole files. Paths are relative to /home/user, e.g. "app/page.tsx" or "components/habit-list.tsx". Use it for new files and for rewrites.
+- editFile {path, edits: [{find, replace}]}: changes part of an existing file. Each `find` is text copied exactly from the file that occurs there once (add neighbouring lines to make it unique); it is replaced by `replace`. Prefer it to rewriting a file when you change an existing file: the rest of the file stays as it is.
 - readFiles {files: [path]}: returns the current content of files, e.g. ["app/page.tsx"] or ["/home/user/components/ui/button.tsx"].
 
 The database:
@@ -32,7 +33,7 @@ Rules:
 - Build complete, realistic, responsive and accessible screens: real layout, realistic sample data (seed rows in the database), working interactions. No placeholders or TODOs.
 - Split larger features into components under components/ and import them with relative or "@/" paths.
 - No external APIs, no remote images or fonts: everything must work offline. Use emoji or lucide-react icons for imagery.
-- When you change an existing app, read the files you are changing first and keep what already works.
+- When you change an existing app, read the files you are changing first, change them with editFile, and keep what already works.
 - Fix errors you see in command output before you finish.
 
 When the app is complete, reply with nothing but this block (no tool call in that reply):
@@ -49,6 +50,21 @@ pub fn system_prompt(offline: bool) -> String {
     let installed = crate::sandbox::template::installed_packages().join(", ");
     format!(
         "{SYSTEM_PROMPT}\n\nThis sandbox has no network access: `npm install` cannot download anything, so never try it. Use only what is installed: {installed}, and the UI kit above."
+    )
+}
+
+/// Sent once with the browser check's screenshot of `/`, to a model that reads images.
+pub fn look_at_screenshot(request: &str, request_had_images: bool) -> String {
+    let against = if request_had_images {
+        " and the images that came with it"
+    } else {
+        ""
+    };
+    format!(
+        "Every check passes. Attached is a screenshot of the app's front page (/) as a browser shows it, at 1280×800. \
+         The request was:\n\n{request}\n\nJudge whether it looks like what was asked{against}: content present, layout intact, \
+         text readable, nothing overlapping or unstyled. If it does not, fix it (read the files first) and reply with the \
+         <task_summary> block again; if it does, reply with only the <task_summary> block."
     )
 }
 

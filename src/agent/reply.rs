@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::markup;
 use super::text_calls;
-use super::tools::{READ_FILES, TERMINAL, WRITE_FILES};
+use super::tools::{EDIT_FILE, READ_FILES, TERMINAL, WRITE_FILES};
 use crate::llm::{ChatMessage, ChatRole, FunctionCall, ToolCall};
 
 /// An assistant turn, regularised.
@@ -68,15 +68,15 @@ pub fn normalize(message: &ChatMessage) -> Reply {
     }
 }
 
-/// `terminal`, `createOrUpdateFiles` or `readFiles` for any spelling of them
-/// (`create_or_update_files`, `CreateOrUpdateFiles`, `read-files`, …).
+/// `terminal`, `createOrUpdateFiles`, `editFile` or `readFiles` for any spelling of them
+/// (`create_or_update_files`, `CreateOrUpdateFiles`, `read-files`, `edit_file`, …).
 pub fn canonical_tool_name(name: &str) -> Option<&'static str> {
     let folded: String = name
         .chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect();
-    [TERMINAL, WRITE_FILES, READ_FILES]
+    [TERMINAL, WRITE_FILES, EDIT_FILE, READ_FILES]
         .into_iter()
         .find(|tool| tool.to_lowercase() == folded)
 }

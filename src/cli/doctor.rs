@@ -69,6 +69,7 @@ pub async fn run(args: DoctorArgs) -> bool {
     let server_running = check_data_dir(&args.places.data_dir, &mut checks);
     checks.push(check_ports(&args.places, server_running));
     check_sandboxes(&mut checks).await;
+    checks.push(check_git().await);
     let model = LlmConfig::from_env();
     let model_check = check_model(model.clone()).await;
     let model_answers = model_check.outcome != Outcome::Fail;
@@ -240,7 +241,8 @@ async fn check_docker(checks: &mut Vec<Check>, required: bool) -> bool {
     let base_present = docker.inspect_image(&config.base_image).await.is_ok();
     match image_state(docker, config).await {
         Ok(ImageState::Ready { tag }) => {
-            checks.push(Check::ok("sandbox image", format!("{tag} is present")))
+            checks.push(Check::ok("sandbox image", format!("{tag} is present")));
+            checks.push(browser_in_image(docker, &tag).await);
         }
         Ok(ImageState::Missing { tag, older }) => {
             let older = if older.is_empty() {
@@ -294,6 +296,54 @@ async fn check_docker(checks: &mut Vec<Check>, required: bool) -> bool {
     true
 }
 
+/// `git clone` of projects needs the git binary on this machine.
+async fn check_git() -> Check {
+    const NAME: &str = "git";
+    match tokio::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(output) if output.status.success() => Check::ok(
+            NAME,
+            format!(
+                "{}: projects can be cloned from /git/<project>.git",
+                String::from_utf8_lossy(&output.stdout).trim()
+            ),
+        ),
+        _ => Check::warn(
+            NAME,
+            "git is not installed: `git clone` of projects answers 503; everything else works",
+            "install git (Debian: apt-get install git)",
+        ),
+    }
+}
+
+/// Whether the sandbox image carries the browser the last check opens each page in.
+async fn browser_in_image(docker: &bollard::Docker, tag: &str) -> Check {
+    const NAME: &str = "browser check";
+    let browser = docker
+        .inspect_image(tag)
+        .await
+        .ok()
+        .and_then(|image| image.config)
+        .and_then(|config| config.labels)
+        .and_then(|labels| labels.get("codeflux.browser").cloned());
+    match browser {
+        Some(browser) => Check::ok(
+            NAME,
+            format!(
+                "{browser} is in the sandbox image: each page is opened and clicked through after the other checks"
+            ),
+        ),
+        None => Check::warn(
+            NAME,
+            format!("{tag} has no Chromium: answers say \"Not checked in a browser\""),
+            "rebuild the sandbox image from this version's template: `codeflux template build`",
+        ),
+    }
+}
+
 async fn check_e2b() -> Check {
     const NAME: &str = "e2b";
     let config = match crate::sandbox::e2b::E2bConfig::from_env() {
@@ -320,7 +370,9 @@ async fn check_e2b() -> Check {
     match provider.check().await {
         Ok(()) => Check::ok(
             NAME,
-            format!("{api_url} accepts the key; template {template}"),
+            format!(
+                "{api_url} accepts the key; template {template} (the browser check needs Chromium in it: e2b.Dockerfile installs it, so rebuild a template made from an older one)"
+            ),
         ),
         Err(error) => Check::fail(
             NAME,
@@ -415,7 +467,16 @@ async fn check_images(mut config: LlmConfig) -> Check {
         temperature: 0.0,
     };
     match client.chat(&request).await {
-        Ok(_) => Check::ok(NAME, format!("{model} accepts images in prompts")),
+        Ok(_) => {
+            let judging = std::env::var("CODEFLUX_MODEL_SEES_IMAGES")
+                .is_ok_and(|value| matches!(value.as_str(), "1" | "true" | "yes" | "on"));
+            let hint = if judging {
+                "; it judges the browser check's screenshot of / (CODEFLUX_MODEL_SEES_IMAGES)"
+            } else {
+                "; set CODEFLUX_MODEL_SEES_IMAGES=true to have it judge the browser check's screenshot of /"
+            };
+            Check::ok(NAME, format!("{model} accepts images in prompts{hint}"))
+        }
         Err(LlmError::Rejected { message, .. }) => Check::warn(
             NAME,
             format!(

@@ -90,7 +90,14 @@ fn describe(kind: &EventKind) -> Option<String> {
         EventKind::ModelTurn {
             iteration,
             max_iterations,
-        } => format!("model turn {iteration}/{max_iterations}"),
+            tokens,
+            token_budget,
+        } => match token_budget {
+            Some(budget) => {
+                format!("model turn {iteration}/{max_iterations} ({tokens} of {budget} tokens)")
+            }
+            None => format!("model turn {iteration}/{max_iterations}"),
+        },
         EventKind::ToolFinished {
             summary,
             ok,

@@ -1,8 +1,9 @@
 //! The command line: `serve`, `generate`, `template build|export|import|prune`, `sandboxes`,
-//! `doctor`, and the API clients `publish`, `apps` and `export`.
+//! `doctor`, and the API clients `publish`, `apps`, `export` and `import`.
 
 mod doctor;
 mod generate;
+mod import;
 mod publish;
 mod sandboxes;
 
@@ -53,6 +54,9 @@ pub enum Command {
     /// Build a version's production image to run elsewhere (`--image`), and write it as a
     /// tarball (`--tar`) or a docker-compose.yml (`--compose`).
     Export(publish::ExportArgs),
+    /// Import an app from a folder on this machine as a new project (talks to the running
+    /// CodeFlux; node_modules, .git and .env files stay out).
+    Import(import::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +88,10 @@ pub struct AgentArgs {
     /// Most model turns one request may take.
     #[arg(long, env = "CODEFLUX_MAX_ITERATIONS", default_value_t = 30)]
     pub max_iterations: u32,
+    /// Most tokens one request may spend in all (agent, fixes, title, reply); 0: no limit.
+    /// Reaching it stops the run between calls and keeps what was written as a version.
+    #[arg(long, env = "CODEFLUX_REQUEST_TOKEN_BUDGET", default_value_t = 0)]
+    pub request_token_budget: u64,
     /// Seconds a single terminal command may run before it is killed.
     #[arg(long, env = "CODEFLUX_COMMAND_TIMEOUT_SECS", default_value_t = 300)]
     pub command_timeout_secs: u64,
@@ -93,6 +101,14 @@ pub struct AgentArgs {
     /// Rounds of fixing after the app fails its check (type check, dev server, pages).
     #[arg(long, env = "CODEFLUX_FIX_ATTEMPTS", default_value_t = 3)]
     pub fix_attempts: u32,
+    /// Open each page in the sandbox's headless Chromium as the last check (exceptions,
+    /// failed requests, blank pages, each first-screen button and link clicked).
+    #[arg(long, env = "CODEFLUX_BROWSER_CHECK", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub browser_check: bool,
+    /// The model reads images: it is shown the front page's screenshot once, to judge
+    /// whether the app looks like what was asked.
+    #[arg(long, env = "CODEFLUX_MODEL_SEES_IMAGES", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub model_sees_images: bool,
     /// Public URL of a project's preview; `{project}` becomes the project id. Default:
     /// `http://{project}.localhost:<port of the preview listener>`.
     #[arg(long, env = "CODEFLUX_PREVIEW_URL")]
@@ -104,6 +120,17 @@ pub struct AgentArgs {
     /// Most megabytes those snapshots may take per project (gzipped).
     #[arg(long, env = "CODEFLUX_DATA_SNAPSHOTS_MB", default_value_t = 100)]
     pub data_snapshots_mb: usize,
+    /// Seconds between backups of each published app's data into its project's snapshots,
+    /// taken only when the data changed since the last one; 0 turns them off.
+    #[arg(long, env = "CODEFLUX_PUBLISHED_BACKUP_SECS", default_value_t = 3600)]
+    pub published_backup_secs: u64,
+    /// US dollars per million prompt tokens, for cost figures when the model server
+    /// reports no cost (OpenRouter does); both prices or neither.
+    #[arg(long, env = "CODEFLUX_PRICE_INPUT", requires = "price_output")]
+    pub price_input: Option<f64>,
+    /// US dollars per million completion tokens.
+    #[arg(long, env = "CODEFLUX_PRICE_OUTPUT", requires = "price_input")]
+    pub price_output: Option<f64>,
 }
 
 /// Where `serve` listens and keeps its data (`doctor` checks the same).
@@ -177,6 +204,9 @@ impl AgentArgs {
                 command_timeout: Duration::from_secs(self.command_timeout_secs),
                 job_timeout: Duration::from_secs(self.job_timeout_secs.max(1)),
                 fix_attempts: self.fix_attempts,
+                browser_check: self.browser_check,
+                model_sees_images: self.model_sees_images,
+                token_budget: (self.request_token_budget > 0).then_some(self.request_token_budget),
                 ..AgentSettings::default()
             },
             preview_url_template: self
@@ -196,6 +226,15 @@ impl AgentArgs {
                 .ok()
                 .filter(|url| !url.trim().is_empty()),
             publish_engine: Default::default(),
+            published_backup: (self.published_backup_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.published_backup_secs)),
+            prices: self
+                .price_input
+                .zip(self.price_output)
+                .map(|(input, output)| crate::llm::Prices {
+                    input_per_million: input,
+                    output_per_million: output,
+                }),
         }
     }
 }
@@ -209,6 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => publish::publish(args).await,
         Command::Apps(args) => publish::apps(args).await,
         Command::Export(args) => publish::export(args).await,
+        Command::Import(args) => import::run(args).await,
         Command::Doctor(args) => {
             if !doctor::run(args).await {
                 std::process::exit(1);

@@ -2,6 +2,8 @@
 //! snapshots of earlier moments; a fresh sandbox (revived, replaced, claimed from the warm
 //! pool) gets the latest data back before it is used, exactly like its files.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -32,9 +34,28 @@ pub enum DataSource {
     Published { version: u32 },
 }
 
+/// One save of a project's data at a time. A save collects the snapshots the app kept
+/// and then writes the latest copy; two interleaved would store a kept snapshot twice or
+/// let an older copy land after a newer one.
+#[derive(Default)]
+pub struct SaveTurns(std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+
+impl SaveTurns {
+    async fn take(&self, project_id: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(project_id)
+            .or_default()
+            .clone();
+        turn.lock_owned().await
+    }
+}
+
 impl Generation {
     /// The running sandbox, if there is one; reading data never starts a sandbox.
-    async fn running_sandbox(&self, project_id: Uuid) -> Option<std::sync::Arc<dyn Sandbox>> {
+    async fn running_sandbox(&self, project_id: Uuid) -> Option<Arc<dyn Sandbox>> {
         let provider = self.sandboxes.as_ref()?;
         if !matches!(provider.preview_upstream(project_id).await, Ok(Some(_))) {
             return None;
@@ -168,6 +189,7 @@ impl Generation {
         sandbox: &dyn Sandbox,
         kind: SnapshotKind,
     ) -> Result<Option<DataSnapshot>, DataError> {
+        let _turn = self.data_saves.take(project_id).await;
         if !self.data_in_place(project_id, sandbox).await? {
             tracing::warn!(%project_id, "not saving data from a sandbox whose data was not restored");
             return Ok(None);

@@ -40,6 +40,10 @@ pub struct Generation {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How many snapshots of each app's data are kept (`CODEFLUX_DATA_SNAPSHOTS`, `_MB`).
     pub data_limits: crate::store::snapshots::SnapshotLimits,
+    /// Saves of one project's data take turns.
+    pub(crate) data_saves: super::data::SaveTurns,
+    /// Each new version's project, for whoever follows them (pushing to a git remote).
+    pub versions_made: tokio::sync::broadcast::Sender<Uuid>,
 }
 
 /// A running sandbox with the project's files in place.
@@ -189,6 +193,14 @@ impl Generation {
             Ok(migrations) => files.extend(migrations),
             Err(error) => tracing::warn!(%error, "could not read the app's migrations"),
         }
+        match super::removed::missing_files(sandbox.as_ref(), files.keys()).await {
+            Ok(gone) => {
+                for path in gone {
+                    files.remove(&path);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not tell which files the job removed"),
+        }
         let content = match &result.note {
             Some(note) => format!("{}\n\n{note}", result.reply),
             None => result.reply,
@@ -207,6 +219,8 @@ impl Generation {
         )?;
         self.store.clear_unsaved_files(job.project_id)?;
         if let Some(version) = &version {
+            self.store
+                .put_screenshots(job.project_id, version.id, &result.screenshots)?;
             let kind = SnapshotKind::Version {
                 version_id: version.id,
             };
@@ -214,126 +228,11 @@ impl Generation {
                 tracing::warn!(%error, "could not save the app's data with the version");
             }
         }
+        if version.is_some() {
+            self.version_made(job.project_id);
+        }
         tracing::info!(steps = result.iterations, "job finished");
         Ok(message)
-    }
-
-    /// Makes an earlier version the newest and puts its files in the sandbox: written over
-    /// what is there, and files it does not have removed. With `with_data`, the data the
-    /// version was made with replaces the current data too (which is kept as a snapshot).
-    pub async fn restore(
-        &self,
-        project_id: Uuid,
-        version_id: Uuid,
-        with_data: bool,
-    ) -> Result<super::Restored, StoreError> {
-        let data = match with_data {
-            true => Some(
-                self.store
-                    .version_snapshot(project_id, version_id)?
-                    .ok_or(StoreError::NotFound("data snapshot of that version"))?,
-            ),
-            false => None,
-        };
-        let mut before = self
-            .store
-            .latest_fragment(project_id)?
-            .map(|fragment| fragment.files)
-            .unwrap_or_default();
-        before.extend(self.store.unsaved_files(project_id)?);
-        let (version, fragment) = self.store.restore_version(project_id, version_id)?;
-        self.store.flush().await?;
-        if self.sandboxes.is_none() {
-            let data = data.map(|_| Err("no sandbox backend is configured".to_string()));
-            return Ok(super::Restored { version, data });
-        }
-        if let Err(error) = self.sync_restored(project_id, &before, &fragment).await {
-            self.discard_sandbox(project_id, &error).await;
-            let data = data.map(|_| Err(error.to_string()));
-            return Ok(super::Restored { version, data });
-        }
-        let data = self.data_after_restore(project_id, &version, data).await;
-        Ok(super::Restored { version, data })
-    }
-
-    /// A sandbox that could not be given the newest version's files must not be used
-    /// again: without it, the next use starts a fresh one with them.
-    async fn discard_sandbox(&self, project_id: Uuid, error: &JobError) {
-        tracing::warn!(%project_id, %error, "could not put the newest files in the sandbox; replacing it");
-        if let Some(provider) = &self.sandboxes
-            && let Err(error) = provider.release(project_id).await
-        {
-            tracing::warn!(%project_id, %error, "could not remove the sandbox either");
-        }
-    }
-
-    /// Saves a quick edit as the newest version and writes the file into the sandbox, where
-    /// the dev server reloads it.
-    pub async fn save_edit(
-        &self,
-        project_id: Uuid,
-        edit: &super::FileEdit,
-    ) -> Result<crate::store::Version, StoreError> {
-        let (version, _) = self.store.add_edited_version(
-            project_id,
-            &edit.path,
-            &edit.content,
-            &edit.description,
-        )?;
-        self.store.flush().await?;
-        if self.sandboxes.is_none() {
-            return Ok(version);
-        }
-        let written = async {
-            let prepared = self.prepare_sandbox(project_id).await?;
-            // A fresh sandbox was given the newest version's files already.
-            if !prepared.created {
-                let write = FileWrite {
-                    path: WorkspacePath::parse(&edit.path)?,
-                    content: edit.content.clone().into_bytes(),
-                };
-                prepared.sandbox.write_files(&[write]).await?;
-            }
-            // Like every version, this one records the data it was made with.
-            let kind = SnapshotKind::Version {
-                version_id: version.id,
-            };
-            if let Err(error) = self
-                .save_data(project_id, prepared.sandbox.as_ref(), kind)
-                .await
-            {
-                tracing::warn!(%project_id, %error, "could not save the app's data with the edit");
-            }
-            Ok::<_, JobError>(())
-        };
-        if let Err(error) = written.await {
-            self.discard_sandbox(project_id, &error).await;
-        }
-        Ok(version)
-    }
-
-    async fn sync_restored(
-        &self,
-        project_id: Uuid,
-        before: &std::collections::BTreeMap<String, String>,
-        restored: &crate::store::Fragment,
-    ) -> Result<(), JobError> {
-        // A fresh sandbox gets the (now newest) restored files anyway.
-        let prepared = self.prepare_sandbox(project_id).await?;
-        if prepared.created {
-            return Ok(());
-        }
-        prepared
-            .sandbox
-            .write_files(&file_writes(&restored.files)?)
-            .await?;
-        let gone = before
-            .keys()
-            .filter(|path| !restored.files.contains_key(*path))
-            .map(|path| WorkspacePath::parse(path))
-            .collect::<Result<Vec<_>, SandboxError>>()?;
-        prepared.sandbox.remove_files(&gone).await?;
-        Ok(())
     }
 
     /// Gets the project's sandbox running. A fresh sandbox gets the files of the project's
@@ -437,7 +336,7 @@ impl Generation {
 }
 
 /// A version's files as writes into the workspace.
-fn file_writes(
+pub(super) fn file_writes(
     files: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<FileWrite>, SandboxError> {
     files

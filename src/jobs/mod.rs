@@ -6,7 +6,9 @@
 mod data;
 pub use data::DataSource;
 mod generation;
+mod removed;
 mod revival;
+mod versions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -379,6 +381,23 @@ impl JobQueue {
             let files = generation.store.current_files(project_id)?;
             let change = edit(&files)?;
             Ok(generation.save_edit(project_id, &change).await?)
+        })
+        .await
+    }
+
+    /// Makes `files` the project's newest version (a pull) while no job works on it.
+    /// `Ok(None)`: a job is running or queued, so nothing was changed.
+    pub async fn replace_files(
+        &self,
+        project_id: Uuid,
+        files: BTreeMap<String, String>,
+        description: &str,
+    ) -> Result<Option<crate::store::Version>, StoreError> {
+        let generation = self.inner.generation.clone();
+        self.while_idle(project_id, async move {
+            generation
+                .save_replaced(project_id, files, description)
+                .await
         })
         .await
     }

@@ -8,6 +8,8 @@ use crate::store::TokenUsage;
 
 #[derive(Deserialize)]
 struct CompletionBody {
+    #[serde(default)]
+    id: Option<String>,
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<UsageBody>,
@@ -26,6 +28,9 @@ struct UsageBody {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// What the call cost, where the server says (OpenRouter).
+    #[serde(default)]
+    cost: Option<f64>,
 }
 
 pub fn parse_completion(text: &str) -> Result<ChatResponse, LlmError> {
@@ -39,17 +44,24 @@ pub fn parse_completion(text: &str) -> Result<ChatResponse, LlmError> {
         .into_iter()
         .next()
         .ok_or_else(|| LlmError::BadResponse("the response has no choices".into()))?;
-    let usage = body.usage.map_or(
-        TokenUsage {
+    let calls = vec![crate::store::CallId {
+        id: body.id.filter(|id| !id.is_empty()),
+        request_id: None,
+    }];
+    let usage = match body.usage {
+        None => TokenUsage {
             model_calls: 1,
+            calls,
             ..TokenUsage::default()
         },
-        |usage| TokenUsage {
+        Some(usage) => TokenUsage {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             model_calls: 1,
+            cost_usd: usage.cost,
+            calls,
         },
-    );
+    };
     let mut message = choice.message;
     ToolCall::settle(&mut message.tool_calls);
     Ok(ChatResponse {
@@ -107,6 +119,17 @@ mod tests {
         assert_eq!(calls[1].function.arguments, r#"{"files":["x"]}"#);
         assert_eq!(response.usage.prompt_tokens, 10);
         assert_eq!(response.usage.model_calls, 1);
+        assert_eq!(response.usage.cost_usd, None);
+    }
+
+    #[test]
+    fn the_answers_id_and_a_reported_cost_are_kept() {
+        // OpenRouter's shape: the cost in the usage object.
+        let text = r#"{"id":"gen-17","choices":[{"message":{"role":"assistant","content":"hi"}}],
+            "usage":{"prompt_tokens":10,"completion_tokens":3,"cost":0.00042}}"#;
+        let response = parse_completion(text).unwrap();
+        assert_eq!(response.usage.cost_usd, Some(0.00042));
+        assert_eq!(response.usage.calls[0].id.as_deref(), Some("gen-17"));
     }
 
     #[test]

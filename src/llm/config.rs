@@ -18,6 +18,22 @@ pub struct LlmConfig {
     pub initial_backoff: Duration,
 }
 
+/// What tokens cost, in US dollars per million, for a server that does not report costs
+/// (`CODEFLUX_PRICE_INPUT`, `CODEFLUX_PRICE_OUTPUT`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+impl Prices {
+    pub fn cost(&self, usage: &crate::store::TokenUsage) -> f64 {
+        (usage.prompt_tokens as f64 * self.input_per_million
+            + usage.completion_tokens as f64 * self.output_per_million)
+            / 1_000_000.0
+    }
+}
+
 /// The key is never printed, so settings can be logged.
 impl std::fmt::Debug for LlmConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

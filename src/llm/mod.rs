@@ -10,7 +10,7 @@ mod types;
 
 use async_trait::async_trait;
 
-pub use config::{DEFAULT_BASE_URL, DEFAULT_MODEL, LlmConfig};
+pub use config::{DEFAULT_BASE_URL, DEFAULT_MODEL, LlmConfig, Prices};
 pub use openai::OpenAiClient;
 pub use replay::{DEMO_MODEL, ReplayLlm};
 pub use stream::Partial;

@@ -103,6 +103,7 @@ impl OpenAiClient {
         };
         let status = response.status();
         let wait = retry_after(response.headers());
+        let request_id = request_id(response.headers());
         let text = match response.text().await {
             Ok(text) => text,
             Err(error) => {
@@ -118,7 +119,9 @@ impl OpenAiClient {
         if status.is_success() {
             // Gateways sometimes answer 200 with an error or with no choices when the model
             // behind them failed: worth another try, like a 5xx.
-            return Ok(parse_completion(&text).map_err(|error| unusable(error, &text)));
+            return Ok(parse_completion(&text)
+                .map(|answer| with_request_id(answer, request_id))
+                .map_err(|error| unusable(error, &text)));
         }
         Self::failed(status, wait, &text)
     }
@@ -195,6 +198,7 @@ impl OpenAiClient {
         };
         let status = response.status();
         let wait = retry_after(response.headers());
+        let request_id = request_id(response.headers());
         let is_stream = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -206,7 +210,9 @@ impl OpenAiClient {
                 Err(error) => return transport(Some(status), describe_transport_error(&error)),
             };
             if status.is_success() {
-                return Ok(parse_completion(&text).map_err(|error| unusable(error, &text)));
+                return Ok(parse_completion(&text)
+                    .map(|answer| with_request_id(answer, request_id))
+                    .map_err(|error| unusable(error, &text)));
             }
             return Self::failed(status, wait, &text);
         }
@@ -242,6 +248,7 @@ impl OpenAiClient {
         }
         Ok(accumulator
             .finish()
+            .map(|answer| with_request_id(answer, request_id))
             .map_err(|message| Retry::malformed(LlmError::BadResponse(message))))
     }
 
@@ -415,6 +422,24 @@ impl Llm for OpenAiClient {
             other => other,
         }
     }
+}
+
+/// The server's name for this request (`x-request-id`, as OpenAI, vLLM and most gateways
+/// send it), kept so a call can be found in the server's own records.
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+}
+
+fn with_request_id(mut answer: ChatResponse, request_id: Option<String>) -> ChatResponse {
+    if let Some(call) = answer.usage.calls.last_mut() {
+        call.request_id = request_id;
+    }
+    answer
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -40,11 +40,15 @@ pub struct Accumulator {
     slots: std::collections::HashMap<usize, usize>,
     finish_reason: Option<String>,
     usage: Option<TokenUsage>,
+    /// The answer's `id`, as its chunks carry it.
+    id: Option<String>,
     done: bool,
 }
 
 #[derive(Deserialize)]
 struct Chunk {
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     choices: Vec<ChunkChoice>,
     #[serde(default)]
@@ -102,6 +106,8 @@ struct ChunkUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    cost: Option<f64>,
 }
 
 impl Accumulator {
@@ -143,11 +149,16 @@ impl Accumulator {
                     .filter(|generated| !generated.is_empty()),
             });
         }
+        if let Some(id) = chunk.id.filter(|id| !id.is_empty()) {
+            self.id.get_or_insert(id);
+        }
         if let Some(usage) = chunk.usage {
             self.usage = Some(TokenUsage {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
                 model_calls: 1,
+                cost_usd: usage.cost,
+                calls: Vec::new(),
             });
         }
         for choice in chunk.choices {
@@ -246,10 +257,16 @@ impl Accumulator {
                 reasoning: Some(self.reasoning).filter(|reasoning| !reasoning.is_empty()),
                 images: Vec::new(),
             },
-            usage: self.usage.unwrap_or(TokenUsage {
-                model_calls: 1,
-                ..TokenUsage::default()
-            }),
+            usage: TokenUsage {
+                calls: vec![crate::store::CallId {
+                    id: self.id,
+                    request_id: None,
+                }],
+                ..self.usage.unwrap_or(TokenUsage {
+                    model_calls: 1,
+                    ..TokenUsage::default()
+                })
+            },
             finish_reason: self.finish_reason,
         })
     }
@@ -289,7 +306,9 @@ mod tests {
                 r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"and\":\"ls\"}"}}]}}]}"#,
             ),
             event(r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#),
-            event(r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#),
+            event(
+                r#"{"id":"chatcmpl-9","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"cost":0.001}}"#,
+            ),
             "data: [DONE]\n\n".to_string(),
         ]
         .concat();
@@ -308,6 +327,8 @@ mod tests {
         assert_eq!(response.message.tool_calls[0].id, "c1");
         assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(response.usage.prompt_tokens, 7);
+        assert_eq!(response.usage.cost_usd, Some(0.001));
+        assert_eq!(response.usage.calls[0].id.as_deref(), Some("chatcmpl-9"));
     }
 
     #[test]

@@ -36,9 +36,17 @@ pub async fn production_image(
     labels: &HashMap<String, String>,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), PublishError> {
+    // The production image starts from the base image; on an engine without a registry a
+    // missing one would only fail at the end, after the whole build, with a pull error.
+    let base = &provider.config().base_image;
+    if !provider.has_image(base).await {
+        return Err(PublishError::Build(format!(
+            "the production image starts from {base}, which this engine does not have: pull it, or carry it over with `codeflux template export` and `import` (the tarball holds it)"
+        )));
+    }
     log("Starting a build sandbox");
     let sandbox = provider.build_sandbox(project_id).await?;
-    let stage = format!("codeflux-build-stage:{}", Uuid::now_v7().simple());
+    let stage = provider.build_stage_reference();
     let built = build_in(&sandbox, files, log).await;
     let committed = match built {
         Ok(()) => provider

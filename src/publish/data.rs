@@ -59,6 +59,18 @@ impl Publisher {
         let Some((gzipped, counts)) = Database::new(&machine).snapshot().await? else {
             return Ok(None);
         };
+        self.keep_backup(project_id, version, &gzipped, counts)
+            .await
+            .map(Some)
+    }
+
+    async fn keep_backup(
+        &self,
+        project_id: Uuid,
+        version: u32,
+        gzipped: &[u8],
+        counts: crate::data::Counts,
+    ) -> Result<DataSnapshot, DataError> {
         let refused = |error: crate::store::StoreError| DataError::Refused(error.to_string());
         let snapshot = self
             .store
@@ -66,7 +78,7 @@ impl Publisher {
                 project_id,
                 NewSnapshot {
                     kind: SnapshotKind::Published { version },
-                    gzipped: &gzipped,
+                    gzipped,
                     tables: counts.tables,
                     rows: counts.rows,
                 },
@@ -74,7 +86,67 @@ impl Publisher {
             )
             .map_err(refused)?;
         self.store.flush().await.map_err(refused)?;
-        Ok(Some(snapshot))
+        Ok(snapshot)
+    }
+
+    /// Backs up every running app's data each `every`, when it changed since its last
+    /// backup, until `stop`: the published data is kept like the development data is.
+    pub async fn back_up_on_schedule(
+        self: std::sync::Arc<Self>,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+            for record in self.all() {
+                if record.status != super::PublishStatus::Running || record.container.is_none() {
+                    continue;
+                }
+                match self.back_up_if_changed(record.project_id).await {
+                    Ok(Some(snapshot)) => {
+                        tracing::info!(app = %record.name, rows = snapshot.rows, "backed up the published data")
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(app = %record.name, %error, "could not back up the published data")
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Self::back_up`], unless the data is what the newest published backup holds.
+    async fn back_up_if_changed(
+        &self,
+        project_id: Uuid,
+    ) -> Result<Option<DataSnapshot>, DataError> {
+        let (machine, version) = self.published_database(project_id)?;
+        let Some((gzipped, counts)) = Database::new(&machine).snapshot().await? else {
+            return Ok(None);
+        };
+        let refused = |error: crate::store::StoreError| DataError::Refused(error.to_string());
+        let newest = self
+            .store
+            .snapshots(project_id)
+            .map_err(refused)?
+            .into_iter()
+            .rev()
+            .find(|snapshot| matches!(snapshot.kind, SnapshotKind::Published { .. }));
+        if let Some(newest) = newest
+            && let Some((_, bytes)) = self
+                .store
+                .snapshot(project_id, newest.id)
+                .map_err(refused)?
+            && crate::data::same_data(&bytes, &gzipped)
+        {
+            return Ok(None);
+        }
+        self.keep_backup(project_id, version, &gzipped, counts)
+            .await
+            .map(Some)
     }
 
     /// What publishing `version` over the serving one would drop of the published data.

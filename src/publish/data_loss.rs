@@ -39,16 +39,20 @@ impl DataLoss {
     pub fn describe(losses: &[DataLoss]) -> String {
         losses
             .iter()
-            .map(|loss| {
-                let plural = if loss.rows == 1 { "" } else { "s" };
-                if loss.what.starts_with("column") {
-                    format!("{} (of a table with {} row{plural})", loss.what, loss.rows)
-                } else {
-                    format!("{} ({} row{plural})", loss.what, loss.rows)
-                }
-            })
+            .map(|loss| format!("{} ({})", loss.what, loss.rows_held()))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The rows it holds: "3 rows", or for a column "of a table with 3 rows" (its own
+    /// values are not counted, see `rows`).
+    pub fn rows_held(&self) -> String {
+        let plural = if self.rows == 1 { "" } else { "s" };
+        if self.what.starts_with("column") {
+            format!("of a table with {} row{plural}", self.rows)
+        } else {
+            format!("{} row{plural}", self.rows)
+        }
     }
 }
 

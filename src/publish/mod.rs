@@ -468,8 +468,12 @@ impl Publisher {
 
     /// Brings every published app back after CodeFlux (or the machine) restarted.
     pub async fn resume(self: &Arc<Self>) {
-        if self.engine.is_err() {
+        let Ok(engine) = &self.engine else {
             return;
+        };
+        let leftovers = engine.remove_leftover_build_stages().await;
+        if leftovers > 0 {
+            tracing::info!(leftovers, "removed build images an earlier run left behind");
         }
         for record in self.all() {
             self.routes.register(&record);

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub use workspace::{WORKSPACE_ROOT, WorkspacePath};
+pub use workspace::{WORKSPACE_ROOT, WorkspacePath, shell_quote};
 
 /// The port the template's dev server listens on inside every sandbox.
 pub const PREVIEW_PORT: u16 = 3000;

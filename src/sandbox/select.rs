@@ -24,7 +24,7 @@ impl Selected {
         }
     }
 
-    fn e2b(provider: E2bProvider) -> Self {
+    pub fn e2b(provider: E2bProvider) -> Self {
         Self {
             provider: Some(Arc::new(provider)),
             docker: None,
@@ -93,12 +93,29 @@ pub async fn publish_engine(
     if let Some(docker) = &selected.docker {
         return Ok(docker.clone());
     }
-    docker(instance, data_dir)
+    let mut config = DockerConfig::from_env().map_err(|error| needs_docker(&error))?;
+    config.instance = instance.to_string();
+    config.data_dir = data_dir.map(std::path::Path::to_path_buf);
+    publish_engine_on(selected, config).await
+}
+
+/// [`publish_engine`] with the engine's settings given rather than read from the
+/// environment.
+pub async fn publish_engine_on(
+    selected: &Selected,
+    config: DockerConfig,
+) -> Result<Arc<DockerProvider>, String> {
+    if let Some(docker) = &selected.docker {
+        return Ok(docker.clone());
+    }
+    DockerProvider::connect(config)
         .await
         .map(Arc::new)
-        .map_err(|problem| {
-            format!("{problem}. Published apps run on Docker, also when sandboxes are on E2B")
-        })
+        .map_err(|problem| needs_docker(&problem))
+}
+
+fn needs_docker(problem: &dyn std::fmt::Display) -> String {
+    format!("{problem}. Published apps run on Docker, also when sandboxes are on E2B")
 }
 
 fn e2b(ids: sled::Tree) -> Result<E2bProvider, String> {
@@ -110,7 +127,7 @@ async fn docker(
     instance: &str,
     data_dir: Option<&std::path::Path>,
 ) -> Result<DockerProvider, String> {
-    let mut config = DockerConfig::from_env().map_err(|error| error.to_string())?;
+    let mut config = DockerConfig::from_env().map_err(|error| needs_docker(&error))?;
     config.instance = instance.to_string();
     config.data_dir = data_dir.map(std::path::Path::to_path_buf);
     DockerProvider::connect(config)

@@ -78,7 +78,8 @@ fn sandbox_only(name: &str) -> bool {
             | "start-dev.sh"
             | "README.md"
             | ".dockerignore"
-    ) || (name.starts_with("codeflux-") && (name.ends_with(".cjs") || name.ends_with(".sh")))
+    ) || name.starts_with("codeflux-browser/")
+        || (name.starts_with("codeflux-") && (name.ends_with(".cjs") || name.ends_with(".sh")))
 }
 
 /// The template's files that belong to every app (package.json, configs, the UI kit, the

@@ -57,6 +57,11 @@ impl WorkspacePath {
     }
 }
 
+/// `value` as one word of a shell command, whatever it holds.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
 /// The command (argv) that prints where each path really leads inside the sandbox, symlinks
 /// followed, one per line. Run as the sandbox user before a file is written or read, so a
 /// link such as `x -> /` cannot carry a write out of the workspace.
@@ -144,6 +149,11 @@ mod tests {
             WorkspacePath::parse("app/page.tsx").unwrap().absolute(),
             "/home/user/app/page.tsx"
         );
+    }
+
+    #[test]
+    fn a_value_reaches_the_shell_as_one_quoted_word() {
+        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod jobs;
 mod models;
 mod opening;
 mod private_dir;
+mod screenshots;
 mod sessions;
 mod slug;
 pub mod snapshots;
@@ -91,6 +92,8 @@ pub struct Store {
     unsaved: sled::Tree,
     /// `project_id ++ message_id ++ index` → an image attached to that prompt
     images: sled::Tree,
+    /// `project_id ++ version_id ++ index` → the browser check's screenshot of that page
+    screenshots: sled::Tree,
     /// `project_id ++ snapshot_id` → DataSnapshot (kept snapshots of the app's data)
     snapshots: sled::Tree,
     /// `snapshot_id` → gzipped snapshot
@@ -141,6 +144,19 @@ impl Store {
         put(&self.projects, project.id.as_bytes(), &project)?;
         let (message, job) = self.add_user_message_with(project.id, prompt, attachments)?;
         Ok((project, message, job))
+    }
+
+    /// A new project with no message yet (an import adds its first version).
+    pub fn create_empty_project(&self) -> StoreResult<Project> {
+        let now = Utc::now();
+        let project = Project {
+            id: Uuid::now_v7(),
+            name: slug::random_slug(),
+            created_at: now,
+            updated_at: now,
+        };
+        put(&self.projects, project.id.as_bytes(), &project)?;
+        Ok(project)
     }
 
     pub fn project(&self, id: Uuid) -> StoreResult<Project> {
@@ -195,7 +211,13 @@ impl Store {
         for key in self.open_jobs.scan_prefix(id.as_bytes()).keys() {
             self.queue.remove(&key?[16..32])?;
         }
-        for tree in [&self.messages, &self.open_jobs, &self.events, &self.images] {
+        for tree in [
+            &self.messages,
+            &self.open_jobs,
+            &self.events,
+            &self.images,
+            &self.screenshots,
+        ] {
             for key in tree.scan_prefix(id.as_bytes()).keys() {
                 tree.remove(key?)?;
             }

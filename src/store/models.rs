@@ -33,18 +33,47 @@ pub enum MessageType {
 }
 
 /// Tokens spent on the model calls behind one assistant message.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TokenUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub model_calls: u32,
+    /// What the calls cost in US dollars, where it is known: as the server reported it
+    /// (`usage.cost`, as OpenRouter sends), or from the prices set (`CODEFLUX_PRICE_INPUT`,
+    /// `CODEFLUX_PRICE_OUTPUT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Each call's ids, to find it in the server's own records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallId>,
+}
+
+/// How the server names one model call.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallId {
+    /// The response's `id` (`chatcmpl-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The `x-request-id` header, where the server sends one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl TokenUsage {
+    /// Prompt and completion tokens together.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
     pub fn add(&mut self, other: TokenUsage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.model_calls += other.model_calls;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (None, None) => None,
+            (one, other) => Some(one.unwrap_or(0.0) + other.unwrap_or(0.0)),
+        };
+        self.calls.extend(other.calls);
     }
 }
 
@@ -126,6 +155,60 @@ pub struct Verification {
     /// What still fails (empty when it passed).
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The last browser check: its pages (with their screenshots) or why there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserCheck>,
+}
+
+/// What the browser check saw when the version was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct BrowserCheck {
+    /// Why the app was not opened in a browser (no Chromium in the sandbox), when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    #[serde(default)]
+    pub pages: Vec<CheckedPage>,
+}
+
+/// One page the browser check opened. Its screenshot, when there is one, is kept with the
+/// version under the page's index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckedPage {
+    pub route: String,
+    pub clicks: u32,
+    /// Problems the browser found on it (exceptions, failed requests, nothing visible).
+    pub problems: u32,
+    /// How long opening, watching and clicking it took.
+    pub millis: u64,
+    pub screenshot: bool,
+}
+
+impl BrowserCheck {
+    pub fn clicks(&self) -> u32 {
+        self.pages.iter().map(|page| page.clicks).sum()
+    }
+
+    pub fn problems(&self) -> u32 {
+        self.pages.iter().map(|page| page.problems).sum()
+    }
+
+    /// "Checked in a browser: 3 pages, 14 clicks, no errors".
+    pub fn describe(&self) -> String {
+        if let Some(reason) = &self.unavailable {
+            return format!("Not checked in a browser: {reason}");
+        }
+        let plural =
+            |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let problems = match self.problems() {
+            0 => "no errors".to_string(),
+            n => plural(n, "error", "errors"),
+        };
+        format!(
+            "Checked in a browser: {}, {}, {problems}",
+            plural(self.pages.len() as u32, "page", "pages"),
+            plural(self.clicks(), "click", "clicks"),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

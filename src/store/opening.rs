@@ -60,6 +60,7 @@ impl Store {
             events: db.open_tree("events")?,
             unsaved: db.open_tree("unsaved_files")?,
             images: db.open_tree("images")?,
+            screenshots: db.open_tree("screenshots")?,
             snapshots: db.open_tree("data_snapshots")?,
             snapshot_bytes: db.open_tree("data_snapshot_bytes")?,
             latest_data: db.open_tree("latest_data")?,

@@ -22,3 +22,18 @@ pub fn random_slug() -> String {
     let noun = NOUNS.choose(&mut rng).copied().unwrap_or("otter");
     format!("{adjective}-{noun}")
 }
+
+impl super::Store {
+    /// The projects called `name`, for addresses that name a project (`/git/<name>.git`).
+    /// Names are not unique, so there may be several. A scan: it serves a clone, not a page.
+    pub fn projects_named(&self, name: &str) -> super::StoreResult<Vec<uuid::Uuid>> {
+        let mut named = Vec::new();
+        for value in self.projects.iter().values() {
+            let project: super::Project = serde_json::from_slice(&value?)?;
+            if project.name == name {
+                named.push(project.id);
+            }
+        }
+        Ok(named)
+    }
+}

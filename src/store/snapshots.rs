@@ -106,12 +106,24 @@ impl Store {
         )?;
         self.snapshot_bytes
             .insert(snapshot.id.as_bytes(), new.gzipped)?;
-        self.trim_snapshots(project_id, limits)?;
+        self.trim_snapshots(project_id, snapshot.kind.is_development(), limits)?;
         Ok(snapshot)
     }
 
-    fn trim_snapshots(&self, project_id: Uuid, limits: SnapshotLimits) -> StoreResult<()> {
-        let kept = self.snapshots(project_id)?;
+    /// Drops the oldest snapshots of one side (development or published) beyond `limits`:
+    /// the published app's backups, taken on a schedule, never push out the development
+    /// data's snapshots, nor the other way round.
+    fn trim_snapshots(
+        &self,
+        project_id: Uuid,
+        development: bool,
+        limits: SnapshotLimits,
+    ) -> StoreResult<()> {
+        let kept: Vec<DataSnapshot> = self
+            .snapshots(project_id)?
+            .into_iter()
+            .filter(|snapshot| snapshot.kind.is_development() == development)
+            .collect();
         let mut count = kept.len();
         let mut bytes: usize = kept.iter().map(|snapshot| snapshot.bytes).sum();
         for oldest in &kept {
@@ -258,6 +270,46 @@ mod tests {
         assert!(store.latest_data(project).unwrap().is_none());
         assert!(store.snapshots(project).unwrap().is_empty());
         assert_eq!(store.latest_data(other).unwrap().unwrap().0.rows, 5);
+    }
+
+    #[test]
+    fn published_backups_and_development_snapshots_are_trimmed_apart() {
+        let store = Store::temporary().unwrap();
+        let project = Uuid::now_v7();
+        let limits = SnapshotLimits {
+            count: 2,
+            bytes: 1000,
+        };
+        add(&store, project, SnapshotKind::BeforeRestore, 1, limits);
+        add(&store, project, SnapshotKind::BeforeRestore, 2, limits);
+        for rows in [10, 20, 30, 40] {
+            add(
+                &store,
+                project,
+                SnapshotKind::Published { version: 1 },
+                rows,
+                limits,
+            );
+        }
+        let kept: Vec<u64> = store
+            .snapshots(project)
+            .unwrap()
+            .iter()
+            .map(|snapshot| snapshot.rows)
+            .collect();
+        assert_eq!(
+            kept,
+            [1, 2, 30, 40],
+            "scheduled backups push out only older backups"
+        );
+        add(&store, project, SnapshotKind::BeforeRestore, 3, limits);
+        let kept: Vec<u64> = store
+            .snapshots(project)
+            .unwrap()
+            .iter()
+            .map(|snapshot| snapshot.rows)
+            .collect();
+        assert_eq!(kept, [2, 30, 40, 3]);
     }
 
     #[test]

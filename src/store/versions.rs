@@ -104,6 +104,31 @@ impl Store {
         )
     }
 
+    /// A new version made of `files` as they are given (a pull): whatever the app had
+    /// that they do not have is gone from it, said in `description`.
+    pub fn add_replaced_version(
+        &self,
+        project_id: Uuid,
+        files: BTreeMap<String, String>,
+        description: &str,
+    ) -> StoreResult<(Version, Fragment)> {
+        let latest = self.latest_fragment(project_id)?;
+        let number = self.versions(project_id)?.len() as u32 + 1;
+        self.add_version(
+            project_id,
+            number,
+            description,
+            NewFragment {
+                title: latest
+                    .as_ref()
+                    .map_or_else(|| "Pulled app".to_string(), |latest| latest.title.clone()),
+                sandbox_url: latest.map(|latest| latest.sandbox_url).unwrap_or_default(),
+                files,
+                verification: None,
+            },
+        )
+    }
+
     /// The newest fragment of a project: the app as it currently stands.
     pub fn latest_fragment(&self, project_id: Uuid) -> StoreResult<Option<Fragment>> {
         for value in self

@@ -130,14 +130,32 @@ pub fn code_view(
     selected: Option<&str>,
     link: &dyn Fn(&str) -> String,
     with_data: bool,
+    changes: Option<super::diff::ChangesEntry>,
 ) -> Markup {
     let root = tree(files.keys().map(String::as_str));
+    let showing_changes = changes.as_ref().is_some_and(|entry| entry.shown);
+    let selected = selected.filter(|_| !showing_changes);
     let shown = selected.and_then(|path| files.get(path).map(|content| (path, content)));
     html! {
         div.code {
-            nav.file-tree aria-label="Files" { (folder_view(&root, link, selected)) }
+            nav.file-tree aria-label="Files" {
+                @if let Some(entry) = &changes { (super::diff::entry(entry)) }
+                (folder_view(&root, link, selected))
+                details.clone {
+                    summary { "Clone with git" }
+                    p { "Every version is a commit, tagged v1, v2, …" }
+                    code #clone-command data-clone-path={ "/git/" (project_id) ".git" } { "git clone /git/" (project_id) ".git" }
+                    button type="button" data-copy-from="clone-command" { "Copy" }
+                    h4 { "Push and pull" }
+                    div #remote-panel hx-get={ "/projects/" (project_id) "/remote" } hx-trigger="toggle from:closest details once" hx-swap="outerHTML" {
+                        p.hint { "Loading the remote…" }
+                    }
+                }
+            }
             div.file-view {
-                @if let Some((path, content)) = shown {
+                @if let Some(entry) = changes.as_ref().filter(|entry| entry.shown) {
+                    (super::diff::changes_view(entry.changes))
+                } @else if let Some((path, content)) = shown {
                     div.crumbs {
                         nav aria-label="Breadcrumbs" {
                             @for (index, part) in path.split('/').enumerate() {

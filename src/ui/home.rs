@@ -31,6 +31,24 @@ pub fn status_badge(status: ProjectStatus) -> Markup {
     html! { span.badge.(class) { (label) } }
 }
 
+/// Bringing an existing app in: a zip, or a git address (re-rendered with the reason when
+/// the import is refused).
+pub fn import_form(error: Option<&str>) -> Markup {
+    html! {
+        form #import-form .import-form hx-post="/projects/import" hx-encoding="multipart/form-data"
+            hx-swap="outerHTML" hx-disabled-elt="find button" {
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            label { "A zip of the app " input type="file" name="file" accept=".zip,application/zip"; }
+            p.hint { "or a git repository:" }
+            label { "Address " input type="url" name="git_url" placeholder="https://github.com/you/app.git"; }
+            label { "Token " input type="password" name="git_token" autocomplete="off" placeholder="for a private repository"; }
+            label { "Branch or tag " input type="text" name="git_ref" placeholder="the default branch"; }
+            p.hint { "Next.js apps (13.4 to 16). node_modules, .git and .env files are left out; images and other binary files are not kept yet." }
+            button type="submit" { "Import" }
+        }
+    }
+}
+
 /// The prompt form; re-rendered with the error when validation fails.
 pub fn prompt_form(value: &str, error: Option<&str>) -> Markup {
     html! {
@@ -99,6 +117,10 @@ pub fn home(rows: &[ProjectRow], next: Option<Uuid>, apps: Markup) -> Markup {
                 @for example in EXAMPLES {
                     button.chip type="button" data-example=(example) { (example) }
                 }
+            }
+            details.import {
+                summary { "Import an existing app" }
+                (import_form(None))
             }
             (apps)
             section.projects aria-labelledby="projects-heading" {

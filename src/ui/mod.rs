@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod code;
 pub mod data;
+pub mod diff;
 pub mod errors;
 pub mod home;
 pub mod layout;
@@ -12,6 +13,7 @@ pub mod progress;
 pub mod project;
 pub mod publish;
 pub mod quick_edit;
+pub mod remote;
 
 use chrono::{DateTime, Utc};
 

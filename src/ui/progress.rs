@@ -53,6 +53,32 @@ pub fn item(event: &Event) -> Option<Markup> {
         EventKind::Summary { text } => ("", "📝", html! { (text) }),
         EventKind::Checking => ("", "🔎", html! { "Checking the app…" }),
         EventKind::CheckPassed => ("ok", "✓", html! { "Checked: compiles and renders" }),
+        EventKind::BrowserChecked {
+            summary,
+            pages,
+            problems,
+            ..
+        } => (
+            if *pages == 0 {
+                ""
+            } else if *problems == 0 {
+                "ok"
+            } else {
+                "fail"
+            },
+            "🌐",
+            html! { (summary) },
+        ),
+        EventKind::Compacted { saved_bytes, .. } => (
+            "",
+            "✂",
+            html! { "The conversation was too long for the model: cut " (saved_bytes) " bytes of older traffic and tried again" },
+        ),
+        EventKind::LookingAtScreenshot => (
+            "",
+            "👀",
+            html! { "Showing the model the front page, to judge whether it looks as asked" },
+        ),
         EventKind::CheckFailed {
             summary,
             fixing: true,
@@ -84,7 +110,9 @@ fn step_label<E: Borrow<Event>>(events: &[E]) -> String {
             EventKind::ModelTurn {
                 iteration,
                 max_iterations,
-            } => Some((*iteration, *max_iterations)),
+                tokens,
+                token_budget,
+            } => Some((*iteration, *max_iterations, *tokens, *token_budget)),
             _ => None,
         });
     let doing = match events.last().map(|event| &event.borrow().kind) {
@@ -107,8 +135,28 @@ fn step_label<E: Borrow<Event>>(events: &[E]) -> String {
         Some(_) => "Thinking".to_string(),
     };
     match turn {
-        Some((iteration, max)) => format!("Step {iteration} of {max} · {doing}"),
+        Some((iteration, max, tokens, Some(budget))) => format!(
+            "Step {iteration} of {max} · {} of {} tokens · {doing}",
+            short_count(tokens),
+            short_count(budget)
+        ),
+        Some((iteration, max, ..)) => format!("Step {iteration} of {max} · {doing}"),
         None => doing,
+    }
+}
+
+/// `61200` → `61k`, `1500000` → `1.5M`: token counts as people read them.
+fn short_count(count: u64) -> String {
+    match count {
+        0..1_000 => count.to_string(),
+        1_000..1_000_000 => format!("{}k", count / 1_000),
+        _ => {
+            let tenths = count / 100_000;
+            match tenths % 10 {
+                0 => format!("{}M", tenths / 10),
+                rest => format!("{}.{rest}M", tenths / 10),
+            }
+        }
     }
 }
 
@@ -116,6 +164,7 @@ fn verb(tool: &str) -> &'static str {
     match tool {
         "terminal" => "Running",
         "createOrUpdateFiles" => "Writing",
+        "editFile" => "Editing",
         "readFiles" => "Reading",
         _ => "Calling",
     }
@@ -129,6 +178,7 @@ fn progress_percent<E: Borrow<Event>>(events: &[E]) -> u32 {
             EventKind::ModelTurn {
                 iteration,
                 max_iterations,
+                ..
             } => Some(iteration * 100 / (*max_iterations).max(1)),
             EventKind::Finished { .. } => Some(100),
             _ => None,
@@ -217,5 +267,40 @@ pub fn push<E: Borrow<Event>>(event: &Event, events_so_far: &[E]) -> Markup {
         }
         (head(events_so_far, true))
         (live_output(Some(event), true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            seq: 1,
+            project_id: Uuid::nil(),
+            job_id: Uuid::nil(),
+            at: chrono::Utc::now(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_step_shows_what_the_request_spent_of_its_budget() {
+        let turn = |tokens, token_budget| {
+            event(EventKind::ModelTurn {
+                iteration: 3,
+                max_iterations: 30,
+                tokens,
+                token_budget,
+            })
+        };
+        assert_eq!(
+            step_label(&[turn(61_200, Some(400_000))]),
+            "Step 3 of 30 · 61k of 400k tokens · Thinking"
+        );
+        assert_eq!(step_label(&[turn(61_200, None)]), "Step 3 of 30 · Thinking");
+        assert_eq!(short_count(950), "950");
+        assert_eq!(short_count(1_500_000), "1.5M");
+        assert_eq!(short_count(2_000_000), "2M");
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{code, home::status_badge, progress};
 use crate::events::Event;
 use crate::store::{
-    Fragment, MessageType, ProjectStatus, Role, SelectedElement, VerificationStatus,
+    BrowserCheck, Fragment, MessageType, ProjectStatus, Role, SelectedElement, VerificationStatus,
 };
 use crate::store::{MAX_PROMPT_CHARS, MessageView};
 
@@ -32,6 +32,9 @@ pub struct Workspace<'a> {
     pub version: Option<(u32, u32)>,
     /// Rows in the data the shown version was made with, when that was kept.
     pub version_rows: Option<u64>,
+    /// What the shown version changed (the Code tab), and whether the file view shows it.
+    pub changes: Option<&'a crate::diff::Changes>,
+    pub show_changes: bool,
 }
 
 /// The number of the version `fragment` belongs to, and the newest version's number.
@@ -90,6 +93,8 @@ pub struct ProjectPage<'a> {
     pub workspace: Workspace<'a>,
     /// The publish panel (see `ui::publish`).
     pub publish_panel: Markup,
+    /// What all its answers spent.
+    pub spent: crate::store::TokenUsage,
 }
 
 pub fn page(view: &ProjectPage) -> Markup {
@@ -102,6 +107,12 @@ pub fn page(view: &ProjectPage) -> Markup {
                     h1 { (view.name) }
                     (status(view.status, false))
                     span.spacer {}
+                    @if view.spent.model_calls > 0 {
+                        small.spent title="What every answer of this project spent" {
+                            (tokens(view.spent.total())) " tokens"
+                            @if let Some(cost) = view.spent.cost_usd { " · " (dollars(cost)) }
+                        }
+                    }
                     button.danger type="button" hx-delete={ "/projects/" (view.id) }
                         hx-confirm={ "Delete " (view.name) " with all its versions, its sandbox and its published app (with the app's data)?" } { "Delete" }
                 }
@@ -183,10 +194,56 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
                         pre { (verification.errors.join("\n\n")) }
                     },
                 }
+                @if let Some(browser) = &verification.browser {
+                    (browser_check(project_id, view.version, browser))
+                }
             }
             @if let Some(usage) = &message.usage {
                 small.usage title="Tokens spent on this answer" {
                     (usage.model_calls) " model calls · " (tokens(usage.prompt_tokens + usage.completion_tokens)) " tokens"
+                    @if let Some(cost) = usage.cost_usd { " · " (dollars(cost)) }
+                }
+                @if usage.calls.iter().any(|call| call.id.is_some() || call.request_id.is_some()) {
+                    details.call-ids {
+                        summary { "Request ids" }
+                        pre id={ "call-ids-" (message.id) } {
+                            @for call in &usage.calls {
+                                (call.id.as_deref().unwrap_or("-"))
+                                @if let Some(request_id) = &call.request_id { "  x-request-id: " (request_id) }
+                                "\n"
+                            }
+                        }
+                        button type="button" data-copy-from={ "call-ids-" (message.id) } { "Copy" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// "Checked in a browser: 3 pages, 14 clicks, no errors", with a thumbnail of each page.
+fn browser_check(project_id: Uuid, version: Option<u32>, browser: &BrowserCheck) -> Markup {
+    let class = if browser.unavailable.is_some() {
+        "unavailable"
+    } else if browser.problems() == 0 {
+        "passed"
+    } else {
+        "failed"
+    };
+    html! {
+        div.browser-check.(class) {
+            p { (browser.describe()) }
+            @if let Some(version) = version {
+                ul.screenshots {
+                    @for (index, page) in browser.pages.iter().enumerate().filter(|(_, page)| page.screenshot) {
+                        @let url = format!("/projects/{project_id}/versions/{version}/screenshots/{index}");
+                        li {
+                            a href=(url) target="_blank" rel="noopener" title={ (page.route) ": " (page.clicks) " clicks, " (page.problems) " problems" } {
+                                img src=(url) alt={ "Screenshot of " (page.route) " in version " (version) } loading="lazy" width="160" height="100";
+                                span { (page.route) }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -194,6 +251,15 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
 }
 
 /// 950 → "950", 12_345 → "12.3k".
+/// `$0.0123`, `$1.42`: costs under a dollar keep their figures.
+pub fn dollars(cost: f64) -> String {
+    if cost < 1.0 {
+        format!("${cost:.4}")
+    } else {
+        format!("${cost:.2}")
+    }
+}
+
 fn tokens(count: u64) -> String {
     if count < 1000 {
         count.to_string()
@@ -309,6 +375,11 @@ pub fn workspace(view: &Workspace, out_of_band: bool) -> Markup {
                         view.file.or_else(|| fragment.files.keys().find(|path| path.ends_with("page.tsx")).map(String::as_str)),
                         &|path| view.link(Tab::Code, Some(path)),
                         view.version_rows.is_some(),
+                        view.changes.map(|changes| super::diff::ChangesEntry {
+                            changes,
+                            link: format!("{}&changes=1", view.link(Tab::Code, None)),
+                            shown: view.show_changes,
+                        }),
                     )),
                 }
             }

@@ -92,7 +92,7 @@ fn published(view: &PanelView, app: &AppView) -> Markup {
             @if let Some(refusal) = &record.data_loss {
                 ul.data-loss aria-label="What it would drop" {
                     @for loss in &refusal.losses {
-                        li { code { (loss.what) } " · " (loss.rows) @if loss.rows == 1 { " row" } @else { " rows" } " · in " code { (loss.migration) } }
+                        li { code { (loss.what) } " · " (loss.rows_held()) " · in " code { (loss.migration) } }
                     }
                 }
                 form hx-post={ "/projects/" (view.project_id) "/publish" } hx-target="#publish-panel" hx-swap="outerHTML"

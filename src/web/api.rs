@@ -50,6 +50,10 @@ pub struct ProjectDetail {
     pub messages: Vec<MessageView>,
     /// The published app, if the project has one.
     pub published: Option<crate::publish::AppView>,
+    /// The git remote it is pushed to and pulled from (never its token).
+    pub remote: Option<crate::git::remote::RemoteView>,
+    /// What all its answers spent: tokens, calls and, where known, dollars.
+    pub spent: crate::store::TokenUsage,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +162,7 @@ pub async fn delete_project(
     state.store.delete_project(project_id)?;
     state.store.flush().await?;
     state.jobs.release_sandbox(project_id);
+    state.git.remove(project_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -184,15 +189,32 @@ pub async fn project_events(
 
 pub fn project_detail(state: &AppState, project_id: Uuid) -> Result<ProjectDetail, AppError> {
     let project = state.store.project(project_id)?;
+    // The status is read before the messages: whoever sees a project idle must also see
+    // the answer its last job stored (a job stores it, then ends).
+    let status = state.store.project_status(project_id)?;
+    let messages = message_views(&state.store, project_id)?;
+    let mut spent = crate::store::TokenUsage::default();
+    for usage in messages
+        .iter()
+        .filter_map(|view| view.message.usage.clone())
+    {
+        // The project's figure is a sum: each call's ids stay with its message.
+        spent.add(crate::store::TokenUsage {
+            calls: Vec::new(),
+            ..usage
+        });
+    }
     Ok(ProjectDetail {
-        status: state.store.project_status(project_id)?,
+        status,
         preview_url: state.preview_url(project_id),
         preview_link: state.preview_link(project_id),
-        messages: message_views(&state.store, project_id)?,
+        messages,
+        spent,
         published: state
             .publisher
             .get(project_id)?
             .map(|published| state.publisher.view(published)),
+        remote: state.git.remote(project_id)?.map(|remote| remote.view()),
         project,
     })
 }

@@ -29,6 +29,22 @@ pub async fn require_login(
     if is_signed_in(&state.auth, request.headers(), generation) {
         return next.run(request).await;
     }
+    // git sends the token as the password of HTTP Basic (any user name).
+    if path.starts_with("/git/") {
+        if basic_password(request.headers()).is_some_and(|token| state.auth.is_token(&token)) {
+            return next.run(request).await;
+        }
+        let mut response = (
+            StatusCode::UNAUTHORIZED,
+            "sign in with the CodeFlux token as the password (user name: anything)\n",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"codeflux\""),
+        );
+        return response;
+    }
     // Machines (API clients, Prometheus) get a 401 rather than the sign-in page.
     if path.starts_with("/api/") || path == "/metrics" {
         let mut response = AppError::Unauthorized.into_response();
@@ -52,6 +68,21 @@ pub async fn require_login(
         return response;
     }
     Redirect::to(&login).into_response()
+}
+
+/// The password of an `Authorization: Basic` header.
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let encoded = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    Some(pair.split_once(':')?.1.to_string())
 }
 
 fn is_signed_in(auth: &Auth, headers: &HeaderMap, generation: u64) -> bool {

@@ -36,6 +36,8 @@ pub enum AppError {
     Image(#[from] crate::store::images::ImageError),
     #[error("{0}")]
     Publish(#[from] crate::publish::PublishError),
+    #[error("{0}")]
+    Git(#[from] crate::git::GitError),
 }
 
 impl From<StoreError> for AppError {
@@ -99,6 +101,20 @@ impl AppError {
             AppError::TooBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Rejected { status, .. } => *status,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Git(error) => {
+                use crate::git::GitError;
+                match error {
+                    GitError::NoGit(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    GitError::BadRemote(_) | GitError::Refused(_) => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    GitError::Behind | GitError::NoRemote => StatusCode::CONFLICT,
+                    GitError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    GitError::Remote(_) => StatusCode::BAD_GATEWAY,
+                    GitError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
             AppError::Image(error) => match error {
                 ImageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 ImageError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -8,12 +8,17 @@ mod download;
 mod edits;
 mod error;
 mod extract;
+mod git;
 mod guard;
+mod import;
 mod pages;
 mod publish;
+mod remote;
 mod rows;
+mod screenshots;
 pub mod selection;
 pub mod upload;
+mod versions;
 mod ws;
 
 use std::sync::Arc;
@@ -21,13 +26,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, patch, post};
+use axum::routing::{any, get, patch, post, put};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 pub use crate::ui::Setup;
 pub use error::AppError;
 pub use guard::Guard;
+pub use remote::push_after_versions;
 
 use crate::events::EventHub;
 use crate::jobs::{JobQueue, PreviewAddress};
@@ -48,6 +54,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub publisher: Arc<crate::publish::Publisher>,
+    /// Each project's versions as a git repository, for `git clone`.
+    pub git: Arc<crate::git::Repositories>,
 }
 
 impl AppState {
@@ -81,6 +89,10 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
                 .layer(DefaultBodyLimit::max(upload::MAX_UPLOAD_BYTES)),
         )
         .route(
+            "/projects/import",
+            post(import::api_import).layer(DefaultBodyLimit::max(import::MAX_ZIP_BYTES)),
+        )
+        .route(
             "/projects/{id}",
             get(api::get_project).delete(api::delete_project),
         )
@@ -108,6 +120,18 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
             post(api::restore_version),
         )
         .route(
+            "/projects/{id}/versions/{version_id}/diff",
+            get(versions::api_diff),
+        )
+        .route(
+            "/projects/{id}/versions/{version_id}/check",
+            get(screenshots::api_check),
+        )
+        .route(
+            "/projects/{id}/versions/{version_id}/screenshots/{index}",
+            get(screenshots::screenshot),
+        )
+        .route(
             "/projects/{id}/publish",
             post(publish::api_publish)
                 .patch(publish::api_change)
@@ -116,6 +140,12 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         .route("/projects/{id}/publish/backup", post(publish::api_back_up))
         .route("/projects/{id}/export", post(publish::api_export))
         .route("/apps", get(publish::api_apps))
+        .route(
+            "/projects/{id}/remote",
+            put(remote::api_set).delete(remote::api_forget),
+        )
+        .route("/projects/{id}/push", post(remote::api_push))
+        .route("/projects/{id}/pull", post(remote::api_pull))
         .fallback(|| async { AppError::NotFound("API route") });
     let pages = Router::new()
         .route("/", get(pages::home_page))
@@ -137,6 +167,10 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         .route(
             "/projects/{id}/messages/{message_id}/images/{index}",
             get(pages::image),
+        )
+        .route(
+            "/projects/{id}/versions/{version_id}/screenshots/{index}",
+            get(screenshots::screenshot),
         )
         .route("/projects/{id}/cancel", post(pages::cancel))
         .route(
@@ -164,6 +198,17 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
             "/projects/{id}/fragments/{message_id}/download",
             get(download::download),
         )
+        .route(
+            "/projects/{id}/remote",
+            get(remote::panel).post(remote::form_set),
+        )
+        .route("/projects/{id}/remote/forget", post(remote::form_forget))
+        .route("/projects/{id}/push", post(remote::form_push))
+        .route("/projects/{id}/pull", post(remote::form_pull))
+        .route(
+            "/projects/import",
+            post(import::form_import).layer(DefaultBodyLimit::max(import::MAX_ZIP_BYTES)),
+        )
         .route("/projects/{id}/ws", get(ws::progress_socket))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
@@ -177,6 +222,9 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         .route("/assets/{hash}/{*path}", get(assets::serve))
         .nest("/api", api)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/git/{repository}/info/refs", get(git::refs))
+        .route("/git/{repository}/git-upload-pack", post(git::upload_pack))
+        .route("/git/{repository}/{*rest}", any(git::refused))
         .route("/metrics", get(api::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(

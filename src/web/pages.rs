@@ -188,6 +188,8 @@ pub struct WorkspaceQuery {
     fragment: Option<Uuid>,
     tab: Option<String>,
     file: Option<String>,
+    /// `1`: the Code tab shows what the version changed.
+    changes: Option<String>,
 }
 
 /// The Preview tab of the newest version, as the page shows it after a change.
@@ -202,6 +204,8 @@ pub fn newest_workspace(detail: &super::api::ProjectDetail) -> Workspace<'_> {
         file: None,
         version: project::version_of(&detail.messages, fragment),
         version_rows: None,
+        changes: None,
+        show_changes: false,
     }
 }
 
@@ -233,6 +237,7 @@ pub async fn project_page(
         messages: &detail.messages,
         events: &events,
         publish_panel,
+        spent: detail.spent.clone(),
         workspace: Workspace {
             project_id,
             fragment: pick_fragment(&detail.messages, None),
@@ -242,6 +247,8 @@ pub async fn project_page(
             file: None,
             version: project::version_of(&detail.messages, pick_fragment(&detail.messages, None)),
             version_rows: None,
+            changes: None,
+            show_changes: false,
         },
     };
     Ok(html_response(
@@ -274,6 +281,13 @@ pub async fn workspace(
             .map(|snapshot| snapshot.rows),
         None => None,
     };
+    // The Code tab offers what the version changed against the one before.
+    let changes = match (fragment, tab) {
+        (Some(fragment), Tab::Code) => {
+            super::versions::changes_of(&state, project_id, |version| version.id == fragment.id)?
+        }
+        _ => None,
+    };
     let view = Workspace {
         project_id,
         fragment,
@@ -283,6 +297,8 @@ pub async fn workspace(
         file: query.file.as_deref(),
         version: project::version_of(&detail.messages, fragment),
         version_rows,
+        changes: changes.as_ref(),
+        show_changes: query.changes.as_deref() == Some("1"),
     };
     let selected = fragment.map(|fragment| fragment.message_id);
     Ok(html_response(
@@ -426,6 +442,7 @@ pub async fn delete_project(
     state.store.delete_project(project_id)?;
     state.store.flush().await?;
     state.jobs.release_sandbox(project_id);
+    state.git.remove(project_id).await;
     let mut response = StatusCode::OK.into_response();
     response
         .headers_mut()

@@ -234,31 +234,14 @@ pub async fn panel_page(
     state.publish_panel(project_id, None)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PublishForm {
-    version: Option<u32>,
-    name: Option<String>,
-    data: Option<DataStart>,
-    private: Option<bool>,
-    accept_data_loss: Option<bool>,
-}
-
 /// `POST /projects/{id}/publish`: the panel's and the version bar's Publish buttons.
 pub async fn form_publish(
     State(state): State<AppState>,
     PathOf(project_id): PathOf<Uuid>,
-    FormOf(form): FormOf<PublishForm>,
+    FormOf(form): FormOf<PublishBody>,
 ) -> Result<Response, AppError> {
     state.store.project(project_id)?;
-    let request = PublishBody {
-        version: form.version,
-        name: form.name,
-        data: form.data,
-        private: form.private,
-        accept_data_loss: form.accept_data_loss,
-    }
-    .request();
-    match state.publisher.publish(project_id, request) {
+    match state.publisher.publish(project_id, form.request()) {
         Ok(_) => state.publish_panel(project_id, None),
         Err(
             error @ (PublishError::Invalid(_)

@@ -95,6 +95,72 @@ pub async fn screenshot(client: &Client, name: &str) {
         .unwrap();
 }
 
+/// Switches into the project page's preview frame; returns the frame, to come back to.
+/// The frame comes in with the Preview tab's swap, so it is waited for, not expected.
+pub async fn enter_preview(client: &Client) -> fantoccini::elements::Element {
+    wait_for(
+        client,
+        "the preview frame",
+        "return !!document.querySelector('iframe#preview-frame')",
+    )
+    .await;
+    let frame = client
+        .find(Locator::Css("iframe#preview-frame"))
+        .await
+        .unwrap();
+    frame.clone().enter_frame().await.unwrap();
+    frame
+}
+
+/// Waits until the preview frame has painted a page that shows `text`, so that a
+/// screenshot of the project page never catches a blank frame; then returns to the page.
+/// Each look enters the frame afresh: htmx may swap the frame while it loads.
+pub async fn wait_for_preview(client: &Client, text: &str) {
+    let painted = format!(
+        "return !!document.body && document.body.innerText.includes({}) && document.body.getBoundingClientRect().height > 0",
+        json!(text)
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last_seen = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(frame) = client.find(Locator::Css("iframe#preview-frame")).await
+            && frame.enter_frame().await.is_ok()
+        {
+            let shown = client.execute(&painted, vec![]).await.ok();
+            if shown.as_ref().and_then(|value| value.as_bool()) == Some(true) {
+                // Two animation frames: the text is painted, not only in the DOM.
+                client
+                    .execute(
+                        "return new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done(true))));",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                client.enter_parent_frame().await.unwrap();
+                return;
+            }
+            if let Ok(value) = client
+                .execute(
+                    "return document.body ? document.body.innerText : ''",
+                    vec![],
+                )
+                .await
+            {
+                last_seen = value.as_str().unwrap_or_default().to_owned();
+            }
+            client.enter_parent_frame().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = client
+        .execute("return document.body.innerText", vec![])
+        .await
+        .unwrap_or_default();
+    panic!(
+        "timed out waiting for the preview to show {text:?}; the frame says:\n{last_seen}\nthe page says:\n{page}"
+    );
+}
+
 /// Clicks the element `css` selects.
 pub async fn click(client: &Client, css: &str) {
     client

@@ -89,6 +89,9 @@ struct Script {
     refuse_streaming: bool,
     /// Answer requests with image parts with a 400, as models without vision do.
     refuse_images: bool,
+    /// A small context window: requests whose messages are longer (in bytes of JSON) get
+    /// OpenAI's `context_length_exceeded` 400.
+    window_bytes: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -109,6 +112,16 @@ impl FakeLlm {
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
+            // OpenAI names every request in this header; CodeFlux keeps it with the answer.
+            .layer(axum::middleware::map_response(
+                |mut response: Response| async move {
+                    let id = format!("req_{}", uuid::Uuid::now_v7().simple());
+                    response
+                        .headers_mut()
+                        .insert("x-request-id", id.parse().unwrap());
+                    response
+                },
+            ))
             .with_state(script.clone());
         let listener = TcpListener::bind(address).await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -145,6 +158,25 @@ impl FakeLlm {
     }
 
     /// From now on, requests carrying images get a 400, as from a model without vision.
+    /// From now on, requests whose messages exceed `bytes` are refused as too long for
+    /// the model's context, in OpenAI's words.
+    pub fn set_window(&self, bytes: usize) {
+        self.script.lock().unwrap().window_bytes = Some(bytes);
+    }
+
+    /// How many requests were refused as too long.
+    pub fn refused_as_too_long(&self) -> usize {
+        let script = self.script.lock().unwrap();
+        let Some(window) = script.window_bytes else {
+            return 0;
+        };
+        script
+            .requests
+            .iter()
+            .filter(|request| request["messages"].to_string().len() > window)
+            .count()
+    }
+
     pub fn refuse_images(&self) {
         self.script.lock().unwrap().refuse_images = true;
     }
@@ -248,6 +280,20 @@ async fn chat(
             }
         }
         script.requests.push(body.clone());
+        if let Some(window) = script.window_bytes
+            && body["messages"].to_string().len() > window
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "This model's maximum context length is {} tokens. However, your messages resulted in {} tokens. Please reduce the length of the messages.",
+                    window / 4,
+                    body["messages"].to_string().len() / 4
+                ),
+                "context_length_exceeded",
+                None,
+            );
+        }
         if script.refuse_images && has_image_parts(&body) {
             return error(
                 StatusCode::BAD_REQUEST,

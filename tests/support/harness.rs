@@ -36,6 +36,8 @@ pub fn settings(data_dir: &Path, llm_base_url: &str, max_iterations: u32) -> Set
     Settings {
         data_dir: Some(data_dir.to_path_buf()),
         max_jobs: 2,
+        published_backup: None,
+        prices: None,
         agent: AgentSettings {
             max_iterations,
             command_timeout: Duration::from_secs(20),
@@ -182,6 +184,17 @@ impl Harness {
             .send()
             .await
             .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A JSON request of any method (`PUT`, `DELETE`, …); `Value::Null` sends no body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

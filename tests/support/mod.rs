@@ -1,15 +1,18 @@
 //! Stand-ins for what the test machine cannot reach, shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod checks;
 pub mod chromium;
 pub mod docker_env;
 pub mod engine_relay;
 pub mod fake_e2b;
 pub mod fake_llm;
+pub mod git_server;
 pub mod harness;
 pub mod host_sandbox;
 pub mod postgres;
 pub mod process;
+pub mod publishing;
 pub mod todo_app;
 
 /// Runs one of `tests/sdk_checks/*.py` (an official SDK against a fake) and returns what it

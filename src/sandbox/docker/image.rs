@@ -179,7 +179,14 @@ pub async fn export_image(
             .map_or("image".into(), |name| name.to_string_lossy())
     ));
     let mut out = tokio::fs::File::create(&partial).await.map_err(io_error)?;
-    let mut stream = docker.export_image(&tag);
+    // The base image goes along (its layers are the template's first ones, so it costs
+    // almost nothing): published apps' production images start from it, and an engine
+    // without a registry could not get it otherwise.
+    let mut images = vec![tag.as_str()];
+    if docker.inspect_image(&config.base_image).await.is_ok() {
+        images.push(config.base_image.as_str());
+    }
+    let mut stream = docker.export_images(&images);
     let mut bytes = 0u64;
     let result = async {
         while let Some(chunk) = stream.next().await {

@@ -9,7 +9,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
+    ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use futures::StreamExt;
 use uuid::Uuid;
@@ -116,6 +116,46 @@ impl DockerProvider {
     }
 
     /// Removes an image; one still in use or already gone is left alone.
+    /// A name for the image a build sandbox is committed to on its way to a production
+    /// image: this installation's own, so that a leftover one can be told apart.
+    pub fn build_stage_reference(&self) -> String {
+        format!(
+            "{}:{}",
+            self.build_stage_repository(),
+            Uuid::now_v7().simple()
+        )
+    }
+
+    fn build_stage_repository(&self) -> String {
+        format!("codeflux-build-stage-{}", self.config.instance)
+    }
+
+    /// Removes build-stage images that a crash or a failed removal left behind; called when
+    /// CodeFlux starts, before any build of its own. Returns how many went.
+    pub async fn remove_leftover_build_stages(&self) -> usize {
+        let repository = self.build_stage_repository();
+        let options = ListImagesOptionsBuilder::new()
+            .filters(&HashMap::from([("reference", vec![repository.as_str()])]))
+            .build();
+        let images = match self.docker.list_images(Some(options)).await {
+            Ok(images) => images,
+            Err(error) => {
+                tracing::warn!(error = %docker_error(error), "could not list leftover build images");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for reference in images
+            .into_iter()
+            .flat_map(|image| image.repo_tags)
+            .filter(|reference| reference.starts_with(&format!("{repository}:")))
+        {
+            self.remove_image(&reference).await;
+            removed += 1;
+        }
+        removed
+    }
+
     pub async fn remove_image(&self, reference: &str) {
         let options = RemoveImageOptionsBuilder::new().build();
         if let Err(error) = self

@@ -244,24 +244,31 @@ pub(super) async fn start_process(
         first.extend(envelope(0, &json!({ "event": { "keepalive": {} } })));
         let _ = sender.send(first).await;
         let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        // One frame at a time on the wire: a frame's two halves must not be split by the
+        // other stream's frame, as envd writes whole messages.
+        let one_frame_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
         let pump = |mut stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
                     name: &'static str,
-                    sender: mpsc::Sender<Vec<u8>>| async move {
-            let mut buffer = vec![0u8; 4096];
-            while let Ok(read) = stream.read(&mut buffer).await {
-                if read == 0 {
-                    break;
-                }
-                let frame = envelope(
-                    0,
-                    &json!({ "event": { "data": { name: BASE64.encode(&buffer[..read]) } } }),
-                );
-                // Split every envelope across two chunks, so clients must buffer.
-                let (head, tail) = frame.split_at(3);
-                if sender.send(head.to_vec()).await.is_err()
-                    || sender.send(tail.to_vec()).await.is_err()
-                {
-                    break;
+                    sender: mpsc::Sender<Vec<u8>>| {
+            let one_frame_at_a_time = one_frame_at_a_time.clone();
+            async move {
+                let mut buffer = vec![0u8; 4096];
+                while let Ok(read) = stream.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    let frame = envelope(
+                        0,
+                        &json!({ "event": { "data": { name: BASE64.encode(&buffer[..read]) } } }),
+                    );
+                    // Split every envelope across two chunks, so clients must buffer.
+                    let (head, tail) = frame.split_at(3);
+                    let _whole_frame = one_frame_at_a_time.lock().await;
+                    if sender.send(head.to_vec()).await.is_err()
+                        || sender.send(tail.to_vec()).await.is_err()
+                    {
+                        break;
+                    }
                 }
             }
         };

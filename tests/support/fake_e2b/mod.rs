@@ -62,6 +62,16 @@ struct World {
     processes: HashMap<u32, Stopper>,
 }
 
+/// Where the E2B backend keeps each project's sandbox id, gone with the test.
+pub fn id_tree() -> sled::Tree {
+    sled::Config::new()
+        .temporary(true)
+        .open()
+        .unwrap()
+        .open_tree("e2b")
+        .unwrap()
+}
+
 #[derive(Clone)]
 pub struct FakeE2b {
     pub url: String,
@@ -81,6 +91,16 @@ impl FakeE2b {
             ..World::default()
         })
         .await
+    }
+
+    /// A fake whose sandboxes run the template image the Docker backend `docker` builds
+    /// (E2B's comes from the same files, e2b.Dockerfile).
+    pub async fn on_template(docker: &codeflux::sandbox::docker::DockerProvider) -> Self {
+        let image = docker
+            .prepare_image(&mut |_| {})
+            .await
+            .expect("the sandbox image builds");
+        Self::start_running(&image).await
     }
 
     async fn serve(world: World) -> Self {
@@ -103,6 +123,21 @@ impl FakeE2b {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, world }
+    }
+
+    /// The backend's settings for a fake started with an image: every sandbox port is
+    /// reached through the fake's edge (`*.e2b.test` has no DNS name here).
+    pub fn edge_config(&self) -> codeflux::sandbox::e2b::E2bConfig {
+        codeflux::sandbox::e2b::E2bConfig {
+            api_key: API_KEY.to_string(),
+            domain: "e2b.test".into(),
+            api_url: self.url.clone(),
+            sandbox_url: Some(self.url.clone()),
+            edge_url: Some(self.url.clone()),
+            template: "codeflux-nextjs".into(),
+            lifetime: std::time::Duration::from_secs(1800),
+            max_attempts: 3,
+        }
     }
 
     /// Whether the sandbox was created private (its ports need the traffic token).

@@ -7,10 +7,13 @@
 //! Only our tools' names are read, and the arguments become the same JSON a structured call
 //! carries, so the tools check them the same way.
 
+mod element;
+
+use element::{Element, children, element_at, text_value};
 use serde_json::{Map, Value, json};
 
 use super::reply::{canonical_tool_name, clean_arguments};
-use super::tools::{READ_FILES, TERMINAL, WRITE_FILES};
+use super::tools::{EDIT_FILE, READ_FILES, TERMINAL, WRITE_FILES};
 use crate::llm::{FunctionCall, ToolCall};
 
 /// The calls in `text`, and the text without them.
@@ -78,24 +81,6 @@ fn call_from_value(value: &Value) -> Option<ToolCall> {
     Some(new_call(name, arguments))
 }
 
-/// An element as written: its tag, attributes and raw inner text.
-struct Element<'a> {
-    tag: &'a str,
-    attributes: Vec<(String, String)>,
-    inner: &'a str,
-    /// Where the whole element ends in the text it came from.
-    end: usize,
-}
-
-impl Element<'_> {
-    fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
 fn xml_calls(text: &str) -> (Vec<ToolCall>, String) {
     let mut calls = Vec::new();
     let mut rest = String::new();
@@ -144,107 +129,6 @@ fn remove_wrappers(rest: &str) -> String {
             .replace(&format!("</{tag}>"), "");
     }
     text
-}
-
-/// The element that starts at `start` (a `<`), with its end: self-closing, or up to the
-/// first matching closing tag. Qwen3-Coder's `<function=NAME>` and `<parameter=KEY>` are read
-/// as `<function name="NAME">` and `<parameter name="KEY">`.
-fn element_at(text: &str, start: usize) -> Option<Element<'_>> {
-    let open_end = start + text[start..].find('>')?;
-    let open = &text[start + 1..open_end];
-    let self_closing = open.ends_with('/');
-    let open = open.trim_end_matches('/');
-    let tag_len = open
-        .find(|c: char| c.is_whitespace() || c == '=')
-        .unwrap_or(open.len());
-    let tag = &open[..tag_len];
-    if tag.is_empty()
-        || !tag
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-    {
-        return None;
-    }
-    let mut attributes = Vec::new();
-    let after_tag = &open[tag_len..];
-    if let Some(value) = after_tag.strip_prefix('=') {
-        attributes.push(("name".to_string(), value.trim().to_string()));
-    } else {
-        attributes = parse_attributes(after_tag);
-    }
-    if self_closing {
-        return Some(Element {
-            tag,
-            attributes,
-            inner: "",
-            end: open_end + 1,
-        });
-    }
-    let close = format!("</{tag}>");
-    let inner_start = open_end + 1;
-    let inner_end = inner_start + text[inner_start..].find(&close)?;
-    Some(Element {
-        tag,
-        attributes,
-        inner: &text[inner_start..inner_end],
-        end: inner_end + close.len(),
-    })
-}
-
-/// `key="value" other='x'`, with XML entities in the values decoded.
-fn parse_attributes(text: &str) -> Vec<(String, String)> {
-    let mut attributes = Vec::new();
-    let mut rest = text.trim();
-    while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim().to_string();
-        let after = rest[eq + 1..].trim_start();
-        let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else {
-            break;
-        };
-        let Some(close) = after[1..].find(quote) else {
-            break;
-        };
-        attributes.push((key, decode_entities(&after[1..1 + close])));
-        rest = after[close + 2..].trim_start();
-    }
-    attributes
-}
-
-fn decode_entities(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The child elements of an element's inner text, in order, skipping over each child's
-/// content (so the markup of a file being written is not read as elements).
-fn children(inner: &str) -> Vec<Element<'_>> {
-    let mut found = Vec::new();
-    let mut position = 0;
-    while let Some(offset) = inner[position..].find('<') {
-        let start = position + offset;
-        match element_at(inner, start) {
-            Some(element) => {
-                position = element.end;
-                found.push(element);
-            }
-            None => position = start + 1,
-        }
-    }
-    found
-}
-
-/// Inner text as a value: CDATA unwrapped, the line breaks around it trimmed.
-fn text_value(inner: &str) -> String {
-    let trimmed = inner.trim_matches(|c| c == '\n' || c == '\r');
-    let trimmed = trimmed
-        .trim()
-        .strip_prefix("<![CDATA[")
-        .and_then(|rest| rest.strip_suffix("]]>"))
-        .unwrap_or(trimmed);
-    trimmed.to_string()
 }
 
 /// The parameters of a call element: attributes, then children (`<key>v</key>`, or
@@ -302,6 +186,17 @@ fn call_from_element(element: &Element<'_>) -> Option<ToolCall> {
             json!({ "files": files })
         }
         WRITE_FILES => json!({ "files": files_to_write(element, &parameters) }),
+        EDIT_FILE => {
+            let path = value_of(&["path", "file"])?;
+            // `<edits>[JSON]</edits>`, or a single edit as `<find>` and `<replace>`.
+            let edits = match value_of(&["edits"]) {
+                Some(edits) => serde_json::from_str::<Value>(edits.trim()).ok()?,
+                None => {
+                    json!([{ "find": value_of(&["find"])?, "replace": value_of(&["replace"])? }])
+                }
+            };
+            json!({ "path": path.trim(), "edits": edits })
+        }
         _ => return None,
     };
     Some(new_call(tool, arguments.to_string()))
@@ -431,6 +326,25 @@ mod tests {
         );
         assert_eq!(name, READ_FILES);
         assert_eq!(arguments, json!({ "files": ["app/page.tsx"] }));
+    }
+
+    #[test]
+    fn edits_are_read_as_a_json_list_or_one_find_and_replace() {
+        let (name, arguments, _) = only_call(
+            "<function=edit_file>\n<parameter=path>app/page.tsx</parameter>\n<parameter=edits>[{\"find\": \"Hi\", \"replace\": \"Hello\"}]</parameter>\n</function>",
+        );
+        assert_eq!(name, EDIT_FILE);
+        assert_eq!(
+            arguments,
+            json!({ "path": "app/page.tsx", "edits": [{ "find": "Hi", "replace": "Hello" }] })
+        );
+        let (_, arguments, _) = only_call(
+            "<editFile><path>app/page.tsx</path><find><h1>Hi</h1></find><replace><h1>Hello</h1></replace></editFile>",
+        );
+        assert_eq!(
+            arguments,
+            json!({ "path": "app/page.tsx", "edits": [{ "find": "<h1>Hi</h1>", "replace": "<h1>Hello</h1>" }] })
+        );
     }
 
     #[test]

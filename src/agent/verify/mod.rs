@@ -1,12 +1,16 @@
 //! Checks that the app works once the agent says it is done: the type check, the dev
-//! server's own output since the job began (compile errors), and every page route answering
-//! 200 without a Next.js error page. What fails goes back to the agent as a new turn.
+//! server's own output since the job began (compile errors), every page route answering
+//! 200 without a Next.js error page, and then each page opened and clicked through in a
+//! browser (`browser_check`). What fails goes back to the agent as a new turn.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::dev_server;
+use super::{browser_check, dev_server};
+
+mod report;
 use crate::sandbox::{Sandbox, SandboxError};
+pub use report::{describe, feedback, fingerprint};
 
 /// Where the template's dev server writes its output (see `sandbox-templates/nextjs/codeflux-supervisor.cjs`).
 pub const DEV_LOG: &str = dev_server::LOG;
@@ -31,6 +35,8 @@ pub enum Problem {
     /// `npm run db:push` failed: the schema does not turn into a migration, the migration
     /// fails, or it would drop data.
     Database(String),
+    /// What the browser saw on a page: an exception, a failed request, nothing visible.
+    Browser(String),
 }
 
 const DEV_SERVER_SECTION: &str = "The dev server stopped";
@@ -38,6 +44,7 @@ const RENDER_SECTION: &str = "Pages that do not render";
 const COMPILE_SECTION: &str = "The dev server reported";
 const TYPE_SECTION: &str = "Type errors (tsc --noEmit)";
 const DATABASE_SECTION: &str = "The database schema does not apply (npm run db:push)";
+const BROWSER_SECTION: &str = "In a browser (each page opened, its buttons and links clicked)";
 const SCHEMA_LIMIT: Duration = Duration::from_secs(180);
 
 impl Problem {
@@ -49,6 +56,7 @@ impl Problem {
             Problem::Compile(_) => COMPILE_SECTION,
             Problem::Type(_) => TYPE_SECTION,
             Problem::Database(_) => DATABASE_SECTION,
+            Problem::Browser(_) => BROWSER_SECTION,
         }
     }
 
@@ -58,7 +66,8 @@ impl Problem {
             | Problem::Compile(text)
             | Problem::Render(text)
             | Problem::DevServer(text)
-            | Problem::Database(text) => text,
+            | Problem::Database(text)
+            | Problem::Browser(text) => text,
         }
     }
 }
@@ -68,6 +77,10 @@ impl Problem {
 pub struct Checker<'a> {
     log_offset: std::sync::atomic::AtomicU64,
     dev_server: &'a dev_server::Watch,
+    /// Whether the app is opened in a browser once everything else passes.
+    browser_check: bool,
+    /// What the last browser check saw, for the version (its screenshots).
+    browser: std::sync::Mutex<Option<browser_check::Outcome>>,
 }
 
 impl<'a> Checker<'a> {
@@ -84,6 +97,15 @@ impl<'a> Checker<'a> {
         Self {
             log_offset: size.into(),
             dev_server,
+            browser_check: true,
+            browser: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn with_browser(self, browser_check: bool) -> Self {
+        Self {
+            browser_check,
+            ..self
         }
     }
 
@@ -92,7 +114,8 @@ impl<'a> Checker<'a> {
         let schema = schema_problems(sandbox).await?;
         // Pages first: requesting them makes the dev server compile them and log errors, and
         // waits for a dev server that is starting again.
-        let pages = render_problems(sandbox).await?;
+        let routes = page_routes(sandbox).await?;
+        let pages = render_problems(sandbox, &routes).await?;
         // Then whether the dev server exited since the model last heard (an exit takes a
         // moment to show, so it is asked last); listed first, as it explains the rest.
         let mut problems: Vec<Problem> = self
@@ -111,7 +134,25 @@ impl<'a> Checker<'a> {
             problems.extend(logged);
         }
         problems.extend(type_problems(sandbox).await?);
+        // Only an app that compiles and renders is worth opening in a browser: before that,
+        // it would only repeat the errors above.
+        if self.browser_check && problems.is_empty() && !routes.is_empty() {
+            let outcome = browser_check::run(sandbox, &routes).await?;
+            problems.extend(outcome.problems.iter().cloned().map(Problem::Browser));
+            *self
+                .browser
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()) = Some(outcome);
+        }
         Ok(problems)
+    }
+
+    /// The last browser check's outcome, taken for the version it belongs to.
+    pub fn take_browser(&self) -> Option<browser_check::Outcome> {
+        self.browser
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
     }
 
     async fn compile_problems(&self, sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
@@ -180,20 +221,27 @@ async fn schema_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxE
     })])
 }
 
-/// The page routes under `app/`, each fetched through the dev server.
-async fn render_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxError> {
+/// The page routes under `app/` that can be opened as they are.
+async fn page_routes(sandbox: &dyn Sandbox) -> Result<Vec<String>, SandboxError> {
     let listed = sandbox
         .run(
             "find app -name node_modules -prune -o -type f \\( -name 'page.tsx' -o -name 'page.jsx' -o -name 'page.js' -o -name 'page.ts' \\) -print 2>/dev/null",
             Duration::from_secs(30),
         )
         .await?;
-    let routes: Vec<String> = listed
-        .stdout
-        .lines()
-        .filter_map(route_of)
-        .take(MAX_PAGES)
-        .collect();
+    let mut routes: Vec<String> = listed.stdout.lines().filter_map(route_of).collect();
+    // The front page first, then the rest in a stable order.
+    routes.sort_by(|a, b| (a != "/", a).cmp(&(b != "/", b)));
+    routes.dedup();
+    routes.truncate(MAX_PAGES);
+    Ok(routes)
+}
+
+/// Each page route fetched through the dev server.
+async fn render_problems(
+    sandbox: &dyn Sandbox,
+    routes: &[String],
+) -> Result<Vec<Problem>, SandboxError> {
     if routes.is_empty() {
         return Ok(vec![Problem::Render(
             "app/page.tsx is missing: the app has no front page".into(),
@@ -205,7 +253,7 @@ async fn render_problems(sandbox: &dyn Sandbox) -> Result<Vec<Problem>, SandboxE
         "for _ in $(seq 1 240); do code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:3000/__codeflux_ready 2>/dev/null); \
          [ \"$code\" != 000 ] && break; sleep 0.5; done; for route in",
     );
-    for route in &routes {
+    for route in routes {
         let _ = write!(script, " '{route}'");
     }
     script.push_str(
@@ -300,90 +348,6 @@ pub(super) fn strip_ansi(line: &str) -> String {
     clean
 }
 
-/// What the agent is told: every problem, grouped, with files and lines as the tools gave.
-pub fn feedback(problems: &[Problem]) -> String {
-    let mut text = String::from("The app does not work yet:\n");
-    for title in [
-        DEV_SERVER_SECTION,
-        RENDER_SECTION,
-        COMPILE_SECTION,
-        TYPE_SECTION,
-    ] {
-        let items: Vec<&Problem> = problems
-            .iter()
-            .filter(|problem| problem.section() == title)
-            .collect();
-        if items.is_empty() {
-            continue;
-        }
-        let _ = write!(text, "\n{title}:\n");
-        for problem in items {
-            let _ = writeln!(text, "- {}", problem.text());
-        }
-    }
-    text.push_str(
-        "\nFix these (read the files first), then reply with the <task_summary> block again.",
-    );
-    text
-}
-
-/// A short line for people: "2 type errors, 1 page that does not render".
-pub fn describe(problems: &[Problem]) -> String {
-    let count = |kind: fn(&Problem) -> bool| problems.iter().filter(|p| kind(p)).count();
-    let parts = [
-        (
-            count(|p| matches!(p, Problem::DevServer(_))),
-            "dev server exit",
-            "dev server exits",
-        ),
-        (
-            count(|p| matches!(p, Problem::Type(_))),
-            "type error",
-            "type errors",
-        ),
-        (
-            count(|p| matches!(p, Problem::Compile(_))),
-            "compile error",
-            "compile errors",
-        ),
-        (
-            count(|p| matches!(p, Problem::Render(_))),
-            "page that does not render",
-            "pages that do not render",
-        ),
-    ];
-    parts
-        .into_iter()
-        .filter(|(n, _, _)| *n > 0)
-        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The problems with what changes from run to run (paths, line numbers, ids, timings)
-/// removed, so the same failure seen twice is recognised.
-pub fn fingerprint(problems: &[Problem]) -> String {
-    let mut all: Vec<String> = problems
-        .iter()
-        .map(|problem| {
-            problem
-                .text()
-                .split_whitespace()
-                .filter(|word| !word.contains('/'))
-                .map(|word| {
-                    word.chars()
-                        .map(|c| if c.is_ascii_digit() { '#' } else { c })
-                        .collect::<String>()
-                        .to_lowercase()
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    all.sort();
-    all.join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,39 +370,5 @@ mod tests {
         let errors = dev_log_errors(log);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("boom-xyz") && errors[0].contains("app/page.tsx:2:9"));
-    }
-
-    #[test]
-    fn the_same_failure_has_the_same_fingerprint_whatever_the_lines_and_paths() {
-        let first = [Problem::Type(
-            "app/page.tsx(3,7): error TS2322: Type 'string' is not assignable to type 'number'."
-                .into(),
-        )];
-        let moved = [Problem::Type(
-            "app/home/page.tsx(12,9): error TS2322: Type 'string' is not assignable to type 'number'."
-                .into(),
-        )];
-        let other = [Problem::Type(
-            "app/page.tsx(3,7): error TS2304: Cannot find name 'x'.".into(),
-        )];
-        assert_eq!(fingerprint(&first), fingerprint(&moved));
-        assert_ne!(fingerprint(&first), fingerprint(&other));
-    }
-
-    #[test]
-    fn feedback_groups_problems_and_describe_counts_them() {
-        let problems = [
-            Problem::Type("a.tsx(1,1): error TS1: x".into()),
-            Problem::Type("b.tsx(1,1): error TS1: y".into()),
-            Problem::Render("/ answered HTTP 500 with an error page instead of rendering".into()),
-        ];
-        let text = feedback(&problems);
-        assert!(text.starts_with("The app does not work yet:"));
-        assert!(text.contains("Type errors (tsc --noEmit):\n- a.tsx(1,1)"));
-        assert!(text.contains("Pages that do not render:\n- / answered HTTP 500"));
-        assert_eq!(
-            describe(&problems),
-            "2 type errors, 1 page that does not render"
-        );
     }
 }

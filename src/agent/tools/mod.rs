@@ -1,4 +1,4 @@
-//! The three tools the model may call. Every call gets an answer: a success summary with
+//! The four tools the model may call. Every call gets an answer: a success summary with
 //! the output, or the error — never silence, never a crash on bad arguments.
 
 use std::collections::BTreeMap;
@@ -7,14 +7,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+mod files;
+
 use super::dev_server;
 use super::installs::{self, Pins};
 use crate::llm::ToolSpec;
-use crate::sandbox::{FileWrite, MAX_FILE_BYTES, Sandbox, SandboxError, WorkspacePath};
+use crate::sandbox::{Sandbox, SandboxError};
 
 pub const TERMINAL: &str = "terminal";
 pub const WRITE_FILES: &str = "createOrUpdateFiles";
 pub const READ_FILES: &str = "readFiles";
+pub const EDIT_FILE: &str = "editFile";
 
 /// Longest text of one output stream handed back to the model.
 const MAX_OUTPUT_CHARS: usize = 8_000;
@@ -49,6 +52,28 @@ pub fn specs() -> Vec<ToolSpec> {
                     }
                 },
                 "required": ["files"]
+            }),
+        },
+        ToolSpec {
+            name: EDIT_FILE,
+            description: "Change part of an existing file: each edit replaces the text `find` (which must occur exactly once in the file; copy it from the file, with a few surrounding lines if needed) by `replace`. Edits apply in order; if one cannot, nothing is changed. Prefer this to rewriting a file for a small change.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "path": { "type": "string", "description": "Relative to /home/user, e.g. app/page.tsx" },
+                    "edits": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "find": { "type": "string" },
+                                "replace": { "type": "string" }
+                            },
+                            "required": ["find", "replace"]
+                        }
+                    }
+                },
+                "required": ["path", "edits"]
             }),
         },
         ToolSpec {
@@ -116,6 +141,12 @@ struct FileArg {
 }
 
 #[derive(Deserialize)]
+struct EditArgs {
+    path: String,
+    edits: Vec<super::edit_file::Edit>,
+}
+
+#[derive(Deserialize)]
 struct ReadArgs {
     files: Vec<String>,
 }
@@ -160,6 +191,9 @@ impl<'a> Toolbox<'a> {
                     shorten(&paths.join(", "), 120)
                 }
             }
+            EDIT_FILE => serde_json::from_str::<EditArgs>(arguments)
+                .map(|args| shorten(&args.path, 120))
+                .unwrap_or_else(|_| "(no file)".into()),
             other => format!("unknown tool {other}"),
         }
     }
@@ -184,10 +218,18 @@ impl<'a> Toolbox<'a> {
                 Ok(args) => self.read_files(&args.files).await,
                 Err(outcome) => outcome,
             },
+            EDIT_FILE => match parse::<EditArgs>(
+                name,
+                arguments,
+                r#"{"path": "...", "edits": [{"find": "...", "replace": "..."}]}"#,
+            ) {
+                Ok(args) => self.edit_file(&args.path, &args.edits).await,
+                Err(outcome) => outcome,
+            },
             other => ToolOutcome::failed(
                 format!("unknown tool {other}"),
                 format!(
-                    "Error: there is no tool named {other:?}. Use {TERMINAL}, {WRITE_FILES} or {READ_FILES}."
+                    "Error: there is no tool named {other:?}. Use {TERMINAL}, {WRITE_FILES}, {EDIT_FILE} or {READ_FILES}."
                 ),
             ),
         }
@@ -266,132 +308,6 @@ impl<'a> Toolbox<'a> {
                 format!("Command failed: {error}"),
                 &error,
             ),
-        }
-    }
-
-    async fn write_files(&mut self, files: Vec<FileArg>) -> ToolOutcome {
-        if files.is_empty() {
-            return ToolOutcome::failed(
-                "wrote no files",
-                "Error: `files` is empty; nothing was written.",
-            );
-        }
-        // Check every path before writing anything, so a bad path leaves the workspace untouched.
-        let mut writes = Vec::with_capacity(files.len());
-        for file in &files {
-            if let Some(refusal) = WorkspacePath::parse(&file.path)
-                .ok()
-                .filter(|path| path.relative() == "package.json")
-                .and_then(|_| self.pins.manifest_refusal(&file.content))
-            {
-                return ToolOutcome::failed(
-                    "refused to write package.json: it would replace Next.js or React",
-                    format!("Error: {refusal} Nothing was written; send the other files again."),
-                );
-            }
-            if file.content.len() > MAX_FILE_BYTES {
-                return ToolOutcome::failed(
-                    format!("refused to write {}: too large", shorten(&file.path, 80)),
-                    format!(
-                        "Error: {} has {} bytes; files may have at most {MAX_FILE_BYTES}. Nothing was written. Split it into smaller modules.",
-                        file.path,
-                        file.content.len()
-                    ),
-                );
-            }
-            match WorkspacePath::parse(&file.path) {
-                Ok(path) => writes.push(FileWrite {
-                    path,
-                    content: file.content.clone().into_bytes(),
-                }),
-                Err(error) => {
-                    return ToolOutcome::failed(
-                        format!("refused to write {}", shorten(&file.path, 80)),
-                        format!(
-                            "Error: {error}. Nothing was written. Use paths relative to /home/user such as app/page.tsx."
-                        ),
-                    );
-                }
-            }
-        }
-        if let Err(error) = self.sandbox.write_files(&writes).await {
-            return ToolOutcome::sandbox_failed(
-                "failed to write files",
-                format!("Error writing files: {error}"),
-                &error,
-            );
-        }
-        let described: Vec<String> = writes
-            .iter()
-            .zip(&files)
-            .map(|(write, file)| {
-                let lines = file.content.lines().count();
-                format!(
-                    "{} ({lines} line{})",
-                    write.path,
-                    if lines == 1 { "" } else { "s" }
-                )
-            })
-            .collect();
-        for (write, file) in writes.into_iter().zip(files) {
-            if let Some(journal) = &self.journal {
-                journal
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(write.path.relative().to_string(), file.content.clone());
-            }
-            self.written
-                .insert(write.path.relative().to_string(), file.content);
-        }
-        ToolOutcome {
-            ok: true,
-            summary: format!("wrote {}", shorten(&described.join(", "), 160)),
-            content: format!(
-                "Wrote {} file(s): {}",
-                described.len(),
-                described.join(", ")
-            ),
-            lost: None,
-        }
-    }
-
-    async fn read_files(&mut self, paths: &[String]) -> ToolOutcome {
-        let mut results = Vec::with_capacity(paths.len());
-        let mut failures = 0;
-        let mut lost = None;
-        for raw in paths {
-            let entry = match WorkspacePath::parse(raw) {
-                Ok(path) => match self.sandbox.read_file(&path).await {
-                    Ok(bytes) => json!({ "path": raw, "content": String::from_utf8_lossy(&bytes) }),
-                    Err(SandboxError::FileNotFound(_)) => {
-                        failures += 1;
-                        json!({ "path": raw, "error": "file not found" })
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        if error.is_lost() {
-                            lost = Some(error.to_string());
-                        }
-                        json!({ "path": raw, "error": error.to_string() })
-                    }
-                },
-                Err(error) => {
-                    failures += 1;
-                    json!({ "path": raw, "error": error.to_string() })
-                }
-            };
-            results.push(entry);
-        }
-        let listed = shorten(&paths.join(", "), 120);
-        ToolOutcome {
-            ok: failures == 0,
-            summary: if failures == 0 {
-                format!("read {listed}")
-            } else {
-                format!("read {listed} ({failures} failed)")
-            },
-            content: serde_json::Value::Array(results).to_string(),
-            lost,
         }
     }
 }
