@@ -38,6 +38,8 @@ pub enum EventKind {
         created: bool,
         restored_files: usize,
     },
+    /// A fresh sandbox (or a restore) installed the app's own packages, or could not.
+    PackagesInstalled { ok: bool, detail: String },
     /// The agent asks the model for its next step.
     ModelTurn {
         iteration: u32,

@@ -14,6 +14,7 @@ pub mod import;
 pub mod jobs;
 pub mod llm;
 pub mod metrics;
+pub mod packages;
 pub mod preview;
 pub mod publish;
 pub mod quick_edit;

@@ -236,3 +236,115 @@ async fn an_install_that_leaves_the_dev_server_unanswering_restarts_it() {
     );
     job.passed_and_shows_the_page().await;
 }
+
+/// A page that shows what the `is-number` package says, so the preview proves it loaded
+/// (one text node: React separates neighbouring ones with comments).
+fn page_using_is_number(nonce: &str) -> String {
+    format!(
+        "import isNumber from \"is-number\";\n\nexport default function Page() {{\n  return <main>{{\"{nonce} is-number says \" + String(isNumber(5))}}</main>;\n}}\n"
+    )
+}
+
+/// The packages the agent installs are part of the version (package.json and the
+/// lockfile): a new sandbox (after the old one was reaped) installs them before it serves
+/// the app, a version without them leaves them out, and restoring the version that had
+/// them installs them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn packages_the_agent_installed_come_back_in_a_new_sandbox_and_with_a_restore() {
+    let fake = FakeLlm::start().await;
+    let nonce = format!("packages-{}", uuid::Uuid::now_v7().simple());
+    fake.push_all([
+        Reply::terminal("npm install is-number@7.0.0"),
+        Reply::write("app/page.tsx", &page_using_is_number(&nonce)),
+        Reply::summary("A page that asks is-number."),
+        Reply::summary("A page that asks is-number, checked."),
+    ]);
+    let (server, _cleanup, preview_port, provider) = checked_server(fake).await;
+    let project = server.create("a page that uses is-number").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let files = &answer["fragment"]["files"];
+    assert!(
+        files["package.json"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"is-number\""),
+        "the version carries the manifest npm changed: {}",
+        files["package.json"]
+    );
+    assert!(
+        files["package-lock.json"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node_modules/is-number"),
+        "and the lockfile"
+    );
+    preview_shows(&project, preview_port, "is-number says true").await;
+
+    // The sandbox goes (as the reaper would take it); a visit brings a new one.
+    use codeflux::sandbox::SandboxProvider;
+    provider.release(project.parse().unwrap()).await.unwrap();
+    preview_shows(
+        &project,
+        preview_port,
+        &format!("{nonce} is-number says true"),
+    )
+    .await;
+    let installed = in_sandbox(
+        &provider,
+        &project,
+        "node -p \"require('./node_modules/is-number/package.json').version\"",
+    )
+    .await;
+    assert_eq!(installed, "7.0.0");
+
+    // v2 removes the package: its version no longer names it.
+    let plain = format!("plain-{nonce}");
+    server.fake.push_all([
+        Reply::write(
+            "app/page.tsx",
+            &format!("export default function Page() {{\n  return <main>{plain}</main>;\n}}\n"),
+        ),
+        Reply::terminal("npm uninstall is-number"),
+        Reply::summary("A plain page."),
+        Reply::summary("A plain page, checked."),
+    ]);
+    server.follow_up(&project, "drop is-number").await;
+    let answer = server.last_message(&project).await;
+    assert_eq!(answer["type"], "result", "{answer}");
+    let files = &answer["fragment"]["files"];
+    for name in ["package.json", "package-lock.json"] {
+        assert!(
+            !files[name]
+                .as_str()
+                .unwrap_or_default()
+                .contains("is-number"),
+            "{name}: {}",
+            files[name]
+        );
+    }
+    preview_shows(&project, preview_port, &plain).await;
+
+    // Restoring v1 brings its package back into the running sandbox.
+    let (_, versions) = server
+        .get(&format!("/api/projects/{project}/versions"))
+        .await;
+    let v1 = versions[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{versions}"))
+        .to_string();
+    let (status, restored) = server
+        .post(
+            &format!("/api/projects/{project}/versions/{v1}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{restored}");
+    preview_shows(
+        &project,
+        preview_port,
+        &format!("{nonce} is-number says true"),
+    )
+    .await;
+    provider.release(project.parse().unwrap()).await.unwrap();
+}

@@ -13,7 +13,7 @@ const fs = require("node:fs");
 
 const LOG = "/tmp/codeflux-dev.log";
 const STATUS = "/tmp/codeflux-dev-server.json";
-const COMMAND = ["npx", ["--no-install", "next", "dev", "--turbopack", "-H", "0.0.0.0", "-p", "3000"]];
+const APP = "/home/user";
 // Back-off between restarts doubles up to this; a server that ran this long starts over at 1 s.
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 60_000;
@@ -50,11 +50,27 @@ function writeStatus(state) {
   }
 }
 
+// The app's own Next.js decides the bundler flag, read at every start since an install may
+// have replaced it: 15 needs --turbopack (webpack's PostCSS loader cannot load Tailwind 4
+// on Node 20), 13 and 14 do not know it, 16 bundles with Turbopack by default.
+function devArguments() {
+  const args = ["--no-install", "next", "dev"];
+  try {
+    const manifest = JSON.parse(fs.readFileSync(`${APP}/node_modules/next/package.json`, "utf8"));
+    if (Number(String(manifest.version).split(".")[0]) === 15) args.push("--turbopack");
+  } catch {
+    // No Next.js installed (yet): the dev server fails and says so in its log.
+  }
+  return [...args, "-H", "0.0.0.0", "-p", "3000"];
+}
+
 function start() {
   timer = null;
   startedAt = Date.now();
-  child = spawn(COMMAND[0], COMMAND[1], {
-    cwd: "/home/user",
+  const args = devArguments();
+  note(`starting: npx ${args.join(" ")}`);
+  child = spawn("npx", args, {
+    cwd: APP,
     // Its own process group, so a restart stops everything it started.
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],

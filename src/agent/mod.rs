@@ -3,7 +3,7 @@
 
 pub mod browser_check;
 mod compaction;
-mod dev_server;
+pub mod dev_server;
 mod edit_file;
 pub mod installs;
 mod live;

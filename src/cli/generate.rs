@@ -87,6 +87,7 @@ fn write_files(
 fn describe(kind: &EventKind) -> Option<String> {
     Some(match kind {
         EventKind::SandboxReady { backend, .. } => format!("sandbox ready ({backend})"),
+        EventKind::PackagesInstalled { detail, .. } => detail.clone(),
         EventKind::ModelTurn {
             iteration,
             max_iterations,

@@ -54,6 +54,8 @@ pub struct PreparedSandbox {
     pub restored_files: usize,
     /// Rows brought back into a fresh sandbox's database.
     pub restored_rows: u64,
+    /// The app's own packages, installed into a fresh sandbox: how, or why it failed.
+    pub installed: Option<Result<crate::packages::Installed, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,9 @@ impl Generation {
                 restored_files: prepared.restored_files,
             },
         );
+        if let Some(installed) = &prepared.installed {
+            self.publish(job, super::packages::event(installed));
+        }
         let sandbox = prepared.sandbox;
 
         let message = self.store.message(job.project_id, job.message_id)?;
@@ -192,6 +197,18 @@ impl Generation {
         match crate::data::migration_files(sandbox.as_ref()).await {
             Ok(migrations) => files.extend(migrations),
             Err(error) => tracing::warn!(%error, "could not read the app's migrations"),
+        }
+        // So do the app's packages: `npm install` changed package.json and the lockfile.
+        match crate::packages::read_back(sandbox.as_ref()).await {
+            Ok(manifests) => {
+                for (name, content) in manifests {
+                    match content {
+                        Some(content) => files.insert(name.to_string(), content),
+                        None => files.remove(name),
+                    };
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read the app's package.json"),
         }
         match super::removed::missing_files(sandbox.as_ref(), files.keys()).await {
             Ok(gone) => {
@@ -242,11 +259,19 @@ impl Generation {
         let Acquired { sandbox, created } = provider.acquire(project_id).await?;
         let mut restored_files = 0;
         let mut restored_rows = 0;
+        let mut installed = None;
         if created {
             if let Some(fragment) = self.store.latest_fragment(project_id)? {
                 let writes = file_writes(&fragment.files)?;
                 sandbox.write_files(&writes).await?;
                 restored_files = writes.len();
+                // Before the data: the app's own packages may be what opens its database.
+                installed = super::packages::install_for(
+                    sandbox.as_ref(),
+                    &crate::packages::Manifests::template(),
+                    &fragment.files,
+                )
+                .await;
             }
             // Files first: the database is rebuilt from the code's migrations.
             match self.put_data_back(project_id, sandbox.as_ref()).await {
@@ -269,6 +294,7 @@ impl Generation {
             created,
             restored_files,
             restored_rows,
+            installed,
         })
     }
 

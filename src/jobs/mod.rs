@@ -6,6 +6,7 @@
 mod data;
 pub use data::DataSource;
 mod generation;
+mod packages;
 mod removed;
 mod revival;
 mod versions;

@@ -87,7 +87,7 @@ async fn build_in(
         })
         .collect::<Result<Vec<_>, crate::sandbox::SandboxError>>()?;
     sandbox.write_files(&writes).await?;
-    if needs_install(files.get("package.json")) {
+    if needs_install(files) {
         step(
             sandbox,
             "Installing the app's packages",
@@ -120,22 +120,19 @@ async fn build_in(
 }
 
 /// Whether the version's packages differ from the template's, which the image holds.
-fn needs_install(manifest: Option<&Vec<u8>>) -> bool {
-    let Some(manifest) = manifest else {
-        return false;
+fn needs_install(files: &BTreeMap<String, Vec<u8>>) -> bool {
+    use crate::packages::{LOCKFILE, MANIFEST, Manifests};
+    let text = |name: &str| {
+        files
+            .get(name)
+            .and_then(|bytes| String::from_utf8(bytes.clone()).ok())
+            .map(|text| (name.to_string(), text))
     };
-    let packages = |bytes: &[u8]| {
-        serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .map(|json| {
-                (
-                    json["dependencies"].clone(),
-                    json["devDependencies"].clone(),
-                )
-            })
-    };
-    let template = crate::sandbox::template::file("package.json");
-    packages(manifest) != template.as_deref().and_then(packages)
+    let own: BTreeMap<String, String> = [text(MANIFEST), text(LOCKFILE)]
+        .into_iter()
+        .flatten()
+        .collect();
+    Manifests::of_version(&own).need_install_over(&Manifests::template())
 }
 
 /// Runs one build step; its output goes to the log, and a failure carries its end.
@@ -290,17 +287,24 @@ mod tests {
 
     #[test]
     fn only_changed_packages_are_installed() {
+        let with =
+            |manifest: &[u8]| BTreeMap::from([("package.json".to_string(), manifest.to_vec())]);
         let template = crate::sandbox::template::file("package.json").unwrap();
-        assert!(!needs_install(None));
-        assert!(!needs_install(Some(&template)));
+        assert!(!needs_install(&BTreeMap::new()));
+        assert!(!needs_install(&with(&template)));
         let mut manifest: serde_json::Value = serde_json::from_slice(&template).unwrap();
         manifest["scripts"]["extra"] = "echo".into();
         let reformatted = serde_json::to_vec(&manifest).unwrap();
         assert!(
-            !needs_install(Some(&reformatted)),
+            !needs_install(&with(&reformatted)),
             "scripts and layout do not count"
         );
         manifest["dependencies"]["left-pad"] = "^1.3.0".into();
-        assert!(needs_install(Some(&serde_json::to_vec(&manifest).unwrap())));
+        assert!(needs_install(&with(
+            &serde_json::to_vec(&manifest).unwrap()
+        )));
+        let mut locked = with(&template);
+        locked.insert("package-lock.json".into(), b"{}".to_vec());
+        assert!(needs_install(&locked), "a lockfile of its own installs");
     }
 }

@@ -31,6 +31,12 @@ pub fn item(event: &Event) -> Option<Markup> {
                 ")"
             },
         ),
+        EventKind::PackagesInstalled { ok: true, detail } => ("ok", "📦", html! { (detail) }),
+        EventKind::PackagesInstalled { ok: false, detail } => (
+            "fail",
+            "📦",
+            html! { details { summary { "The app's packages could not be installed" } pre { (detail) } } },
+        ),
         EventKind::ModelTurn { .. }
         | EventKind::ToolStarted { .. }
         | EventKind::ModelStreaming { .. } => return None,
