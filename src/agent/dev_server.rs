@@ -166,6 +166,12 @@ impl Watch {
     }
 }
 
+/// Whether the sandbox's dev server runs under CodeFlux's supervisor (the template's
+/// sandboxes do; another sandbox may not).
+pub async fn supervised(sandbox: &dyn Sandbox) -> bool {
+    status(sandbox).await.is_some()
+}
+
 /// Whether the dev server answers HTTP at all (any status: it may be compiling an error).
 pub async fn answers(sandbox: &dyn Sandbox, wait: Duration) -> Result<bool, SandboxError> {
     let seconds = wait.as_secs().max(1);

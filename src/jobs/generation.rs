@@ -8,7 +8,9 @@ use crate::events::{EventHub, EventKind};
 use crate::llm::{ChatMessage, Llm};
 use crate::sandbox::{Acquired, FileWrite, Sandbox, SandboxError, SandboxProvider, WorkspacePath};
 use crate::store::snapshots::SnapshotKind;
-use crate::store::{Job, Message, MessageType, NewFragment, Role, Store, StoreError};
+use crate::store::{
+    AppBase, Job, JobKind, Message, MessageType, NewFragment, Role, Store, StoreError,
+};
 use uuid::Uuid;
 
 /// How many earlier messages the model sees as conversation context.
@@ -90,7 +92,13 @@ impl Generation {
             },
         );
         let limit = self.settings.job_timeout;
-        let outcome = tokio::time::timeout(limit, self.generate(job))
+        let work = async {
+            match job.kind {
+                JobKind::Agent => self.generate(job).await,
+                JobKind::Install => self.install_and_start(job).await,
+            }
+        };
+        let outcome = tokio::time::timeout(limit, work)
             .await
             .unwrap_or(Err(JobError::TimedOut(limit)));
         self.journals.take(job.id);
@@ -162,7 +170,14 @@ impl Generation {
 
         let message = self.store.message(job.project_id, job.message_id)?;
         let images = self.images_of(&message)?;
+        let own_manifest = match self.store.project(job.project_id)?.base {
+            AppBase::Own => previous
+                .as_ref()
+                .and_then(|fragment| fragment.files.get(crate::packages::MANIFEST).cloned()),
+            AppBase::Template => None,
+        };
         let task = AgentTask {
+            own_manifest,
             history: self.history(job)?,
             prompt: message.content,
             images,
@@ -262,6 +277,10 @@ impl Generation {
         let mut installed = None;
         if created {
             if let Some(fragment) = self.store.latest_fragment(project_id)? {
+                let own = self.store.project(project_id)?.base == AppBase::Own;
+                if own {
+                    super::packages::clear_template(sandbox.as_ref()).await?;
+                }
                 let writes = file_writes(&fragment.files)?;
                 sandbox.write_files(&writes).await?;
                 restored_files = writes.len();
@@ -270,6 +289,7 @@ impl Generation {
                     sandbox.as_ref(),
                     &crate::packages::Manifests::template(),
                     &fragment.files,
+                    own,
                 )
                 .await;
             }

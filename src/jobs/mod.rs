@@ -21,6 +21,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 pub use generation::{Generation, JobError, Journal, Journals, PreparedSandbox, PreviewAddress};
+pub use packages::offers_install_fix;
 pub use revival::Revival;
 
 use crate::events::EventKind;

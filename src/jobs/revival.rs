@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::Generation;
 use crate::preview::{PreviewTargets, Wake};
 use crate::sandbox::PreviewUpstream;
+use crate::store::JobKind;
 
 pub struct Revival {
     generation: Arc<Generation>,
@@ -118,6 +119,16 @@ impl PreviewTargets for Arc<Revival> {
             Ok(true) => {}
             Ok(false) => return Wake::UnknownProject,
             Err(error) => return Wake::Unavailable(error.to_string()),
+        }
+        // An import's install job makes the first sandbox; a second one beside it would
+        // install the same packages into the same folder at once.
+        let installing = self
+            .generation
+            .store
+            .open_jobs_of(project_id)
+            .is_ok_and(|jobs| jobs.iter().any(|job| job.kind == JobKind::Install));
+        if installing {
+            return Wake::Starting;
         }
         {
             let mut waking = self.lock();

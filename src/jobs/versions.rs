@@ -160,9 +160,14 @@ impl Generation {
         prepared.sandbox.remove_files(&gone).await?;
         // The restored version may run other packages than the one it replaced.
         let installed = crate::packages::Manifests::of_version(before);
-        if let Some(Err(error)) =
-            super::packages::install_for(prepared.sandbox.as_ref(), &installed, &restored.files)
-                .await
+        let own = self.store.project(project_id)?.base == crate::store::AppBase::Own;
+        if let Some(Err(error)) = super::packages::install_for(
+            prepared.sandbox.as_ref(),
+            &installed,
+            &restored.files,
+            own,
+        )
+        .await
         {
             tracing::warn!(%project_id, %error, "the restored version's packages are not installed");
         }

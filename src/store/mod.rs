@@ -134,29 +134,40 @@ impl Store {
         prompt: &str,
         attachments: Attachments,
     ) -> StoreResult<(Project, Message, Job)> {
-        let now = Utc::now();
-        let project = Project {
-            id: Uuid::now_v7(),
-            name: slug::random_slug(),
-            created_at: now,
-            updated_at: now,
-        };
-        put(&self.projects, project.id.as_bytes(), &project)?;
+        let project = self.create_empty_project(AppBase::Template)?;
         let (message, job) = self.add_user_message_with(project.id, prompt, attachments)?;
         Ok((project, message, job))
     }
 
     /// A new project with no message yet (an import adds its first version).
-    pub fn create_empty_project(&self) -> StoreResult<Project> {
+    pub fn create_empty_project(&self, base: AppBase) -> StoreResult<Project> {
         let now = Utc::now();
         let project = Project {
             id: Uuid::now_v7(),
             name: slug::random_slug(),
             created_at: now,
             updated_at: now,
+            base,
         };
         put(&self.projects, project.id.as_bytes(), &project)?;
         Ok(project)
+    }
+
+    /// Queues the job that installs an imported app's packages and starts it; `message_id`
+    /// is the message of the version it installs.
+    pub fn add_install_job(&self, project_id: Uuid, message_id: Uuid) -> StoreResult<Job> {
+        let job = Job {
+            id: Uuid::now_v7(),
+            project_id,
+            message_id,
+            kind: JobKind::Install,
+            status: JobStatus::Queued,
+            attempts: 0,
+            created_at: Utc::now(),
+            finished_at: None,
+        };
+        self.put_job(&job)?;
+        Ok(job)
     }
 
     pub fn project(&self, id: Uuid) -> StoreResult<Project> {
@@ -288,6 +299,7 @@ impl Store {
             id: Uuid::now_v7(),
             project_id,
             message_id: message.id,
+            kind: JobKind::Agent,
             status: JobStatus::Queued,
             attempts: 0,
             created_at: Utc::now(),

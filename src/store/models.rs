@@ -14,6 +14,22 @@ pub struct Project {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What the project's files are laid over in a sandbox.
+    #[serde(default)]
+    pub base: AppBase,
+}
+
+/// What a project's versions are laid over in its sandbox.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AppBase {
+    /// The bundled template: versions hold what the agent wrote, over the template's files
+    /// and packages.
+    #[default]
+    Template,
+    /// An app brought in whole (an import): each version is the whole app, a sandbox is
+    /// cleared of the template's files before it is written, and its packages are its own.
+    Own,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -229,13 +245,27 @@ pub enum JobStatus {
     Cancelled,
 }
 
+/// What a job does.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// The agent answers a prompt.
+    #[default]
+    Agent,
+    /// An imported app's packages are installed and it is started, with no model.
+    Install,
+}
+
 /// One generation request, recorded before the API answers so that it survives a restart.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Job {
     pub id: Uuid,
     pub project_id: Uuid,
-    /// The user message this job answers.
+    /// The user message this job answers (for an install, the message of the version it
+    /// installs).
     pub message_id: Uuid,
+    #[serde(default)]
+    pub kind: JobKind,
     pub status: JobStatus,
     /// How many times a worker has started this job.
     pub attempts: u32,

@@ -158,6 +158,9 @@ fn message(project_id: Uuid, view: &MessageView, selected: Option<Uuid>) -> Mark
         article.message.(role_class).error[error].stopped[stopped] id={ "message-" (message.id) } {
             span.who { (who) }
             (message.content)
+            @if crate::jobs::offers_install_fix(message) {
+                p { button type="button" hx-post={ "/projects/" (project_id) "/messages/" (message.id) "/fix" } hx-swap="none" { "Fix the install" } }
+            }
             @if !message.selected.is_empty() {
                 ul.picked.sent aria-label="Selected elements" {
                     @for element in &message.selected { li.picked-item { code { (element.label()) } } }

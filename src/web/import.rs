@@ -80,7 +80,9 @@ impl AppState {
         imported: &Imported,
         source: &str,
     ) -> Result<crate::store::Project, AppError> {
-        let project = self.store.create_empty_project()?;
+        let project = self
+            .store
+            .create_empty_project(crate::store::AppBase::Own)?;
         let mut description = format!(
             "Imported {} files from {source}: {}.",
             imported.files.len(),
@@ -97,7 +99,7 @@ impl AppState {
                     .join(", ")
             ));
         }
-        self.store.add_assistant_message(
+        let (message, _) = self.store.add_assistant_message(
             project.id,
             MessageType::Result,
             &description,
@@ -109,6 +111,8 @@ impl AppState {
                 verification: None,
             }),
         )?;
+        // Its packages are installed and it is started as the project's first job.
+        self.store.add_install_job(project.id, message.id)?;
         Ok(project)
     }
 }
@@ -152,6 +156,7 @@ impl AppState {
                 }
             };
         self.store.flush().await?;
+        self.jobs.wake();
         Ok((project, imported))
     }
 }
@@ -210,5 +215,56 @@ pub async fn form_import(
             ))
         }
         Err(error) => Err(error),
+    }
+}
+
+/// `POST /projects/{id}/messages/{message_id}/fix`: "Fix the install" sends an imported
+/// app's failed install or first start, with its log, to the agent as a follow-up.
+pub async fn fix_install(
+    State(state): State<AppState>,
+    super::extract::PathOf((project_id, message_id)): super::extract::PathOf<(
+        uuid::Uuid,
+        uuid::Uuid,
+    )>,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
+    let message = state.store.message(project_id, message_id)?;
+    if !crate::jobs::offers_install_fix(&message) {
+        return Err(AppError::Invalid(
+            "that message is not a failed install or start".into(),
+        ));
+    }
+    let (_, job) = state
+        .store
+        .add_user_message(project_id, &install_fix_prompt(&message.content))?;
+    state.job_submitted(&job)?;
+    state.store.flush().await?;
+    state.jobs.wake();
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(location) = axum::http::HeaderValue::from_str(&format!("/projects/{project_id}")) {
+        response.headers_mut().insert("hx-redirect", location);
+    }
+    Ok(response)
+}
+
+/// The follow-up for a failed install or start: what happened and the end of its log,
+/// within the prompt limit (the log's end is where npm and Next.js say what failed).
+fn install_fix_prompt(failure: &str) -> String {
+    let head = "The imported app does not run in the sandbox yet. Fix its package.json or its code so that its packages install and its home page renders, keeping the Next.js and React versions it has. What happened:\n\n";
+    let room = crate::store::MAX_PROMPT_CHARS.saturating_sub(head.len());
+    let chars: Vec<char> = failure.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(room)..].iter().collect();
+    format!("{head}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fix_prompt_keeps_the_end_of_a_long_log_within_the_limit() {
+        let failure = format!("{}npm error ERESOLVE at the end", "x".repeat(20_000));
+        let prompt = super::install_fix_prompt(&failure);
+        assert!(prompt.chars().count() <= crate::store::MAX_PROMPT_CHARS);
+        assert!(prompt.ends_with("npm error ERESOLVE at the end"));
+        assert!(prompt.starts_with("The imported app does not run"));
     }
 }

@@ -192,6 +192,10 @@ pub fn app(state: AppState, guard: Arc<Guard>) -> Router {
         )
         .route("/projects/{id}/unpublish", post(publish::form_unpublish))
         .route("/projects/{id}/publish/fix", post(publish::fix_build))
+        .route(
+            "/projects/{id}/messages/{message_id}/fix",
+            post(import::fix_install),
+        )
         .route("/projects/{id}/publish/backup", post(publish::form_back_up))
         .route("/projects/{id}/publish/name", post(publish::form_rename))
         .route(
