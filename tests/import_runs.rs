@@ -160,7 +160,7 @@ async fn a_next_14_app_with_tailwind_3_runs_on_its_own_packages_and_takes_a_foll
 
     // Text that only client-side JavaScript renders shows in a real browser.
     {
-        use support::chromium::{browser, wait_for};
+        use support::chromium::{browser, click, wait_for, wait_for_preview};
         let (browser, _driver) = browser().await;
         browser.goto(&format!("http://{host}/")).await.unwrap();
         wait_for(
@@ -169,6 +169,27 @@ async fn a_next_14_app_with_tailwind_3_runs_on_its_own_packages_and_takes_a_foll
             "return document.body.innerText.includes('Rendered in the browser')",
         )
         .await;
+        // Its pages carry no source tags, so the element picker says it is not available.
+        browser
+            .goto(&format!("{}/projects/{project}", server.base))
+            .await
+            .unwrap();
+        wait_for_preview(&browser, "Rendered in the browser").await;
+        click(&browser, "#select-toggle").await;
+        wait_for(
+            &browser,
+            "the picker's answer",
+            "return (document.querySelector('#select-hint') || {}).textContent.includes('not available for this project')",
+        )
+        .await;
+        let pressed = browser
+            .execute(
+                "return document.querySelector('#select-toggle').getAttribute('aria-pressed')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(pressed, "false", "select mode does not stay on");
         let _ = browser.close().await;
     }
 

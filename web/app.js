@@ -233,6 +233,11 @@
     if (data.codeflux !== "ready" && (!selecting || !selectNonce || data.nonce !== selectNonce)) return;
     if (data.codeflux === "selecting") {
       clearTimeout(selectTimer);
+    } else if (data.codeflux === "untagged") {
+      clearTimeout(selectTimer);
+      if (toggle) toggle.setAttribute("aria-pressed", "false");
+      selectNonce = null;
+      selectHint("Selecting elements is not available for this project's page as it is served now: it carries no source locations (an imported app's own dev server is not tagged by CodeFlux, and an error page has none). Describe the place in words instead.");
     } else if (data.codeflux === "ready") {
       // The preview reloaded (a new version): carry select mode over.
       if (selecting) setSelecting(true);

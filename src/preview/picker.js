@@ -134,6 +134,12 @@
     var data = event.data;
     if (!data || data.codeflux !== "select") return;
     if (data.on && typeof data.nonce === "string") {
+      // A page with no tagged element comes from a dev server CodeFlux does not tag (an
+      // imported app's own): there is nothing to pick, and the UI says so.
+      if (!document.querySelector("[" + TAG + "]")) {
+        send({ codeflux: "untagged", nonce: data.nonce }, event.origin);
+        return;
+      }
       uiOrigin = event.origin;
       nonce = data.nonce;
       overlay();
