@@ -168,15 +168,17 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Installs what `files` ask for over what the sandbox has installed (`installed`). `None`
 /// when nothing had to change; a failure is told, not raised: the sandbox still holds the
 /// app's files, and the dev server's error page and the agent's checks say what is missing.
-/// `exact` for an app that brought its own packages (`npm ci` when it has a lockfile).
+/// `own_app` for an app that brought its own packages: only its own files count, and its
+/// lockfile is installed exactly (`npm ci`).
 pub(super) async fn install_for(
     sandbox: &dyn Sandbox,
     installed: &Manifests,
     files: &BTreeMap<String, String>,
-    exact: bool,
+    own_app: bool,
 ) -> Option<Result<Installed, String>> {
-    let wanted = Manifests::of_version(files);
-    let outcome = crate::packages::sync(sandbox, installed, &wanted, exact, INSTALL_TIMEOUT).await;
+    let wanted = Manifests::of(files, own_app);
+    let outcome =
+        crate::packages::sync(sandbox, installed, &wanted, own_app, INSTALL_TIMEOUT).await;
     match outcome {
         Ok(None) => None,
         Ok(Some(done)) => {

@@ -159,8 +159,8 @@ impl Generation {
             .collect::<Result<Vec<_>, SandboxError>>()?;
         prepared.sandbox.remove_files(&gone).await?;
         // The restored version may run other packages than the one it replaced.
-        let installed = crate::packages::Manifests::of_version(before);
         let own = self.store.project(project_id)?.base == crate::store::AppBase::Own;
+        let installed = crate::packages::Manifests::of(before, own);
         if let Some(Err(error)) = super::packages::install_for(
             prepared.sandbox.as_ref(),
             &installed,

@@ -56,6 +56,24 @@ impl Manifests {
         }
     }
 
+    /// What an app brought in whole asks for: only its own files (an app without a lockfile
+    /// has none, and is never given the template's).
+    pub fn of_own_app(files: &BTreeMap<String, String>) -> Self {
+        Self {
+            manifest: files.get(MANIFEST).cloned(),
+            lockfile: files.get(LOCKFILE).cloned(),
+        }
+    }
+
+    /// [`Self::of_own_app`] for an app brought in whole, else [`Self::of_version`].
+    pub fn of(files: &BTreeMap<String, String>, own_app: bool) -> Self {
+        if own_app {
+            Self::of_own_app(files)
+        } else {
+            Self::of_version(files)
+        }
+    }
+
     /// Whether these are the template's packages, which every sandbox image holds.
     pub fn are_the_templates(&self) -> bool {
         *self == Self::template()
@@ -204,5 +222,14 @@ mod tests {
         assert!(added.need_install_over(&template));
         // Going back to a version without the package installs again.
         assert!(template.need_install_over(&added));
+    }
+
+    #[test]
+    fn an_own_app_without_a_lockfile_is_never_given_the_templates() {
+        let app = files(&[(MANIFEST, r#"{"dependencies":{"next":"14.2.35"}}"#)]);
+        let own = Manifests::of(&app, true);
+        assert_eq!(own.lockfile, None);
+        assert!(own.need_install_over(&Manifests::template()));
+        assert!(Manifests::of(&app, false).lockfile.is_some());
     }
 }
