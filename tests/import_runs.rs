@@ -241,7 +241,7 @@ async fn an_install_that_fails_says_why_and_fix_the_install_sends_it_to_the_agen
     let said = answer["content"].as_str().unwrap();
     assert!(
         said.starts_with("The app's packages could not be installed")
-            && said.contains("npm install")
+            && said.contains("`npm install --no-audit --no-fund` failed")
             && said.contains("left-pad"),
         "{said}"
     );
